@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   creates or reuses .venv, installs, runs the main job on the embedded data
+#   make test   creates or reuses .venv, installs, runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-synthpm
+
+.PHONY: demo test lint bench clean
+
+# torch is pinned to 2.13.0 in pyproject (a CPU wheel on these machines); pip resolves the
+# rest from the package index. Re-installs only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,live]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/synthpm demo --out runs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check synthpm tests benchmarks
+	$(BIN)/ruff format --check synthpm tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/import_bench.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

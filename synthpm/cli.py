@@ -1,0 +1,178 @@
+"""The `synthpm` command line (Typer + rich).
+
+`synthpm data ...` manages the store; `synthpm demo` runs the main job end to end on the
+embedded default data. Errors synthpm raises on purpose (bad data, unknown tickers, a
+missing store) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from synthpm import progress
+from synthpm.data.errors import SynthpmError
+from synthpm.data.importers import KINDS, init_embedded, read_source
+from synthpm.data.store import ImportReport, Store, default_store_path
+
+app = typer.Typer(help="synthpm: a synthetic portfolio manager.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+data_app = typer.Typer(help="The point-in-time store: load, import, inspect.", no_args_is_help=True)
+fetch_app = typer.Typer(help="Live downloads (network; only when you ask).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+data_app.add_typer(fetch_app, name="fetch")
+console = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", envvar="SYNTHPM_STORE", show_envvar=True,
+                 help="DuckDB store file [default: ./synthpm.duckdb]"),
+]
+
+
+def _store(path: Path | None) -> Store:
+    return Store(path or default_store_path())
+
+
+def _show_report(report: ImportReport) -> None:
+    console.print(f"[bold]{report.kind} import[/] from {escape(report.source)}")
+    table = Table()
+    for col in ("table", "rows", "tickers"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name, rows in report.rows.items():
+        table.add_row(name, f"{rows:,}", f"{report.tickers.get(name, ''):,}"
+                      if name in report.tickers else "")
+    console.print(table)
+    for key, value in report.notes.items():
+        console.print(f"  {key.replace('_', ' ')}: {value:,}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+
+
+@data_app.command("init")
+def data_init(store: StoreOption = None) -> None:
+    """Load the embedded default data: 20 US stocks + S&P 500, 1990-2022, sectors, VIX."""
+    target = _store(store)
+    started = time.perf_counter()
+    with console.status("loading embedded default data (skfolio, arch)"):
+        report = init_embedded(target)
+    _show_report(report)
+    console.print(f"store {target.path} ready in {time.perf_counter() - started:.1f}s")
+
+
+@data_app.command("import")
+def data_import(
+    kind: Annotated[str, typer.Argument(help=f"one of: {', '.join(KINDS)}")],
+    path: Annotated[Path, typer.Argument(help="file or folder to import")],
+    store: StoreOption = None,
+    strict: Annotated[bool, typer.Option(help="reject bars with high < low etc. instead of "
+                                               "keeping them close-only")] = False,
+    series: Annotated[str, typer.Option(help="market import: vix or index")] = "vix",
+    ticker: Annotated[str | None, typer.Option(help="market import: take this ticker's rows "
+                                                    "from a long panel")] = None,
+) -> None:
+    """Validate a source, then import it as one all-or-nothing transaction."""
+    target = _store(store)
+    started = time.perf_counter()
+    options = {"strict": strict} if kind in ("csv", "parquet", "stooq") else {}
+    if kind == "market":
+        if series not in ("vix", "index"):
+            raise SynthpmError(f"--series must be vix or index, not {series!r}")
+        options = {"series": series, "ticker": ticker}
+    with console.status(f"reading and validating {path}"):
+        batch = read_source(kind, path, store=target, **options)
+    with console.status(f"writing {sum(len(f) for f in batch.frames.values()):,} rows to {target.path}"):
+        report = target.write(batch)
+    _show_report(report)
+    console.print(f"done in {time.perf_counter() - started:.1f}s (write {report.seconds:.1f}s)")
+
+
+@data_app.command("info")
+def data_info(
+    store: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Tickers, date ranges and row counts per table."""
+    target = _store(store)
+    info = target.info()
+    if as_json:
+        print(json.dumps({"store": str(target.path), "tables": info}, indent=2, default=str))
+        return
+    console.print(f"[bold]store[/] {escape(str(target.path))}")
+    table = Table()
+    for col in ("table", "rows", "tickers", "first", "last"):
+        table.add_column(col, justify="right" if col in ("rows", "tickers") else "left")
+    for name, entry in info.items():
+        tickers = entry.get("tickers")
+        table.add_row(name, f"{entry['rows']:,}", "" if tickers is None else f"{tickers:,}",
+                      str(entry.get("first") or ""), str(entry.get("last") or ""))
+    console.print(table)
+    for source, span in info.get("market", {}).get("vix_sources", {}).items():
+        console.print(f"  vix from {source}: {span['rows']:,} days, {span['first']} .. {span['last']}")
+
+
+@fetch_app.command("prices")
+def fetch_prices(
+    tickers: Annotated[list[str], typer.Argument(help="tickers to download")],
+    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Download adjusted daily prices from Yahoo (yfinance) and import them."""
+    from synthpm.data.importers.live import yahoo_prices
+
+    with console.status(f"downloading {len(tickers)} ticker(s) from Yahoo"):
+        batch = yahoo_prices(tickers, start, end)
+    _show_report(_store(store).write(batch))
+
+
+@fetch_app.command("edgar")
+def fetch_edgar_cmd(
+    ciks: Annotated[list[str], typer.Argument(help="company CIKs, e.g. 320193 for Apple")],
+    user_agent: Annotated[str, typer.Option(envvar="SYNTHPM_EDGAR_USER_AGENT",
+                                            help="'Name email', required by the SEC")],
+    out: Annotated[Path, typer.Option(help="folder for the JSON files")] = Path("edgar"),
+    store: StoreOption = None,
+) -> None:
+    """Download EDGAR submissions (at most 10 requests/s) and import their 8-K and Form 4 events."""
+    from synthpm.data.importers.live import fetch_edgar
+
+    files = fetch_edgar(ciks, out, user_agent=user_agent)
+    console.print(f"wrote {len(files)} file(s) to {out}")
+    target = _store(store)
+    _show_report(target.write(read_source("edgar", out, store=target)))
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="folder for the demo's store and results")] = Path("runs/demo"),
+) -> None:
+    """The main job, end to end on the embedded default data (grows as the system does)."""
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "store.duckdb"
+    console.rule("[bold]1. data: embedded default store")
+    data_init(store)
+    data_info(store)
+    console.print(f"\nresults in {out.resolve()}")
+
+
+def main() -> None:
+    progress.enable(sys.stderr.isatty())
+    try:
+        app()
+    except SynthpmError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

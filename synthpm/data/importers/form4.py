@@ -1,0 +1,102 @@
+"""Form 4 insider transactions.
+
+Columns as parsed from Form 4 filings (the layout of ../shared/data's Form 4 file):
+`ticker, reporting_owner, reporting_owner_cik, reporting_owner_position, transaction_date,
+transaction_shares, transaction_price, transaction_type, shares_after_transaction` and an
+optional `id`; the short names of the `insider` table (`owner, role, code, shares, price`)
+are accepted too.
+
+`date_known`: the filing's acceptance (or filing date, taken as after the close) when the
+file has one; otherwise the transaction date plus 2 business days, the Form 4 deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthpm.data.calendar import add_business_days, known_from_acceptance
+from synthpm.data.importers.tabular import read_table
+from synthpm.data.store import ImportBatch
+from synthpm.data.validate import (
+    check_tickers,
+    fail_where,
+    normalise_columns,
+    parse_dates,
+    parse_numbers,
+)
+
+ALIASES = {
+    "reporting_owner": "owner",
+    "reporting_owner_cik": "owner_cik",
+    "reporting_owner_position": "role",
+    "position": "role",
+    "transaction_type": "code",
+    "transaction_code": "code",
+    "transaction_shares": "shares",
+    "transaction_price": "price",
+    "shares_after_transaction": "shares_after",
+    "accession_number": "accession",
+}
+FILING_DEADLINE_DAYS = 2
+
+
+def import_form4(path: Path) -> ImportBatch:
+    df = normalise_columns(
+        read_table(path), ["ticker", "owner", "transaction_date", "code", "shares"], str(path), ALIASES
+    )
+    df["ticker"] = check_tickers(df)
+    df["transaction_date"] = parse_dates(df, "transaction_date")
+    df = parse_numbers(df, ["shares", "price", "shares_after"])
+    fail_where(df, df["shares"].isna(), "missing shares", "shares")
+    fail_where(df, df["shares"] < 0, "negative shares (a sale is code S, not a sign)", "shares")
+    fail_where(df, df["price"] < 0, "negative price", "price")
+    code = df["code"].astype("string").str.strip().str.upper()
+    fail_where(df, code.isna() | (code == ""), "missing transaction code", "code")
+    df["code"] = code.astype(object)
+
+    if "filing_date" in df or "acceptance_datetime" in df:
+        accepted = df.get("acceptance_datetime", pd.Series(None, index=df.index, dtype=object))
+        filed = df.get("filing_date", pd.Series(None, index=df.index, dtype=object))
+        df["date_known"] = known_from_acceptance(accepted.astype("string"), filed)
+        late = df["date_known"].isna()
+        df.loc[late, "date_known"] = add_business_days(df.loc[late, "transaction_date"],
+                                                       FILING_DEADLINE_DAYS)
+    else:
+        df["date_known"] = add_business_days(df["transaction_date"], FILING_DEADLINE_DAYS)
+
+    df["value"] = df["shares"] * df["price"]
+    df["source_id"] = _source_ids(df)
+    for col in ("owner", "owner_cik", "role"):
+        df[col] = df[col].astype("string").str.strip().replace("", pd.NA).astype(object) \
+            if col in df else None
+    dup = df.duplicated(["ticker", "source_id"]).sum()
+    insider = df.drop_duplicates(["ticker", "source_id"])[
+        ["ticker", "date_known", "transaction_date", "owner", "owner_cik", "role", "code",
+         "shares", "price", "value", "shares_after", "source_id"]
+    ].reset_index(drop=True)
+    warnings = [f"{dup} repeated transaction row(s) stored once"] if dup else []
+    future = insider["transaction_date"] > pd.Timestamp.today().normalize()
+    if future.any():
+        first = insider[future].iloc[0]
+        warnings.append(
+            f"{int(future.sum())} transaction(s) dated in the future (kept; likely typos in the "
+            f"source), e.g. {first['ticker']} {first['transaction_date'].date()}"
+        )
+    return ImportBatch("form4", str(path), {"insider": insider}, warnings)
+
+
+def _source_ids(df: pd.DataFrame) -> pd.Series:
+    """The file's own id where it has one, else a digest of the transaction's fields."""
+    if "id" in df:
+        return "form4:" + df["id"].astype("string")
+    if "accession" in df:
+        return df["accession"].astype("string") + ":" + df.groupby("accession").cumcount().astype(str)
+    fields = df[["ticker", "owner", "transaction_date", "code", "shares", "price"]].astype(str)
+    joined = fields.agg("|".join, axis=1)
+    return pd.Series(
+        np.array([hashlib.sha1(s.encode()).hexdigest()[:16] for s in joined]), index=df.index
+    ).radd("form4:")

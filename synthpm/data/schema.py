@@ -1,0 +1,137 @@
+"""The store's tables, defined once.
+
+Every table is declared here with its columns, DuckDB types, natural key and non-null
+columns; the store creates tables, validation checks frames and imports replace rows by key
+from these definitions, so a column is added in one place.
+
+Point in time: a price row is known at the close of its `date`; an event or insider row is
+known from `date_known`, the first trading day the market could act on it (see
+`synthpm.data.calendar`). Readers filter on those columns, never on filing or report dates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: dict[str, str]  # column -> DuckDB type, in storage order
+    key: tuple[str, ...]  # natural key: an import replaces stored rows with the same key
+    required: tuple[str, ...]  # columns that may never be null
+
+    def ddl(self) -> str:
+        cols = ", ".join(f"{c} {t}" for c, t in self.columns.items())
+        return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
+
+
+PRICES = Table(
+    "prices",
+    {
+        "ticker": "VARCHAR",
+        "date": "DATE",
+        "open": "DOUBLE",
+        "high": "DOUBLE",
+        "low": "DOUBLE",
+        "close": "DOUBLE",
+        "volume": "DOUBLE",
+    },
+    key=("ticker", "date"),
+    # open/high/low/volume may be null: close-only sources (adjusted closes, wide panels)
+    # are common, and a bar whose range contradicts itself is kept as close-only.
+    required=("ticker", "date", "close"),
+)
+
+EVENTS = Table(
+    "events",
+    {
+        "ticker": "VARCHAR",
+        "cik": "VARCHAR",
+        "date_known": "DATE",
+        "filing_date": "DATE",
+        "form": "VARCHAR",
+        "item": "VARCHAR",  # 8-K item number ("2.02"); null for forms without items
+        "event_type": "VARCHAR",  # taxonomy name, see synthpm.data.taxonomy
+        "detail": "VARCHAR",
+        "source_id": "VARCHAR",  # accession number, plus "#item" for 8-K items
+    },
+    key=("ticker", "source_id"),
+    required=("ticker", "date_known", "form", "event_type", "source_id"),
+)
+
+INSIDER = Table(
+    "insider",
+    {
+        "ticker": "VARCHAR",
+        "date_known": "DATE",
+        "transaction_date": "DATE",
+        "owner": "VARCHAR",
+        "owner_cik": "VARCHAR",
+        "role": "VARCHAR",
+        "code": "VARCHAR",  # Form 4 transaction code: P buy, S sale, A award, M exercise, F tax
+        "shares": "DOUBLE",
+        "price": "DOUBLE",
+        "value": "DOUBLE",  # shares x price; null when the price is unknown
+        "shares_after": "DOUBLE",
+        "source_id": "VARCHAR",
+    },
+    key=("ticker", "source_id"),
+    required=("ticker", "date_known", "transaction_date", "code", "source_id"),
+)
+
+SECTORS = Table(
+    "sectors",
+    {"ticker": "VARCHAR", "sector": "VARCHAR"},
+    key=("ticker",),
+    required=("ticker", "sector"),
+)
+
+MARKET = Table(
+    "market",
+    {
+        "date": "DATE",
+        "index_open": "DOUBLE",
+        "index_high": "DOUBLE",
+        "index_low": "DOUBLE",
+        "index_close": "DOUBLE",
+        "vix": "DOUBLE",
+        # Where each value came from, per row, so a proxy is never mistaken for the real
+        # series: e.g. "skfolio:SP500", "arch:vix", "proxy:realised_vol_21d".
+        "index_source": "VARCHAR",
+        "vix_source": "VARCHAR",
+    },
+    key=("date",),
+    required=("date",),
+)
+
+COMPANIES = Table(
+    "companies",
+    {
+        "cik": "VARCHAR",
+        "ticker": "VARCHAR",  # primary (first listed) ticker; null for filers without one
+        "name": "VARCHAR",
+        "sic": "VARCHAR",
+        "sic_description": "VARCHAR",
+        "tickers": "VARCHAR",  # every listed ticker, comma separated
+    },
+    key=("cik",),
+    required=("cik",),
+)
+
+IMPORTS = Table(
+    "imports",
+    {
+        "imported_at": "TIMESTAMP",
+        "kind": "VARCHAR",
+        "source": "VARCHAR",
+        "table_name": "VARCHAR",
+        "rows": "BIGINT",
+    },
+    key=(),
+    required=("imported_at", "kind", "table_name", "rows"),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (PRICES, EVENTS, INSIDER, SECTORS, MARKET, COMPANIES, IMPORTS)
+}

@@ -1,0 +1,346 @@
+"""The point-in-time store: one DuckDB file holding the tables of `synthpm.data.schema`.
+
+Writes. An import is one transaction in the strongest sense: it is applied to a shadow copy
+of the database file, checkpointed, and swapped in with an atomic rename. A failure at any
+point (bad data, a crash, kill -9) leaves the store file byte-for-byte as it was, which a
+DuckDB rollback alone does not promise (large appends write blocks to the file before
+commit). The copy costs well under a second for stores of this size. Rows replace stored
+rows with the same natural key, so re-importing a file is idempotent.
+
+Reads. Every read opens the file read-only and returns a pandas DataFrame. Event and
+insider reads take `as_of`: only rows whose `date_known` is on or before it, so code that
+asks "what was known at t" cannot see later filings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from synthpm.data.errors import SynthpmError, UnknownTickerError
+from synthpm.data.schema import IMPORTS, MARKET, TABLES, Table
+
+DEFAULT_STORE = Path("synthpm.duckdb")
+DateLike = str | date | datetime | pd.Timestamp
+
+
+def default_store_path() -> Path:
+    """`$SYNTHPM_STORE`, else ./synthpm.duckdb."""
+    return Path(os.environ.get("SYNTHPM_STORE") or DEFAULT_STORE)
+
+
+@dataclass
+class ImportBatch:
+    """Validated frames ready to store, one per table, with the importer's warnings."""
+
+    kind: str
+    source: str
+    frames: dict[str, pd.DataFrame]
+    warnings: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # importer's own counts, for the report
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    source: str
+    rows: dict[str, int]
+    tickers: dict[str, int]
+    warnings: list[str]
+    notes: dict[str, int]
+    seconds: float
+
+
+class Store:
+    """A synthpm store at `path` (created on first write)."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ writing
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if _wal(self.path).exists():  # left by another client: fold it in before copying
+            duckdb.connect(str(self.path)).close()
+        shadow = self.path.with_name(self.path.name + ".importing")
+        _remove(shadow)
+        if self.path.exists():
+            shutil.copyfile(self.path, shadow)
+        con = duckdb.connect(str(shadow))
+        try:
+            for table in TABLES.values():
+                con.execute(table.ddl())
+            yield con
+            con.execute("CHECKPOINT")
+            con.close()
+            os.replace(shadow, self.path)
+        except BaseException:
+            con.close()
+            _remove(shadow)
+            raise
+
+    def write(self, batch: ImportBatch) -> ImportReport:
+        """Store a validated batch as one all-or-nothing transaction."""
+        started = time.perf_counter()
+        rows, tickers, warnings = {}, {}, list(batch.warnings)
+        with self._transaction() as con:
+            for name, frame in batch.frames.items():
+                table = TABLES[name]
+                frame = _conform(frame, table)
+                con.register("staged", frame)
+                if table is MARKET:
+                    _merge_columns(con, table, frame.columns)
+                else:
+                    _replace_by_key(con, table)
+                if "ticker" in frame:
+                    tickers[name] = int(frame["ticker"].nunique())
+                    if name in ("events", "insider"):
+                        warnings += _unpriced(con, name)
+                con.unregister("staged")
+                rows[name] = len(frame)
+                con.execute(
+                    f"INSERT INTO {IMPORTS.name} VALUES (?, ?, ?, ?, ?)",
+                    [datetime.now(), batch.kind, batch.source, name, len(frame)],
+                )
+        return ImportReport(
+            batch.kind, batch.source, rows, tickers, warnings, batch.notes,
+            time.perf_counter() - started,
+        )
+
+    # ------------------------------------------------------------------ reading
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.path.exists():
+            raise SynthpmError(
+                f"no store at {self.path}: run `synthpm data init` (embedded default data) "
+                "or `synthpm data import ...` first, or point --store / SYNTHPM_STORE at one"
+            )
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
+        with self._reader() as con:
+            return con.execute(sql, list(params)).df()
+
+    def tickers(self) -> list[str]:
+        """Tickers with prices, sorted."""
+        return self._query("SELECT DISTINCT ticker FROM prices ORDER BY ticker")["ticker"].tolist()
+
+    def _check_tickers(self, tickers: str | Iterable[str] | None) -> list[str] | None:
+        if tickers is None:
+            return None
+        wanted = [tickers] if isinstance(tickers, str) else list(tickers)
+        wanted = [t.strip().upper() for t in wanted]
+        known = set(self.tickers())
+        unknown = sorted(set(wanted) - known)
+        if unknown:
+            raise UnknownTickerError(unknown, len(known))
+        return wanted
+
+    def _select(
+        self,
+        table: str,
+        *,
+        tickers: str | Iterable[str] | None = None,
+        date_column: str = "date",
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+        order: str = "ticker, date",
+    ) -> pd.DataFrame:
+        where, params = [], []
+        wanted = self._check_tickers(tickers) if table == "prices" else _upper(tickers)
+        if wanted is not None:
+            where.append("ticker IN (SELECT unnest(?))")
+            params.append(wanted)
+        if start is not None:
+            where.append(f"{date_column} >= ?")
+            params.append(pd.Timestamp(start).date())
+        if end is not None:
+            where.append(f"{date_column} <= ?")
+            params.append(pd.Timestamp(end).date())
+        sql = f"SELECT * FROM {table}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return _dates(self._query(f"{sql} ORDER BY {order}", params))
+
+    def prices(
+        self,
+        tickers: str | Iterable[str] | None = None,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+    ) -> pd.DataFrame:
+        """Daily bars `ticker, date, open, high, low, close, volume`, start/end inclusive.
+
+        Unknown tickers raise `UnknownTickerError`.
+        """
+        return self._select("prices", tickers=tickers, start=start, end=end)
+
+    def closes(
+        self,
+        tickers: str | Iterable[str] | None = None,
+        start: DateLike | None = None,
+        end: DateLike | None = None,
+    ) -> pd.DataFrame:
+        """Closes as a wide frame: one row per date, one column per ticker."""
+        long = self.prices(tickers, start, end)
+        return long.pivot(index="date", columns="ticker", values="close").rename_axis(None, axis=1)
+
+    def events(
+        self,
+        tickers: str | Iterable[str] | None = None,
+        as_of: DateLike | None = None,
+        start: DateLike | None = None,
+    ) -> pd.DataFrame:
+        """Filing events known by `as_of` (date_known <= as_of), from `start` on."""
+        return self._select(
+            "events", tickers=tickers, date_column="date_known", start=start, end=as_of,
+            order="ticker, date_known, source_id",
+        )
+
+    def insider(
+        self,
+        tickers: str | Iterable[str] | None = None,
+        as_of: DateLike | None = None,
+        start: DateLike | None = None,
+    ) -> pd.DataFrame:
+        """Insider transactions known by `as_of` (date_known <= as_of), from `start` on."""
+        return self._select(
+            "insider", tickers=tickers, date_column="date_known", start=start, end=as_of,
+            order="ticker, date_known, source_id",
+        )
+
+    def market(self, start: DateLike | None = None, end: DateLike | None = None) -> pd.DataFrame:
+        """Market context per date: index OHLC, VIX, and where each came from."""
+        return self._select("market", start=start, end=end, order="date")
+
+    def sectors(self) -> pd.DataFrame:
+        """`ticker, sector` for every labelled ticker."""
+        return self._query("SELECT * FROM sectors ORDER BY ticker")
+
+    def companies(self) -> pd.DataFrame:
+        """EDGAR filers seen by imports: CIK, primary ticker, name, SIC."""
+        return self._query("SELECT * FROM companies ORDER BY cik")
+
+    def info(self) -> dict[str, dict]:
+        """Per table: rows, distinct tickers, first and last date; sources for market."""
+        spans = {
+            "prices": "date", "events": "date_known", "insider": "date_known",
+            "sectors": None, "market": "date", "companies": None,
+        }
+        out: dict[str, dict] = {}
+        with self._reader() as con:
+            present = set(con.execute("SELECT table_name FROM duckdb_tables()").df()["table_name"])
+            for name, date_col in spans.items():
+                if name not in present:
+                    continue
+                cols = ["count(*) AS rows"]
+                if "ticker" in TABLES[name].columns:
+                    cols.append("count(DISTINCT ticker) AS tickers")
+                if date_col:
+                    cols += [f"min({date_col}) AS first", f"max({date_col}) AS last"]
+                row = con.execute(f"SELECT {', '.join(cols)} FROM {name}").fetchone()
+                entry = dict(zip([c.split(" AS ")[1] for c in cols], row, strict=True))
+                out[name] = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in entry.items()}
+            if "market" in present:
+                sources = con.execute(
+                    "SELECT vix_source AS source, count(*) AS rows, min(date), max(date) FROM market "
+                    "WHERE vix IS NOT NULL GROUP BY 1 ORDER BY 3"
+                ).fetchall()
+                out["market"]["vix_sources"] = {
+                    s: {"rows": n, "first": a.isoformat(), "last": b.isoformat()}
+                    for s, n, a, b in sources
+                }
+        return out
+
+
+def open_store(path: str | os.PathLike | None = None) -> Store:
+    """The store at `path`, `$SYNTHPM_STORE` or ./synthpm.duckdb."""
+    return Store(path)
+
+
+# ---------------------------------------------------------------------- helpers
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _wal(path).unlink(missing_ok=True)
+
+
+def _upper(tickers: str | Iterable[str] | None) -> list[str] | None:
+    if tickers is None:
+        return None
+    return [t.strip().upper() for t in ([tickers] if isinstance(tickers, str) else tickers)]
+
+
+def _conform(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """The frame's table columns in storage order; bookkeeping columns dropped."""
+    unknown = [c for c in frame.columns if c not in table.columns and not c.startswith("_")]
+    if unknown:
+        raise SynthpmError(f"internal: columns {unknown} are not in table {table.name}")
+    cols = [c for c in table.columns if c in frame.columns]
+    if table is not MARKET:  # absent columns are null; market merges only what it is given
+        missing = [c for c in table.columns if c not in frame.columns]
+        frame = frame.assign(**{c: None for c in missing})
+        cols = list(table.columns)
+    return frame[cols]
+
+
+def _replace_by_key(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    if table.key:
+        match = " AND ".join(f"{table.name}.{k} = staged.{k}" for k in table.key)
+        con.execute(f"DELETE FROM {table.name} USING staged WHERE {match}")
+    con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM staged")
+
+
+def _merge_columns(con: duckdb.DuckDBPyConnection, table: Table, columns: Iterable[str]) -> None:
+    """Upsert by key, touching only the given columns (a VIX file keeps the stored index)."""
+    values = [c for c in columns if c not in table.key]
+    key = " AND ".join(f"{table.name}.{k} = staged.{k}" for k in table.key)
+    if values:
+        sets = ", ".join(f"{c} = staged.{c}" for c in values)
+        con.execute(f"UPDATE {table.name} SET {sets} FROM staged WHERE {key}")
+    con.execute(
+        f"INSERT INTO {table.name} BY NAME SELECT * FROM staged "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} WHERE {key})"
+    )
+
+
+def _unpriced(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    rows = con.execute(
+        "SELECT ticker, count(*) FROM staged WHERE ticker NOT IN (SELECT DISTINCT ticker FROM prices) "
+        "GROUP BY 1 ORDER BY 2 DESC"
+    ).fetchall()
+    if not rows:
+        return []
+    total = sum(n for _, n in rows)
+    shown = ", ".join(f"{t} ({n})" for t, n in rows[:10])
+    return [
+        f"{total} {name} row(s) for {len(rows)} ticker(s) with no prices in the store "
+        f"(kept; import their prices to use them): {shown}{' ...' if len(rows) > 10 else ''}"
+    ]
+
+
+def _dates(df: pd.DataFrame) -> pd.DataFrame:
+    """DATE columns as datetime64 (DuckDB may hand back python dates)."""
+    for col in ("date", "date_known", "filing_date", "transaction_date"):
+        if col in df and not pd.api.types.is_datetime64_any_dtype(df[col]):
+            df[col] = pd.to_datetime(df[col])
+    return df
