@@ -23,8 +23,11 @@ from synthpm.data.errors import SynthpmError
 from synthpm.data.importers import KINDS, init_embedded, read_source
 from synthpm.data.store import ImportReport, Store, default_store_path
 
-app = typer.Typer(help="synthpm: a synthetic portfolio manager.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="synthpm: a synthetic portfolio manager.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 data_app = typer.Typer(help="The point-in-time store: load, import, inspect.", no_args_is_help=True)
 fetch_app = typer.Typer(help="Live downloads (network; only when you ask).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -34,8 +37,12 @@ err = Console(stderr=True)
 
 StoreOption = Annotated[
     Path | None,
-    typer.Option("--store", envvar="SYNTHPM_STORE", show_envvar=True,
-                 help="DuckDB store file [default: ./synthpm.duckdb]"),
+    typer.Option(
+        "--store",
+        envvar="SYNTHPM_STORE",
+        show_envvar=True,
+        help="DuckDB store file [default: ./synthpm.duckdb]",
+    ),
 ]
 
 
@@ -49,13 +56,14 @@ def _show_report(report: ImportReport) -> None:
     for col in ("table", "rows", "tickers"):
         table.add_column(col, justify="left" if col == "table" else "right")
     for name, rows in report.rows.items():
-        table.add_row(name, f"{rows:,}", f"{report.tickers.get(name, ''):,}"
-                      if name in report.tickers else "")
+        table.add_row(
+            name, f"{rows:,}", f"{report.tickers.get(name, ''):,}" if name in report.tickers else ""
+        )
     console.print(table)
     for key, value in report.notes.items():
         console.print(f"  {key.replace('_', ' ')}: {value:,}")
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 @data_app.command("init")
@@ -74,11 +82,14 @@ def data_import(
     kind: Annotated[str, typer.Argument(help=f"one of: {', '.join(KINDS)}")],
     path: Annotated[Path, typer.Argument(help="file or folder to import")],
     store: StoreOption = None,
-    strict: Annotated[bool, typer.Option(help="reject bars with high < low etc. instead of "
-                                               "keeping them close-only")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(help="reject bars with high < low etc. instead of keeping them close-only"),
+    ] = False,
     series: Annotated[str, typer.Option(help="market import: vix or index")] = "vix",
-    ticker: Annotated[str | None, typer.Option(help="market import: take this ticker's rows "
-                                                    "from a long panel")] = None,
+    ticker: Annotated[
+        str | None, typer.Option(help="market import: take this ticker's rows from a long panel")
+    ] = None,
 ) -> None:
     """Validate a source, then import it as one all-or-nothing transaction."""
     target = _store(store)
@@ -90,7 +101,9 @@ def data_import(
         options = {"series": series, "ticker": ticker}
     with console.status(f"reading and validating {path}"):
         batch = read_source(kind, path, store=target, **options)
-    with console.status(f"writing {sum(len(f) for f in batch.frames.values()):,} rows to {target.path}"):
+    with console.status(
+        f"writing {sum(len(f) for f in batch.frames.values()):,} rows to {target.path}"
+    ):
         report = target.write(batch)
     _show_report(report)
     console.print(f"done in {time.perf_counter() - started:.1f}s (write {report.seconds:.1f}s)")
@@ -113,11 +126,18 @@ def data_info(
         table.add_column(col, justify="right" if col in ("rows", "tickers") else "left")
     for name, entry in info.items():
         tickers = entry.get("tickers")
-        table.add_row(name, f"{entry['rows']:,}", "" if tickers is None else f"{tickers:,}",
-                      str(entry.get("first") or ""), str(entry.get("last") or ""))
+        table.add_row(
+            name,
+            f"{entry['rows']:,}",
+            "" if tickers is None else f"{tickers:,}",
+            str(entry.get("first") or ""),
+            str(entry.get("last") or ""),
+        )
     console.print(table)
     for source, span in info.get("market", {}).get("vix_sources", {}).items():
-        console.print(f"  vix from {source}: {span['rows']:,} days, {span['first']} .. {span['last']}")
+        console.print(
+            f"  vix from {source}: {span['rows']:,} days, {span['first']} .. {span['last']}"
+        )
 
 
 @fetch_app.command("prices")
@@ -138,8 +158,10 @@ def fetch_prices(
 @fetch_app.command("edgar")
 def fetch_edgar_cmd(
     ciks: Annotated[list[str], typer.Argument(help="company CIKs, e.g. 320193 for Apple")],
-    user_agent: Annotated[str, typer.Option(envvar="SYNTHPM_EDGAR_USER_AGENT",
-                                            help="'Name email', required by the SEC")],
+    user_agent: Annotated[
+        str,
+        typer.Option(envvar="SYNTHPM_EDGAR_USER_AGENT", help="'Name email', required by the SEC"),
+    ],
     out: Annotated[Path, typer.Option(help="folder for the JSON files")] = Path("edgar"),
     store: StoreOption = None,
 ) -> None:
@@ -154,7 +176,9 @@ def fetch_edgar_cmd(
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option(help="folder for the demo's store and results")] = Path("runs/demo"),
+    out: Annotated[Path, typer.Option(help="folder for the demo's store and results")] = Path(
+        "runs/demo"
+    ),
 ) -> None:
     """The main job, end to end on the embedded default data (grows as the system does)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +194,7 @@ def main() -> None:
     try:
         app()
     except SynthpmError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -24,9 +24,12 @@ def _holidays() -> np.ndarray:
 
 
 def add_business_days(dates: pd.Series, days: int) -> pd.Series:
-    """`dates` moved forward by `days` business days; a non-business day first rolls forward."""
+    """The `days`-th business day following each date (`days=0`: the date, or the next
+    business day if it is not one). A weekend or holiday counts from the business day before
+    it, as deadlines do: Saturday + 2 is the Tuesday after (Monday is the first)."""
     values = dates.to_numpy(dtype="datetime64[D]")
-    shifted = np.busday_offset(values, days, roll="forward", holidays=_holidays())
+    roll = "forward" if days == 0 else "backward"
+    shifted = np.busday_offset(values, days, roll=roll, holidays=_holidays())
     return pd.Series(shifted.astype("datetime64[s]"), index=dates.index)
 
 
@@ -43,10 +46,5 @@ def known_from_acceptance(accepted: pd.Series, filed: pd.Series) -> pd.Series:
     )
     day = stamp.dt.normalize().fillna(pd.to_datetime(filed, errors="coerce"))
     after_close = (stamp.dt.hour.fillna(MARKET_CLOSE_HOUR) >= MARKET_CLOSE_HOUR).to_numpy()
-    values = day.to_numpy(dtype="datetime64[D]")
-    known = np.where(
-        after_close,
-        np.busday_offset(values, 1, roll="forward", holidays=_holidays()),
-        np.busday_offset(values, 0, roll="forward", holidays=_holidays()),
-    )
+    known = np.where(after_close, add_business_days(day, 1), add_business_days(day, 0))
     return pd.Series(known.astype("datetime64[s]"), index=accepted.index)

@@ -41,8 +41,11 @@ def embedded_batch() -> ImportBatch:
     from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
     wide = load_sp500_dataset()
-    long = wide.rename_axis("date").reset_index().melt(
-        id_vars="date", var_name="ticker", value_name="close")
+    long = (
+        wide.rename_axis("date")
+        .reset_index()
+        .melt(id_vars="date", var_name="ticker", value_name="close")
+    )
     long = with_provenance(long.dropna(subset=["close"]), "skfolio:sp500_dataset")
     prices, warnings = validate_prices(long)
 

@@ -116,7 +116,12 @@ class Store:
                     [datetime.now(), batch.kind, batch.source, name, len(frame)],
                 )
         return ImportReport(
-            batch.kind, batch.source, rows, tickers, warnings, batch.notes,
+            batch.kind,
+            batch.source,
+            rows,
+            tickers,
+            warnings,
+            batch.notes,
             time.perf_counter() - started,
         )
 
@@ -201,6 +206,17 @@ class Store:
         long = self.prices(tickers, start, end)
         return long.pivot(index="date", columns="ticker", values="close").rename_axis(None, axis=1)
 
+    def _known_by(self, table: str, tickers, as_of, start) -> pd.DataFrame:
+        """Rows of a `date_known` table known by `as_of`, from `start` on."""
+        return self._select(
+            table,
+            tickers=tickers,
+            date_column="date_known",
+            start=start,
+            end=as_of,
+            order="ticker, date_known, source_id",
+        )
+
     def events(
         self,
         tickers: str | Iterable[str] | None = None,
@@ -208,10 +224,7 @@ class Store:
         start: DateLike | None = None,
     ) -> pd.DataFrame:
         """Filing events known by `as_of` (date_known <= as_of), from `start` on."""
-        return self._select(
-            "events", tickers=tickers, date_column="date_known", start=start, end=as_of,
-            order="ticker, date_known, source_id",
-        )
+        return self._known_by("events", tickers, as_of, start)
 
     def insider(
         self,
@@ -220,10 +233,7 @@ class Store:
         start: DateLike | None = None,
     ) -> pd.DataFrame:
         """Insider transactions known by `as_of` (date_known <= as_of), from `start` on."""
-        return self._select(
-            "insider", tickers=tickers, date_column="date_known", start=start, end=as_of,
-            order="ticker, date_known, source_id",
-        )
+        return self._known_by("insider", tickers, as_of, start)
 
     def market(self, start: DateLike | None = None, end: DateLike | None = None) -> pd.DataFrame:
         """Market context per date: index OHLC, VIX, and where each came from."""
@@ -240,8 +250,12 @@ class Store:
     def info(self) -> dict[str, dict]:
         """Per table: rows, distinct tickers, first and last date; sources for market."""
         spans = {
-            "prices": "date", "events": "date_known", "insider": "date_known",
-            "sectors": None, "market": "date", "companies": None,
+            "prices": "date",
+            "events": "date_known",
+            "insider": "date_known",
+            "sectors": None,
+            "market": "date",
+            "companies": None,
         }
         out: dict[str, dict] = {}
         with self._reader() as con:
@@ -256,10 +270,12 @@ class Store:
                     cols += [f"min({date_col}) AS first", f"max({date_col}) AS last"]
                 row = con.execute(f"SELECT {', '.join(cols)} FROM {name}").fetchone()
                 entry = dict(zip([c.split(" AS ")[1] for c in cols], row, strict=True))
-                out[name] = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in entry.items()}
+                out[name] = {
+                    k: (v.isoformat() if isinstance(v, date) else v) for k, v in entry.items()
+                }
             if "market" in present:
                 sources = con.execute(
-                    "SELECT vix_source AS source, count(*) AS rows, min(date), max(date) FROM market "
+                    "SELECT vix_source, count(*), min(date), max(date) FROM market "
                     "WHERE vix IS NOT NULL GROUP BY 1 ORDER BY 3"
                 ).fetchall()
                 out["market"]["vix_sources"] = {
@@ -325,7 +341,8 @@ def _merge_columns(con: duckdb.DuckDBPyConnection, table: Table, columns: Iterab
 
 def _unpriced(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
     rows = con.execute(
-        "SELECT ticker, count(*) FROM staged WHERE ticker NOT IN (SELECT DISTINCT ticker FROM prices) "
+        "SELECT ticker, count(*) FROM staged "
+        "WHERE ticker NOT IN (SELECT DISTINCT ticker FROM prices) "
         "GROUP BY 1 ORDER BY 2 DESC"
     ).fetchall()
     if not rows:

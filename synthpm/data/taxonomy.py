@@ -64,7 +64,9 @@ NO_ITEMS = ("filing_8k", "8-K filed without structured items")
 INSIDER_FILING = ("insider_filing", "Form 4: statement of changes in beneficial ownership")
 
 EVENT_TYPES: tuple[str, ...] = tuple(
-    sorted({t for t, _ in (*ITEMS_8K.values(), *LEGACY_ITEMS_8K.values(), NO_ITEMS, INSIDER_FILING)})
+    sorted(
+        {t for t, _ in (*ITEMS_8K.values(), *LEGACY_ITEMS_8K.values(), NO_ITEMS, INSIDER_FILING)}
+    )
 )
 
 

@@ -138,10 +138,16 @@ def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> tuple[pd.DataF
     dup = df.duplicated(["ticker", "date"], keep=False).to_numpy()
     if dup.any():
         first = df[dup].iloc[0]
-        rows = df.loc[
-            dup & (df["ticker"] == first["ticker"]).to_numpy() & (df["date"] == first["date"]).to_numpy(),
-            "_row",
-        ].tolist() if "_row" in df else []
+        rows = (
+            df.loc[
+                dup
+                & (df["ticker"] == first["ticker"]).to_numpy()
+                & (df["date"] == first["date"]).to_numpy(),
+                "_row",
+            ].tolist()
+            if "_row" in df
+            else []
+        )
         fail_where(
             df, dup, f"duplicate (ticker, date) {first['date'].date()} at rows {rows}", "date"
         )
@@ -166,7 +172,8 @@ def _repair_inconsistent_bars(df: pd.DataFrame, *, strict: bool) -> tuple[pd.Dat
         i = int(np.flatnonzero(bad)[0])
         problem = "high < low" if h[i] < lo[i] else "open or close outside [low, high]"
         raise DataError(
-            f"inconsistent bar: {problem} (open {o[i]}, high {h[i]}, low {lo[i]}, close {c[i]})",
+            f"inconsistent bar: {problem} "
+            f"(open {o[i]:.6g}, high {h[i]:.6g}, low {lo[i]:.6g}, close {c[i]:.6g})",
             column="high",
             **loc,
         )

@@ -59,8 +59,11 @@ def import_edgar(path: Path, *, known_companies: pd.DataFrame | None = None) -> 
             continue
         frames.append(table[relevant].assign(ticker=ticker, cik=cik))
 
-    filings = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=[*FILING_FIELDS, "ticker", "cik"])
+    filings = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=[*FILING_FIELDS, "ticker", "cik"])
+    )
     filings = filings.drop_duplicates(["ticker", "accessionNumber"])
     events = _events(filings)
     eight_k = filings[filings["form"].isin(EIGHT_K_FORMS)]
@@ -102,7 +105,9 @@ def _cik(doc: dict, file: Path) -> str:
         return str(int(doc["cik"]))
     match = CIK_IN_NAME.search(file.name)
     if not match:
-        raise DataError("cannot tell the CIK: no `cik` field and none in the file name", source=str(file))
+        raise DataError(
+            "cannot tell the CIK: no `cik` field and none in the file name", source=str(file)
+        )
     return str(int(match.group(1)))
 
 
@@ -128,17 +133,31 @@ def _filings_frame(filings: dict, file: Path) -> pd.DataFrame:
     n = lengths.pop()
     table = pd.DataFrame({f: filings.get(f, [None] * n) for f in FILING_FIELDS})
     bad = pd.to_datetime(table["filingDate"], errors="coerce").isna() & table["form"].isin(
-        EIGHT_K_FORMS + INSIDER_FORMS)
+        EIGHT_K_FORMS + INSIDER_FORMS
+    )
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
-        raise DataError(f"unparseable filingDate {table['filingDate'][i]!r}", source=str(file),
-                        row=i + 1, column="filingDate")
+        raise DataError(
+            f"unparseable filingDate {table['filingDate'][i]!r}",
+            source=str(file),
+            row=i + 1,
+            column="filingDate",
+        )
     return table
 
 
 def _events(filings: pd.DataFrame) -> pd.DataFrame:
-    columns = ["ticker", "cik", "date_known", "filing_date", "form", "item", "event_type",
-               "detail", "source_id"]
+    columns = [
+        "ticker",
+        "cik",
+        "date_known",
+        "filing_date",
+        "form",
+        "item",
+        "event_type",
+        "detail",
+        "source_id",
+    ]
     if filings.empty:
         return pd.DataFrame(columns=columns)
     filings = filings.assign(
@@ -153,7 +172,8 @@ def _events(filings: pd.DataFrame) -> pd.DataFrame:
     eight_k["detail"] = kinds.str[1]
     eight_k["source_id"] = eight_k["accessionNumber"] + "#" + eight_k["item"].fillna("")
     insider = filings[filings["form"].isin(INSIDER_FORMS)].assign(
-        item=None, event_type=INSIDER_FILING[0], detail=INSIDER_FILING[1])
+        item=None, event_type=INSIDER_FILING[0], detail=INSIDER_FILING[1]
+    )
     insider["source_id"] = insider["accessionNumber"]
     events = pd.concat([eight_k, insider], ignore_index=True)[columns]
     return events.drop_duplicates(["ticker", "source_id"]).reset_index(drop=True)

@@ -46,7 +46,10 @@ FILING_DEADLINE_DAYS = 2
 
 def import_form4(path: Path) -> ImportBatch:
     df = normalise_columns(
-        read_table(path), ["ticker", "owner", "transaction_date", "code", "shares"], str(path), ALIASES
+        read_table(path),
+        ["ticker", "owner", "transaction_date", "code", "shares"],
+        str(path),
+        ALIASES,
     )
     df["ticker"] = check_tickers(df)
     df["transaction_date"] = parse_dates(df, "transaction_date")
@@ -63,20 +66,36 @@ def import_form4(path: Path) -> ImportBatch:
         filed = df.get("filing_date", pd.Series(None, index=df.index, dtype=object))
         df["date_known"] = known_from_acceptance(accepted.astype("string"), filed)
         late = df["date_known"].isna()
-        df.loc[late, "date_known"] = add_business_days(df.loc[late, "transaction_date"],
-                                                       FILING_DEADLINE_DAYS)
+        df.loc[late, "date_known"] = add_business_days(
+            df.loc[late, "transaction_date"], FILING_DEADLINE_DAYS
+        )
     else:
         df["date_known"] = add_business_days(df["transaction_date"], FILING_DEADLINE_DAYS)
 
     df["value"] = df["shares"] * df["price"]
     df["source_id"] = _source_ids(df)
     for col in ("owner", "owner_cik", "role"):
-        df[col] = df[col].astype("string").str.strip().replace("", pd.NA).astype(object) \
-            if col in df else None
+        df[col] = (
+            df[col].astype("string").str.strip().replace("", pd.NA).astype(object)
+            if col in df
+            else None
+        )
     dup = df.duplicated(["ticker", "source_id"]).sum()
     insider = df.drop_duplicates(["ticker", "source_id"])[
-        ["ticker", "date_known", "transaction_date", "owner", "owner_cik", "role", "code",
-         "shares", "price", "value", "shares_after", "source_id"]
+        [
+            "ticker",
+            "date_known",
+            "transaction_date",
+            "owner",
+            "owner_cik",
+            "role",
+            "code",
+            "shares",
+            "price",
+            "value",
+            "shares_after",
+            "source_id",
+        ]
     ].reset_index(drop=True)
     warnings = [f"{dup} repeated transaction row(s) stored once"] if dup else []
     future = insider["transaction_date"] > pd.Timestamp.today().normalize()
@@ -94,7 +113,9 @@ def _source_ids(df: pd.DataFrame) -> pd.Series:
     if "id" in df:
         return "form4:" + df["id"].astype("string")
     if "accession" in df:
-        return df["accession"].astype("string") + ":" + df.groupby("accession").cumcount().astype(str)
+        return (
+            df["accession"].astype("string") + ":" + df.groupby("accession").cumcount().astype(str)
+        )
     fields = df[["ticker", "owner", "transaction_date", "code", "shares", "price"]].astype(str)
     joined = fields.agg("|".join, axis=1)
     return pd.Series(

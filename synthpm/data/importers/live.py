@@ -38,8 +38,15 @@ def yahoo_prices(
             raise SynthpmError("live prices need yfinance: pip install 'synthpm[live]'") from exc
         download = yfinance.download
     tickers = [t.strip().upper() for t in tickers]
-    raw = download(tickers, start=start, end=end, auto_adjust=True, group_by="column",
-                   progress=False, threads=False)
+    raw = download(
+        tickers,
+        start=start,
+        end=end,
+        auto_adjust=True,
+        group_by="column",
+        progress=False,
+        threads=False,
+    )
     if raw is None or raw.empty:
         raise DataError(f"Yahoo returned no prices for {', '.join(tickers)}", source="yahoo")
     long = _yahoo_long(raw, tickers)
@@ -53,8 +60,9 @@ def yahoo_prices(
 def _yahoo_long(raw: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
     """yfinance's frame (columns (field, ticker), or plain fields for one ticker) made long."""
     if isinstance(raw.columns, pd.MultiIndex):
-        field_level = next(i for i in range(raw.columns.nlevels)
-                           if "Close" in raw.columns.get_level_values(i))
+        field_level = next(
+            i for i in range(raw.columns.nlevels) if "Close" in raw.columns.get_level_values(i)
+        )
         ticker_level = 1 - field_level
         long = raw.stack(level=ticker_level, future_stack=True).rename_axis(["date", "ticker"])
         long = long.reset_index()
@@ -62,14 +70,20 @@ def _yahoo_long(raw: pd.DataFrame, tickers: list[str]) -> pd.DataFrame:
         long = raw.rename_axis("date").reset_index().assign(ticker=tickers[0])
     long.columns = [str(c).lower() for c in long.columns]
     long = long.dropna(subset=["close"])
-    return long[[c for c in ("ticker", "date", "open", "high", "low", "close", "volume") if c in long]]
+    return long[
+        [c for c in ("ticker", "date", "open", "high", "low", "close", "volume") if c in long]
+    ]
 
 
 class RateLimiter:
     """At most `rate` calls per second: each call waits until 1/rate after the previous one."""
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.interval, self.clock, self.sleep = 1.0 / rate, clock, sleep
         self._next = float("-inf")
 
@@ -95,7 +109,9 @@ def fetch_edgar(
     Returns the files written; import them with `synthpm data import edgar OUT`.
     """
     if "@" not in user_agent or len(user_agent.split()) < 2:
-        raise SynthpmError("EDGAR needs a User-Agent with a name and an email, e.g. 'Jane Doe jane@example.com'")
+        raise SynthpmError(
+            "EDGAR needs a User-Agent with a name and an email, e.g. 'Jane Doe jane@example.com'"
+        )
     if get is None:
         import requests
 
@@ -109,7 +125,9 @@ def fetch_edgar(
         doc = _get_json(get, limiter, main, headers)
         written.append(_save(out / main, doc))
         for older in doc.get("filings", {}).get("files", []):
-            written.append(_save(out / older["name"], _get_json(get, limiter, older["name"], headers)))
+            written.append(
+                _save(out / older["name"], _get_json(get, limiter, older["name"], headers))
+            )
     return written
 
 

@@ -42,7 +42,10 @@ def import_market(
         frame = bars[["date"]].assign(vix=bars["close"], vix_source=label)
     else:
         frame = bars[["date"]].assign(
-            index_open=bars["open"], index_high=bars["high"], index_low=bars["low"],
-            index_close=bars["close"], index_source=label,
+            index_open=bars["open"],
+            index_high=bars["high"],
+            index_low=bars["low"],
+            index_close=bars["close"],
+            index_source=label,
         )
     return ImportBatch(f"market:{series}", str(path), {"market": frame}, warnings)

@@ -25,14 +25,29 @@ def import_panel(path: Path, *, strict: bool = False, kind: str = "panel") -> Im
     headers = {str(c).strip().lower() for c in df.columns}
     if headers & {"ticker", "symbol"}:
         df = normalise_columns(df, ["ticker", "date", "close"], str(path), LONG_ALIASES)
-        df = df[[c for c in ("ticker", "date", "open", "high", "low", "close", "volume",
-                             "_source", "_row") if c in df.columns]]
+        df = df[
+            [
+                c
+                for c in (
+                    "ticker",
+                    "date",
+                    "open",
+                    "high",
+                    "low",
+                    "close",
+                    "volume",
+                    "_source",
+                    "_row",
+                )
+                if c in df.columns
+            ]
+        ]
     elif "date" in headers:
         df = _wide_to_long(df, str(path))
     else:
         raise DataError(
             "neither a long panel (ticker, date, ..., close) nor a wide panel (date plus one "
-            f"close column per ticker); headers are {[c for c in df.columns if not c.startswith('_')]}",
+            f"close column per ticker); headers are {_headers(df)}",
             source=str(path),
         )
     prices, warnings = validate_prices(df, strict=strict)
@@ -44,7 +59,15 @@ def _wide_to_long(df: pd.DataFrame, source: str) -> pd.DataFrame:
     tickers = [c for c in df.columns if c not in ("date", "_source", "_row")]
     if not tickers:
         raise DataError("wide panel has a date column but no ticker columns", source=source)
-    long = df.melt(id_vars=["date", "_source", "_row"], value_vars=tickers,
-                   var_name="ticker", value_name="close")
+    long = df.melt(
+        id_vars=["date", "_source", "_row"],
+        value_vars=tickers,
+        var_name="ticker",
+        value_name="close",
+    )
     text = long["close"].astype("string").str.strip()
     return long[text.notna() & (text != "")].reset_index(drop=True)
+
+
+def _headers(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if not c.startswith("_")]

@@ -1,4 +1,6 @@
-"""Stooq text files: one `<ticker>.<market>.txt` per ticker, `Date,Open,High,Low,Close,Volume,OpenInt`.
+"""Stooq text files: one `<ticker>.<market>.txt` per ticker.
+
+The header is `Date,Open,High,Low,Close,Volume,OpenInt`.
 
 Also reads Stooq's bulk layout (`<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,...`, dates as
 YYYYMMDD). Empty files (common in the bulk archives: delisted tickers) are skipped and
@@ -42,9 +44,14 @@ def import_stooq(path: Path, *, strict: bool = False) -> ImportBatch:
             empty.append(file.name)
             continue
         df = normalise_columns(with_provenance(raw, str(file)), ["date", "close"], str(file))
-        ticker = df["ticker"].str.split(".").str[0] if "ticker" in df else ticker_from_filename(file)
-        keep = [c for c in ("date", "open", "high", "low", "close", "volume", "_source", "_row")
-                if c in df]
+        ticker = (
+            df["ticker"].str.split(".").str[0] if "ticker" in df else ticker_from_filename(file)
+        )
+        keep = [
+            c
+            for c in ("date", "open", "high", "low", "close", "volume", "_source", "_row")
+            if c in df
+        ]
         frames.append(df[keep].assign(ticker=ticker))
     if not frames:
         raise DataError(f"all {len(files)} Stooq files are empty", source=str(path))
@@ -54,5 +61,10 @@ def import_stooq(path: Path, *, strict: bool = False) -> ImportBatch:
     prices, warnings = validate_prices(df, strict=strict)
     if empty:
         warnings.append(f"{len(empty)} empty file(s) skipped: {', '.join(empty[:10])}")
-    return ImportBatch("stooq", str(path), {"prices": prices}, warnings,
-                       notes={"files": len(files), "empty_files": len(empty)})
+    return ImportBatch(
+        "stooq",
+        str(path),
+        {"prices": prices},
+        warnings,
+        notes={"files": len(files), "empty_files": len(empty)},
+    )

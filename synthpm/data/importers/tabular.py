@@ -19,10 +19,16 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix.endswith(".parquet") or suffix.endswith(".pq"):
             df = pd.read_parquet(path)
         elif any(s in suffix for s in (".csv", ".txt", ".tsv")):
-            df = pd.read_csv(path, sep=None if ".tsv" in suffix else ",", engine="python"
-                             if ".tsv" in suffix else "c", low_memory=False)
+            df = pd.read_csv(
+                path,
+                sep=None if ".tsv" in suffix else ",",
+                engine="python" if ".tsv" in suffix else "c",
+                low_memory=False,
+            )
         else:
-            raise DataError("unknown file type (expected .csv, .txt, .tsv or .parquet)", source=str(path))
+            raise DataError(
+                "unknown file type (expected .csv, .txt, .tsv or .parquet)", source=str(path)
+            )
     except DataError:
         raise
     except Exception as exc:  # parser errors: name the file, keep the parser's words

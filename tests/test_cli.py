@@ -1,0 +1,66 @@
+"""The command line, run as a user runs it: a subprocess, exit codes, printed errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import file_digest, price_panel
+
+
+def synthpm(*args, store=None, check=True):
+    env = {**os.environ, "SYNTHPM_STORE": str(store)} if store else dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-m", "synthpm.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+@pytest.mark.slow
+def test_init_import_info_round_trip(tmp_path):
+    store = tmp_path / "s.duckdb"
+    synthpm("data", "init", "--store", store)
+    panel = tmp_path / "panel.csv"
+    price_panel(("ZZZ",)).to_csv(panel, index=False)
+    out = synthpm("data", "import", "csv", panel, store=store).stdout  # store from the env
+    assert "1 " in out or "30" in out
+    info = json.loads(synthpm("data", "info", "--json", "--store", store).stdout)
+    assert info["tables"]["prices"]["tickers"] == 21
+    assert info["tables"]["market"]["vix_sources"]["arch:vix"]["rows"] == 1259
+    table = synthpm("data", "info", "--store", store).stdout
+    assert "prices" in table and "proxy:realised_vol_21d" in table
+
+
+def test_bad_import_prints_one_clear_line_exits_2_and_changes_nothing(tmp_path):
+    store = tmp_path / "s.duckdb"
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    price_panel(("AAA",)).to_csv(good, index=False)
+    synthpm("data", "import", "csv", good, "--store", store)
+    before = file_digest(store)
+    frame = price_panel(("BBB",))
+    frame.loc[4, "high"] = frame.loc[4, "low"] / 10
+    frame.to_csv(bad, index=False)
+    result = synthpm("data", "import", "csv", bad, "--strict", "--store", store, check=False)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "bad.csv, ticker BBB, row 5" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert file_digest(store) == before
+
+
+def test_missing_store_and_unknown_kind_are_clear(tmp_path):
+    result = synthpm("data", "info", "--store", tmp_path / "none.duckdb", check=False)
+    assert result.returncode == 2 and "synthpm data init" in result.stderr
+    result = synthpm(
+        "data", "import", "xls", tmp_path, "--store", tmp_path / "s.duckdb", check=False
+    )
+    assert result.returncode == 2 and "unknown import kind 'xls'" in result.stderr

@@ -1,0 +1,156 @@
+"""One test per validation error class: each names the file, the ticker and the row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from synthpm.data.errors import DataError
+from synthpm.data.importers import read_source, run_import
+from tests.conftest import price_panel
+
+
+def write(tmp_path, df: pd.DataFrame, name: str = "panel.csv"):
+    path = tmp_path / name
+    df.to_csv(path, index=False) if name.endswith(".csv") else df.to_parquet(path)
+    return path
+
+
+def test_clean_panel_passes_and_headers_are_case_insensitive(tmp_path):
+    df = price_panel().rename(columns=str.upper)
+    batch = read_source("csv", write(tmp_path, df))
+    assert len(batch.frames["prices"]) == len(df)
+    assert batch.warnings == []
+
+
+def test_missing_column_is_named(tmp_path):
+    path = write(tmp_path, price_panel().drop(columns=["close"]))
+    with pytest.raises(DataError, match=r"panel.csv.*missing column\(s\) 'close'"):
+        read_source("csv", path)
+
+
+def test_misnamed_column_gets_a_suggestion(tmp_path):
+    path = write(tmp_path, price_panel().rename(columns={"close": "closee"}))
+    with pytest.raises(DataError, match="did you mean 'closee'"):
+        read_source("csv", path)
+
+
+def test_non_numeric_price_names_file_ticker_row_and_column(tmp_path):
+    df = price_panel().astype({"close": object})
+    df.loc[33, "close"] = "12,5x"
+    with pytest.raises(DataError) as info:
+        read_source("csv", write(tmp_path, df))
+    err = info.value
+    assert (err.ticker, err.row, err.column) == ("BBB", 34, "close")
+    assert "panel.csv" in str(err) and "non-numeric value '12,5x'" in str(err)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -3.0])
+def test_nan_or_non_positive_close_is_rejected(tmp_path, bad):
+    df = price_panel()
+    df.loc[5, "close"] = bad
+    with pytest.raises(DataError, match="AAA.*row 6.*(missing close|non-positive close)"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_non_positive_open_is_rejected(tmp_path):
+    df = price_panel()
+    df.loc[7, "open"] = -1.0
+    with pytest.raises(DataError, match="row 8.*non-positive open"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_negative_volume_is_rejected(tmp_path):
+    df = price_panel()
+    df.loc[2, "volume"] = -10
+    with pytest.raises(DataError, match="row 3.*negative volume"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_high_below_low_is_an_error_when_strict(tmp_path):
+    df = price_panel()
+    df.loc[40, "high"] = df.loc[40, "low"] / 10  # a misplaced decimal point, as real files have
+    with pytest.raises(DataError, match=r"ticker BBB, row 41.*high < low"):
+        read_source("csv", write(tmp_path, df), strict=True)
+
+
+def test_high_below_low_is_kept_close_only_and_reported_by_default(tmp_path):
+    df = price_panel()
+    df.loc[40, "high"] = df.loc[40, "low"] / 10
+    batch = read_source("csv", write(tmp_path, df))
+    prices = batch.frames["prices"].set_index(["ticker", "date"])
+    bar = prices.loc[("BBB", pd.Timestamp(df.loc[40, "date"]))]
+    assert bar[["open", "high", "low"]].isna().all()
+    assert bar["close"] == pytest.approx(df.loc[40, "close"])
+    assert len(batch.warnings) == 1 and "BBB" in batch.warnings[0] and "row 41" in batch.warnings[0]
+
+
+def test_close_outside_range_counts_as_inconsistent(tmp_path):
+    df = price_panel()
+    df.loc[3, "close"] = df.loc[3, "high"] * 1.5
+    with pytest.raises(DataError, match="outside"):
+        read_source("csv", write(tmp_path, df), strict=True)
+
+
+def test_float32_rounding_is_not_an_inconsistent_bar(tmp_path):
+    df = price_panel()
+    df.loc[3, "close"] = df.loc[3, "high"] * (1 + 1e-8)
+    assert read_source("csv", write(tmp_path, df), strict=True).warnings == []
+
+
+def test_duplicate_ticker_date_names_both_rows(tmp_path):
+    df = price_panel()
+    df = pd.concat([df, df.iloc[[4]]], ignore_index=True)
+    with pytest.raises(DataError, match=r"duplicate \(ticker, date\).*rows \[5, 61\]"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_unparseable_date_is_named(tmp_path):
+    df = price_panel()
+    df.loc[9, "date"] = "2020-13-45"
+    with pytest.raises(DataError, match=r"row 10.*unparseable date '2020-13-45'"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_missing_ticker_is_rejected(tmp_path):
+    df = price_panel()
+    df.loc[1, "ticker"] = None
+    with pytest.raises(DataError, match="row 2.*missing ticker"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_parquet_is_validated_too(tmp_path):
+    df = price_panel()
+    df.loc[0, "close"] = -1.0
+    with pytest.raises(DataError, match=r"panel.parquet.*row 1"):
+        read_source("parquet", write(tmp_path, df, "panel.parquet"))
+
+
+def test_unknown_shape_and_empty_file_are_named(tmp_path):
+    with pytest.raises(DataError, match="neither a long panel"):
+        read_source("csv", write(tmp_path, pd.DataFrame({"x": [1], "y": [2]})))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("ticker,date,close\n")
+    with pytest.raises(DataError, match="empty.csv.*no rows"):
+        read_source("csv", empty)
+
+
+def test_events_for_unpriced_tickers_warn_and_count(priced_store, tmp_path):
+    insider = pd.DataFrame(
+        {
+            "ticker": ["AAA", "ZZZ", "ZZZ"],
+            "reporting_owner": ["A", "B", "C"],
+            "transaction_date": ["2020-01-06"] * 3,
+            "transaction_type": ["P", "S", "S"],
+            "transaction_shares": [10, 20, 30],
+            "transaction_price": [1.0, 2.0, 3.0],
+        }
+    )
+    path = tmp_path / "f4.csv"
+    insider.to_csv(path, index=False)
+    report = run_import(priced_store, "form4", path)
+    assert report.rows["insider"] == 3
+    assert any(
+        "2 insider row(s) for 1 ticker(s) with no prices" in w and "ZZZ (2)" in w
+        for w in report.warnings
+    )
