@@ -33,9 +33,10 @@ def test_init_import_info_round_trip(tmp_path):
     panel = tmp_path / "panel.csv"
     price_panel(("ZZZ",)).to_csv(panel, index=False)
     out = synthpm("data", "import", "csv", panel, store=store).stdout  # store from the env
-    assert "1 " in out or "30" in out
+    assert "csv import" in out and "│ prices │   30 │       1 │" in out
     info = json.loads(synthpm("data", "info", "--json", "--store", store).stdout)
     assert info["tables"]["prices"]["tickers"] == 21
+    assert info["tables"]["prices"]["rows"] == 166_260 + 30
     assert info["tables"]["market"]["vix_sources"]["arch:vix"]["rows"] == 1259
     table = synthpm("data", "info", "--store", store).stdout
     assert "prices" in table and "proxy:realised_vol_21d" in table

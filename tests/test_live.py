@@ -15,16 +15,12 @@ from tests.conftest import edgar_company
 
 def recorded_yahoo(tickers, **kwargs):
     """The frame yfinance returns: columns (Price, Ticker), a DatetimeIndex named Date."""
-    dates = pd.DatetimeIndex(pd.bdate_range("2024-01-02", periods=3), name="Date")
-    fields = ["Close", "High", "Low", "Open", "Volume"]
-    columns = pd.MultiIndex.from_product([fields, tickers], names=["Price", "Ticker"])
-    base = np.array([[100.0, 101.0, 99.0, 100.5, 1e6]] * len(tickers)).T.reshape(-1)
-    data = np.tile(
-        np.repeat(base.reshape(len(fields), len(tickers)), 1, axis=0).reshape(-1), (3, 1)
-    )
-    frame = pd.DataFrame(data, index=dates, columns=columns)
-    frame.loc[dates[0], ("Close", tickers[-1])] = np.nan  # not trading yet
     assert kwargs["auto_adjust"] is True
+    dates = pd.DatetimeIndex(pd.bdate_range("2024-01-02", periods=3), name="Date")
+    bar = {"Close": 100.0, "High": 101.0, "Low": 99.0, "Open": 100.5, "Volume": 1e6}
+    columns = pd.MultiIndex.from_product([list(bar), tickers], names=["Price", "Ticker"])
+    frame = pd.DataFrame([[bar[field] for field, _ in columns]] * len(dates), dates, columns)
+    frame.loc[dates[0], ("Close", tickers[-1])] = np.nan  # not trading yet
     return frame
 
 

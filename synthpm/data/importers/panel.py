@@ -17,14 +17,12 @@ from synthpm.data.importers.tabular import read_table
 from synthpm.data.store import ImportBatch
 from synthpm.data.validate import normalise_columns, validate_prices
 
-LONG_ALIASES = {"adj_close": "adj_close"}  # kept apart: a long panel's close is `close`
-
 
 def import_panel(path: Path, *, strict: bool = False, kind: str = "panel") -> ImportBatch:
     df = read_table(path)
     headers = {str(c).strip().lower() for c in df.columns}
     if headers & {"ticker", "symbol"}:
-        df = normalise_columns(df, ["ticker", "date", "close"], str(path), LONG_ALIASES)
+        df = normalise_columns(df, ["ticker", "date", "close"], str(path))
         df = df[
             [
                 c
