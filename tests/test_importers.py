@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from synthpm.data.errors import DataError
+from synthpm.data.errors import DataError, SynthpmError
 from synthpm.data.importers import read_source, run_import
 from tests.conftest import edgar_company, price_panel, write_json
 
@@ -243,5 +243,18 @@ def test_sectors_accept_gics_headers_and_reject_conflicts(tmp_path):
 
 
 def test_unknown_kind_is_named(tmp_path):
-    with pytest.raises(Exception, match="unknown import kind 'xls'"):
+    with pytest.raises(SynthpmError, match="unknown import kind 'xls'"):
         read_source("xls", tmp_path)
+
+
+def test_form4_without_ids_reimports_idempotently(priced_store, tmp_path):
+    dates = ("2020-01-02", "2020-01-03")
+    rows = pd.DataFrame([{**FORM4_COLUMNS, "transaction_date": d} for d in dates])
+    path = tmp_path / "f4.csv"
+    rows.to_csv(path, index=False)
+    first = run_import(priced_store, "form4", path)
+    run_import(priced_store, "form4", path)
+    stored = priced_store.insider()
+    assert first.rows["insider"] == 2 and len(stored) == 2
+    assert stored["source_id"].str.fullmatch(r"form4:[0-9a-f]{16}").all()
+    assert stored["source_id"].nunique() == 2

@@ -12,10 +12,8 @@ file has one; otherwise the transaction date plus 2 business days, the Form 4 de
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from synthpm.data.calendar import add_business_days, known_from_acceptance
@@ -116,8 +114,7 @@ def _source_ids(df: pd.DataFrame) -> pd.Series:
         return (
             df["accession"].astype("string") + ":" + df.groupby("accession").cumcount().astype(str)
         )
-    fields = df[["ticker", "owner", "transaction_date", "code", "shares", "price"]].astype(str)
-    joined = fields.agg("|".join, axis=1)
-    return pd.Series(
-        np.array([hashlib.sha1(s.encode()).hexdigest()[:16] for s in joined]), index=df.index
-    ).radd("form4:")
+    # pandas' row hash uses a fixed key, so the id is stable across runs and re-imports.
+    fields = df[["ticker", "owner", "transaction_date", "code", "shares", "price"]]
+    digest = pd.util.hash_pandas_object(fields, index=False)
+    return "form4:" + digest.map("{:016x}".format)

@@ -19,12 +19,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if suffix.endswith(".parquet") or suffix.endswith(".pq"):
             df = pd.read_parquet(path)
         elif any(s in suffix for s in (".csv", ".txt", ".tsv")):
-            df = pd.read_csv(
-                path,
-                sep=None if ".tsv" in suffix else ",",
-                engine="python" if ".tsv" in suffix else "c",
-                low_memory=False,
-            )
+            df = pd.read_csv(path, sep="\t" if ".tsv" in suffix else ",", low_memory=False)
         else:
             raise DataError(
                 "unknown file type (expected .csv, .txt, .tsv or .parquet)", source=str(path)
