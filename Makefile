@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-synthpm
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,live]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,live,llm]"
 	touch $@
 
 demo: $(STAMP)
@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/import_bench.py
+	$(BIN)/python benchmarks/forecast_bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

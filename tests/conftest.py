@@ -76,3 +76,42 @@ def edgar_company(cik: int, ticker: str | None, filings: list[dict], name: str =
 def write_json(path: Path, doc: dict) -> Path:
     path.write_text(json.dumps(doc))
     return path
+
+
+def synthetic_inputs(tickers: int = 4, days: int = 300, seed: int = 0, events: bool = False):
+    """`PanelInputs` built in memory: OHLCV for T0..Tn, an index, a VIX, two sectors, and
+    (with `events`) quarterly results filings and monthly insider buys."""
+    from synthpm.features import PanelInputs
+
+    names = [f"T{i}" for i in range(tickers)]
+    prices = price_panel(names, days=days, seed=seed)
+    prices["date"] = pd.to_datetime(prices["date"])
+    prices["volume"] = prices["volume"].astype(float)
+    dates = pd.DatetimeIndex(prices["date"].unique())
+    rng = np.random.default_rng(seed + 1)
+    index = 100 * np.exp(np.cumsum(rng.normal(0, 0.008, len(dates))))
+    market = pd.DataFrame(
+        {
+            "date": dates,
+            "index_close": index,
+            "vix": 15 + 5 * rng.random(len(dates)),
+            "vix_source": "proxy:realised_vol_21d",
+        }
+    )
+    ev = pd.DataFrame(columns=["ticker", "date_known", "event_type"])
+    ins = pd.DataFrame(columns=["ticker", "date_known", "code", "value"])
+    if events:
+        ev = pd.DataFrame(
+            [(t, d, "results") for t in names[:2] for d in dates[10::63]]
+            + [(names[0], d, "officer_change") for d in dates[30::90]],
+            columns=["ticker", "date_known", "event_type"],
+        ).replace({"officer_change": "officer_director_change"})
+        ins = pd.DataFrame(
+            [
+                (names[1], d, "P" if i % 2 else "S", 1e5 * (i + 1))
+                for i, d in enumerate(dates[5::21])
+            ],
+            columns=["ticker", "date_known", "code", "value"],
+        )
+    sectors = pd.Series({t: ("Tech" if i % 2 else "Energy") for i, t in enumerate(names)})
+    return PanelInputs(prices=prices, events=ev, insider=ins, market=market, sectors=sectors)

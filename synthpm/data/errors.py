@@ -51,3 +51,18 @@ class UnknownTickerError(SynthpmError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class ConfigError(SynthpmError):
+    """A configuration asks for something that cannot be done: names the setting and why.
+
+    Not a ValueError on purpose: pydantic would wrap a ValueError raised in a validator into
+    its own ValidationError, burying the message."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """' (did you mean X?)' when a close match exists, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,53 +1,25 @@
-"""The `synthpm` command line (Typer + rich).
-
-`synthpm data ...` manages the store; `synthpm demo` runs the main job end to end on the
-embedded default data. Errors synthpm raises on purpose (bad data, unknown tickers, a
-missing store) print one clear line and exit with status 2.
-"""
+"""`synthpm data ...`: load, import, inspect and fetch into the point-in-time store."""
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from synthpm import progress
+from synthpm.cli.common import StoreOption, console
+from synthpm.cli.common import store_at as _store
 from synthpm.data.errors import SynthpmError
 from synthpm.data.importers import KINDS, init_embedded, read_source
-from synthpm.data.store import ImportReport, Store, default_store_path
+from synthpm.data.store import ImportReport
 
-app = typer.Typer(
-    help="synthpm: a synthetic portfolio manager.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
 data_app = typer.Typer(help="The point-in-time store: load, import, inspect.", no_args_is_help=True)
 fetch_app = typer.Typer(help="Live downloads (network; only when you ask).", no_args_is_help=True)
-app.add_typer(data_app, name="data")
 data_app.add_typer(fetch_app, name="fetch")
-console = Console()
-err = Console(stderr=True)
-
-StoreOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        envvar="SYNTHPM_STORE",
-        show_envvar=True,
-        help="DuckDB store file [default: ./synthpm.duckdb]",
-    ),
-]
-
-
-def _store(path: Path | None) -> Store:
-    return Store(path or default_store_path())
 
 
 def _show_report(report: ImportReport) -> None:
@@ -172,31 +144,3 @@ def fetch_edgar_cmd(
     console.print(f"wrote {len(files)} file(s) to {out}")
     target = _store(store)
     _show_report(target.write(read_source("edgar", out, store=target)))
-
-
-@app.command("demo")
-def demo(
-    out: Annotated[Path, typer.Option(help="folder for the demo's store and results")] = Path(
-        "runs/demo"
-    ),
-) -> None:
-    """The main job, end to end on the embedded default data (grows as the system does)."""
-    out.mkdir(parents=True, exist_ok=True)
-    store = out / "store.duckdb"
-    console.rule("[bold]1. data: embedded default store")
-    data_init(store)
-    data_info(store)
-    console.print(f"\nresults in {out.resolve()}")
-
-
-def main() -> None:
-    progress.enable(sys.stderr.isatty())
-    try:
-        app()
-    except SynthpmError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

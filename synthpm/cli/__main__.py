@@ -1,0 +1,3 @@
+from synthpm.cli import main
+
+main()

@@ -1,0 +1,317 @@
+"""`synthpm features|forecast|research ...`: the analysts' panel, forecasts and research tools."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from synthpm import progress
+from synthpm.cli.common import StoreOption, console, print_frame, store_at
+from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.features import FeatureConfig, PanelInputs, features_cached
+from synthpm.forecast import ForecastConfig, walk_forward
+from synthpm.forecast.quality import quality_table
+
+features_app = typer.Typer(help="The point-in-time feature panel.", no_args_is_help=True)
+forecast_app = typer.Typer(help="Walk-forward analyst forecasts.", no_args_is_help=True)
+research_app = typer.Typer(
+    help="Research tools: scan, correlate, ablate, shap.", no_args_is_help=True
+)
+
+Tickers = Annotated[str | None, typer.Option(help="comma-separated tickers [default: all]")]
+Start = Annotated[str | None, typer.Option(help="first date (YYYY-MM-DD)")]
+End = Annotated[str | None, typer.Option(help="last date (YYYY-MM-DD)")]
+Features = Annotated[
+    str | None, typer.Option(help="comma-separated features or families [default: all]")
+]
+Cache = Annotated[
+    Path | None, typer.Option(help="feature cache folder [default: .synthpm-cache by the store]")
+]
+RunDir = Annotated[Path, typer.Option("--run", help="a `forecast train` output folder")]
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def load_panel(
+    store: Path | None,
+    tickers: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    features: str | None = None,
+    cache: Path | None = None,
+) -> tuple[PanelInputs, pd.DataFrame]:
+    """Store → inputs → cached feature panel, with a spinner and a bar over tickers."""
+    target = store_at(store)
+    names = _split(features)
+    config = FeatureConfig(features=tuple(names) if names else None)
+    with console.status(f"reading {target.path}"):
+        inputs = PanelInputs.from_store(target, _split(tickers), start, end)
+    started = time.perf_counter()
+    panel = features_cached(
+        inputs,
+        config,
+        cache if cache is not None else target.path.parent / ".synthpm-cache",
+        lambda it, total: progress.track(it, "features", total=total),
+    )
+    tickers_n = panel.index.get_level_values("ticker").nunique()
+    console.print(
+        f"features: {len(panel):,} rows x {panel.shape[1]} columns, {tickers_n} tickers "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
+    return inputs, panel
+
+
+@features_app.command("build")
+def features_build(
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    features: Features = None,
+    out: Annotated[Path, typer.Option(help="Parquet file to write")] = Path(
+        "runs/features.parquet"
+    ),
+    cache: Cache = None,
+) -> None:
+    """Build the (date, ticker) feature panel; every value uses data known by its date."""
+    _, panel = load_panel(store, tickers, start, end, features, cache)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    panel.to_parquet(out)
+    console.print(f"wrote {out}")
+
+
+@forecast_app.command("train")
+def forecast_train(
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    features: Features = None,
+    model: Annotated[str, typer.Option(help="lightgbm, mlp or lstm")] = "lightgbm",
+    refit_months: Annotated[int, typer.Option(help="months between refits")] = 12,
+    min_train_days: Annotated[int, typer.Option(help="trading days before the first test")] = 756,
+    stride: Annotated[int, typer.Option(help="train on every n-th trading day")] = 5,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/forecast"),
+    cache: Cache = None,
+) -> None:
+    """Walk-forward: fit per fold, forecast out of sample, write forecasts and quality."""
+    if model not in ("lightgbm", "mlp", "lstm"):
+        raise ConfigError(f"--model must be lightgbm, mlp or lstm, not {model!r}")
+    config = ForecastConfig(
+        model=model,
+        refit_months=refit_months,
+        min_train_days=min_train_days,
+        train_stride=stride,
+        seed=seed,
+    )
+    inputs, panel = load_panel(store, tickers, start, end, features, cache)
+    started = time.perf_counter()
+    result = walk_forward(
+        panel,
+        inputs,
+        config,
+        progress=lambda it, total: progress.track(it, "folds", total=total),
+        log=console.print,
+    )
+    result.save(out)
+    seconds = time.perf_counter() - started
+    print_frame(quality_table(result.quality), "out-of-sample forecast quality")
+    console.print(f"walk-forward {seconds:.1f}s; wrote {out}/ (forecasts.parquet, quality.json)")
+
+
+def _load_fold_models(run: Path, config: ForecastConfig, start: str):
+    from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
+
+    where = run / "models" / start
+    if config.model == "lightgbm":
+        returns = LightGBMForecaster.load(where / "returns")
+    else:
+        from synthpm.forecast.nets import load_net
+
+        returns = load_net(where / "returns")
+    return returns, EventForecaster.load(where / "events")
+
+
+def _read_run(run: Path) -> tuple[ForecastConfig, list[dict]]:
+    if not (run / "config.json").exists():
+        raise SynthpmError(f"{run} is not a forecast run: no config.json (run `forecast train`)")
+    config = ForecastConfig.model_validate_json((run / "config.json").read_text())
+    return config, json.loads((run / "folds.json").read_text())
+
+
+@forecast_app.command("predict")
+def forecast_predict(
+    run: RunDir,
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    out: Annotated[Path | None, typer.Option(help="Parquet file [default: print]")] = None,
+    cache: Cache = None,
+) -> None:
+    """Forecasts for dates in [start, end] from the run's saved fold models.
+
+    Each date is forecast by the latest model fitted before it (the fold whose test period
+    contains it, or the last fold for later dates), never by one that saw its future.
+    """
+    from synthpm.forecast.walkforward import assemble
+
+    config, folds = _read_run(run)
+    lead = None if start is None else str((pd.Timestamp(start) - pd.Timedelta(days=550)).date())
+    _, panel = load_panel(store, tickers, lead, end, None, cache)
+    dates = panel.index.get_level_values("date")
+    wanted = np.ones(len(panel), bool) if start is None else dates >= pd.Timestamp(start)
+    first = pd.Timestamp(folds[0]["test_start"])
+    if (dates[wanted] < first).any():
+        raise SynthpmError(
+            f"no model of {run} was fitted before {dates[wanted].min().date()}; "
+            f"the first forecastable date is {first.date()}"
+        )
+    starts = pd.DatetimeIndex([f["test_start"] for f in folds])
+    which = starts.searchsorted(dates, side="right") - 1
+    pieces = []
+    for k, fold in enumerate(folds):
+        rows = np.flatnonzero(wanted & (which == k))
+        if len(rows):
+            returns, events = _load_fold_models(run, config, fold["test_start"])
+            raw = pd.concat([returns.predict(panel, rows), events.predict(panel, rows)], axis=1)
+            pieces.append(assemble(raw, fold, config.horizons))
+    forecasts = pd.concat(pieces).sort_index()
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        forecasts.to_parquet(out)
+        console.print(f"wrote {len(forecasts):,} forecasts to {out}")
+    else:
+        show = [c for c in forecasts.columns if c.startswith(("return_class", "confidence"))]
+        print_frame(forecasts[[*show, "best_horizon"]].tail(20), "latest forecasts", 3)
+
+
+@forecast_app.command("report")
+def forecast_report(
+    run: RunDir,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report")] = False,
+) -> None:
+    """The out-of-sample quality of a run: overall per horizon, then rank IC per fold."""
+    _read_run(run)
+    quality = json.loads((run / "quality.json").read_text())
+    if as_json:
+        print(json.dumps(quality, indent=1))
+        return
+    print_frame(quality_table(quality), "out-of-sample forecast quality (all folds)")
+    per_fold = pd.DataFrame(
+        {
+            fold: {h: m.get("rank_ic") for h, m in hs.items()}
+            for fold, hs in quality["folds"].items()
+        }
+    ).T.rename_axis("fold")
+    print_frame(per_fold, "rank IC per fold")
+    if quality.get("events"):
+        print_frame(pd.DataFrame(quality["events"]).T.rename_axis("event"), "event probabilities")
+
+
+@research_app.command("scan")
+def research_scan(
+    ticker: Annotated[str, typer.Argument(help="start ticker")],
+    n: Annotated[int, typer.Option(help="how many tickers to select")] = 10,
+    as_of: Annotated[str | None, typer.Option(help="use returns up to this date")] = None,
+    window: Annotated[int, typer.Option(help="trading days of returns")] = 252,
+    store: StoreOption = None,
+) -> None:
+    """Greedy least-correlated tickers, starting from one."""
+    from synthpm.research import least_correlated
+
+    closes = store_at(store).closes(end=as_of)
+    picked = least_correlated(closes, ticker.upper(), n=n, as_of=as_of, window=window)
+    print_frame(picked.set_index("step"), f"least correlated with {ticker.upper()}", 3)
+
+
+@research_app.command("correlate")
+def research_correlate(
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    top: Annotated[int, typer.Option(help="rows to print")] = 25,
+    out: Annotated[Path | None, typer.Option(help="CSV file for the whole table")] = None,
+    cache: Cache = None,
+) -> None:
+    """Feature-label rank IC per horizon (mean daily cross-sectional Spearman)."""
+    from synthpm.forecast.targets import return_targets
+    from synthpm.research import feature_label_correlation
+
+    inputs, panel = load_panel(store, tickers, start, end, None, cache)
+    table = feature_label_correlation(panel, return_targets(inputs, panel.index))
+    print_frame(table.head(top), "feature-label rank IC", 4)
+    if out:
+        table.to_csv(out)
+        console.print(f"wrote {out}")
+
+
+@research_app.command("ablate")
+def research_ablate(
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    horizon: Annotated[str, typer.Option(help="1d, 1w, 1m or 3m")] = "1m",
+    by: Annotated[str, typer.Option(help="family or feature")] = "family",
+    test_start: Annotated[str | None, typer.Option(help="first test date")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV file")] = None,
+    cache: Cache = None,
+) -> None:
+    """Drop each feature family (or feature), refit, and report the change in loss, F1, IC."""
+    from synthpm.forecast.base import HORIZONS
+    from synthpm.forecast.targets import return_targets
+    from synthpm.research import ablation
+
+    if horizon not in HORIZONS:
+        raise ConfigError(f"--horizon must be one of {', '.join(HORIZONS)}, not {horizon!r}")
+    inputs, panel = load_panel(store, tickers, start, end, None, cache)
+    targets = return_targets(inputs, panel.index, {horizon: HORIZONS[horizon]})
+    table = ablation(
+        panel,
+        targets,
+        horizon=horizon,
+        by=by,
+        test_start=test_start,
+        progress=lambda it, total: progress.track(it, "ablation", total=total),
+    )
+    print_frame(table.set_index("dropped"), f"ablation, {horizon} horizon", 4)
+    if out:
+        table.to_csv(out, index=False)
+        console.print(f"wrote {out}")
+
+
+@research_app.command("shap")
+def research_shap(
+    run: RunDir,
+    store: StoreOption = None,
+    horizon: Annotated[str, typer.Option(help="1d, 1w, 1m or 3m")] = "1m",
+    top: Annotated[int, typer.Option(help="rows to print")] = 20,
+    cache: Cache = None,
+) -> None:
+    """Mean |SHAP| per feature of the run's last LightGBM fold, over its test period."""
+    config, folds = _read_run(run)
+    if config.model != "lightgbm":
+        raise ConfigError(f"SHAP values need a lightgbm run; {run} used {config.model}")
+    if horizon not in config.horizons:
+        raise ConfigError(f"--horizon must be one of {', '.join(config.horizons)}")
+    fold = folds[-1]
+    returns, _ = _load_fold_models(run, config, fold["test_start"])
+    lead = str((pd.Timestamp(fold["test_start"]) - pd.Timedelta(days=550)).date())
+    _, panel = load_panel(store, None, lead, fold["test_end"], None, cache)
+    dates = panel.index.get_level_values("date")
+    rows = np.flatnonzero(dates >= pd.Timestamp(fold["test_start"]))
+    table = returns.shap_values(panel, rows, horizon)
+    print_frame(
+        table.head(top).set_index("feature"), f"SHAP, {horizon}, fold {fold['test_start']}", 6
+    )

@@ -1,0 +1,261 @@
+"""The walk-forward driver: expanding window, periodic refit, purged training sets.
+
+Folds. The test periods are consecutive blocks that start on a calendar boundary (every
+`refit_months`, January first by default). A fold's model is fitted on every row whose date
+lies at least `purge` trading days before the test start, so the targets of the training
+rows (which read up to `lookahead` days ahead) end before the test period begins, and
+predicts every row of the test period. The first test period is the first with
+`min_train_days` of history before it. Training rows are thinned to every `train_stride`-th
+trading day: neighbouring days' multi-day targets overlap almost entirely, so the stride
+costs little information and saves most of the time.
+
+Return classes. A fold's class edges are the `class_quantiles` of its training rows' excess
+returns, per horizon; its class means turn class probabilities into an expected excess
+return when the model gives no direct estimate.
+
+Output per (date, ticker), per horizon h (the `Forecasts` schema, DESIGN §3):
+`return_class_h` (one of CLASSES), `confidence_h` (its probability), `expected_return_h`
+(excess over the benchmark, as a fraction), `volatility_h` (annualised), `sharpe_h`
+(expected excess return annualised over that volatility), `max_drawdown_h` (<= 0); then
+`best_horizon` (the horizon of highest `sharpe_h`), `event_prob_<group>` where filings
+exist, and `fold` (the test period's start).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from synthpm.data.errors import ConfigError
+from synthpm.features.panel import PanelInputs
+from synthpm.forecast.base import CLASSES, HORIZONS, ReturnModel, proba_columns
+from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
+from synthpm.forecast.quality import quality_report
+from synthpm.forecast.targets import event_targets, lookahead, return_targets
+
+MODELS = ("lightgbm", "mlp", "lstm")
+
+
+class ForecastConfig(BaseModel):
+    """Walk-forward settings; every field has the default the CLI uses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    model: Literal["lightgbm", "mlp", "lstm"] = "lightgbm"
+    horizons: dict[str, int] = dict(HORIZONS)
+    refit_months: int = 12
+    min_train_days: int = 756  # three years
+    purge: int | None = None  # trading days; None means the targets' lookahead
+    train_stride: int = 5
+    class_quantiles: tuple[float, float, float, float] = (0.2, 0.4, 0.6, 0.8)
+    seed: int = 0
+    model_params: dict = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.horizons:
+            raise ConfigError("horizons: none given")
+        bad = {k: v for k, v in self.horizons.items() if not (isinstance(v, int) and v >= 1)}
+        if bad:
+            raise ConfigError(f"horizons must be whole trading days >= 1, got {bad}")
+        if self.purge is not None and self.purge < lookahead(self.horizons):
+            raise ConfigError(
+                f"purge={self.purge} is shorter than the targets' lookahead "
+                f"({lookahead(self.horizons)} trading days): training labels would overlap the "
+                "test period"
+            )
+        if self.refit_months < 1 or 12 % self.refit_months:
+            raise ConfigError("refit_months must divide 12 (1, 2, 3, 4, 6 or 12)")
+        if list(self.class_quantiles) != sorted(self.class_quantiles):
+            raise ConfigError("class_quantiles must increase")
+        return self
+
+    @property
+    def purge_days(self) -> int:
+        return self.purge if self.purge is not None else lookahead(self.horizons)
+
+
+def make_model(config: ForecastConfig) -> ReturnModel:
+    horizons = tuple(config.horizons)
+    if config.model == "lightgbm":
+        return LightGBMForecaster(horizons, seed=config.seed, **config.model_params)
+    from synthpm.forecast import nets  # torch only when asked
+
+    cls = nets.MLPForecaster if config.model == "mlp" else nets.LSTMForecaster
+    return cls(horizons=horizons, seed=config.seed, purge=config.purge_days, **config.model_params)
+
+
+@dataclass(frozen=True)
+class Fold:
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp  # inclusive
+    train_end: pd.Timestamp  # last training date, `purge` trading days before test_start
+
+
+def make_folds(calendar: pd.DatetimeIndex, config: ForecastConfig) -> list[Fold]:
+    """The walk-forward folds over `calendar` (sorted trading dates)."""
+    longest = max(config.horizons.items(), key=lambda kv: kv[1])
+    need = config.min_train_days + config.purge_days + 1
+    if longest[1] >= len(calendar) or len(calendar) < need:
+        raise ConfigError(
+            f"the data has {len(calendar)} trading days: too short for horizon {longest[0]} "
+            f"({longest[1]} days) with min_train_days={config.min_train_days} and a purge of "
+            f"{config.purge_days} (needs at least {need})"
+        )
+    first = calendar[config.min_train_days + config.purge_days]
+    step = pd.DateOffset(months=config.refit_months)
+    boundary = pd.Timestamp(first.year, 1, 1)
+    while boundary < first:
+        boundary += step
+    folds = []
+    while boundary <= calendar[-1]:
+        nxt = boundary + step
+        in_test = (calendar >= boundary) & (calendar < nxt)
+        if in_test.any():
+            start_pos = int(np.argmax(in_test))
+            folds.append(
+                Fold(
+                    calendar[start_pos],
+                    calendar[in_test][-1],
+                    calendar[start_pos - config.purge_days - 1],
+                )
+            )
+        boundary = nxt
+    if not folds:
+        raise ConfigError("no test period after the minimum training window")
+    return folds
+
+
+def class_edges(excess: np.ndarray, quantiles) -> np.ndarray:
+    return np.quantile(excess[~np.isnan(excess)], quantiles)
+
+
+def to_class(excess: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Class index 0..4 by the edges (NaN stays NaN)."""
+    out = np.searchsorted(edges, excess, side="right").astype(np.float64)
+    out[np.isnan(excess)] = np.nan
+    return out
+
+
+def assemble(raw: pd.DataFrame, fold: dict, horizons: dict[str, int]) -> pd.DataFrame:
+    """Model output → the forecast schema (see module docstring)."""
+    out = pd.DataFrame(index=raw.index)
+    sharpe = []
+    for h, days in horizons.items():
+        proba = raw[proba_columns(h)].to_numpy()
+        best = proba.argmax(axis=1)
+        out[f"return_class_{h}"] = pd.Categorical.from_codes(best, CLASSES)
+        out[f"confidence_{h}"] = proba.max(axis=1)
+        if f"ret_{h}" in raw:
+            expected = raw[f"ret_{h}"].to_numpy()
+        else:
+            expected = proba @ np.asarray(fold["class_means"][h])
+        out[f"expected_return_{h}"] = expected
+        out[f"volatility_{h}"] = raw[f"vol_{h}"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"sharpe_{h}"] = expected * (252.0 / days) / out[f"volatility_{h}"]
+        out[f"max_drawdown_{h}"] = raw[f"mdd_{h}"].to_numpy()
+        sharpe.append(out[f"sharpe_{h}"].to_numpy())
+    names = np.array(list(horizons))
+    out["best_horizon"] = pd.Categorical(
+        names[np.nan_to_num(np.vstack(sharpe), nan=-np.inf).argmax(axis=0)], categories=names
+    )
+    for col in raw.columns:
+        if col.startswith("event_prob_"):
+            out[col] = raw[col].to_numpy()
+    out["fold"] = fold["test_start"]
+    return out
+
+
+@dataclass
+class WalkForward:
+    """A finished walk-forward run: forecasts, quality, and the fitted fold models."""
+
+    config: ForecastConfig
+    forecasts: pd.DataFrame
+    quality: dict
+    folds: list[dict]
+    models: list[tuple[ReturnModel, EventForecaster]] = field(repr=False, default_factory=list)
+
+    def save(self, out: str | Path) -> Path:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.forecasts.to_parquet(out / "forecasts.parquet")
+        (out / "quality.json").write_text(json.dumps(self.quality, indent=1, default=str))
+        (out / "config.json").write_text(self.config.model_dump_json(indent=1))
+        (out / "folds.json").write_text(json.dumps(self.folds, indent=1, default=str))
+        for fold, (model, events) in zip(self.folds, self.models, strict=True):
+            where = out / "models" / str(fold["test_start"])[:10]
+            model.save(where / "returns")
+            events.save(where / "events")
+        return out
+
+
+def walk_forward(
+    panel: pd.DataFrame,
+    inputs: PanelInputs,
+    config: ForecastConfig | None = None,
+    progress=None,
+    log=print,
+) -> WalkForward:
+    """Fit and predict every fold; `panel` from `build_features(inputs, ...)`."""
+    config = config or ForecastConfig()
+    if panel.empty:
+        raise ConfigError("empty universe: the feature panel has no rows")
+    dates = panel.index.get_level_values("date")
+    calendar = pd.DatetimeIndex(dates.unique()).sort_values()
+    folds = make_folds(calendar, config)
+    targets = return_targets(inputs, panel.index, config.horizons)
+    events = event_targets(inputs, panel.index)
+    day_pos = calendar.get_indexer(dates)
+    complete = targets.notna().all(axis=1).to_numpy()
+    thinned = day_pos % config.train_stride == 0
+    pieces, fold_info, models = [], [], []
+    iterator = progress(folds, total=len(folds)) if progress else folds
+    for fold in iterator:
+        started = time.perf_counter()
+        train = np.flatnonzero((dates <= fold.train_end) & thinned & complete)
+        test = np.flatnonzero((dates >= fold.test_start) & (dates <= fold.test_end))
+        fold_targets = targets.iloc[train].copy()
+        fold_targets.attrs["class_edges"] = info_edges = {}
+        info = {
+            "test_start": str(fold.test_start.date()),
+            "test_end": str(fold.test_end.date()),
+            "train_end": str(fold.train_end.date()),
+            "train_rows": len(train),
+            "test_rows": len(test),
+            "class_edges": {},
+            "class_means": {},
+        }
+        for h in config.horizons:
+            excess = fold_targets[f"excess_{h}"].to_numpy()
+            edges = class_edges(excess, config.class_quantiles)
+            classes = to_class(excess, edges)
+            fold_targets[f"class_{h}"] = classes
+            info["class_edges"][h] = info_edges[h] = edges.tolist()
+            info["class_means"][h] = [
+                float(excess[classes == k].mean()) for k in range(len(CLASSES))
+            ]
+        model = make_model(config).fit(panel, train, fold_targets)
+        event_train = np.flatnonzero((dates <= fold.train_end) & thinned)
+        event_model = EventForecaster(seed=config.seed).fit(
+            panel, event_train, events.iloc[event_train]
+        )
+        raw = pd.concat([model.predict(panel, test), event_model.predict(panel, test)], axis=1)
+        pieces.append(assemble(raw, info, config.horizons))
+        info["seconds"] = round(time.perf_counter() - started, 2)
+        fold_info.append(info)
+        models.append((model, event_model))
+        log(
+            f"fold {info['test_start']}..{info['test_end']}: {len(train):,} training rows, "
+            f"{len(test):,} forecasts, {info['seconds']} s"
+        )
+    forecasts = pd.concat(pieces)
+    quality = quality_report(forecasts, targets, events, fold_info, config.horizons)
+    return WalkForward(config, forecasts, quality, fold_info, models)

@@ -1,0 +1,101 @@
+"""`synthpm features|forecast|research` as a user runs them: files written, errors named."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.conftest import price_panel
+from tests.test_cli import synthpm
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """Six tickers over three years, imported through the CLI."""
+    tmp = tmp_path_factory.mktemp("cli")
+    store = tmp / "s.duckdb"
+    panel = tmp / "panel.csv"
+    price_panel([f"T{i}" for i in range(6)], days=800, start="2015-01-01").to_csv(
+        panel, index=False
+    )
+    synthpm("data", "import", "csv", panel, "--store", store)
+    return store
+
+
+def test_features_build_writes_the_panel(small_store, tmp_path):
+    out = tmp_path / "f.parquet"
+    result = synthpm(
+        "features", "build", "--features", "returns,rsi_14", "--out", out, store=small_store
+    )
+    assert "4,800 rows x 6 columns, 6 tickers" in result.stdout
+    panel = pd.read_parquet(out)
+    assert list(panel.columns) == ["ret_5d", "ret_21d", "ret_63d", "ret_126d", "ret_1d", "rsi_14"]
+
+
+def test_forecast_train_report_predict(small_store, tmp_path):
+    run = tmp_path / "run"
+    result = synthpm(
+        "forecast",
+        "train",
+        "--min-train-days",
+        "250",
+        "--refit-months",
+        "6",
+        "--out",
+        run,
+        store=small_store,
+    )
+    assert "out-of-sample forecast quality" in result.stdout
+    assert {"forecasts.parquet", "quality.json", "config.json", "folds.json", "models"} <= {
+        p.name for p in run.iterdir()
+    }
+    report = synthpm("forecast", "report", "--run", run).stdout
+    assert "rank IC per fold" in report
+    quality = json.loads(synthpm("forecast", "report", "--run", run, "--json").stdout)
+    assert set(quality["horizons"]) == {"1d", "1w", "1m", "3m"}
+    out = tmp_path / "pred.parquet"
+    folds = json.loads((run / "folds.json").read_text())
+    synthpm(
+        "forecast",
+        "predict",
+        "--run",
+        run,
+        "--start",
+        folds[0]["test_start"],
+        "--out",
+        out,
+        store=small_store,
+    )
+    predicted = pd.read_parquet(out)
+    trained = pd.read_parquet(run / "forecasts.parquet")
+    pd.testing.assert_frame_equal(predicted, trained.loc[predicted.index], check_categorical=False)
+    early = synthpm(
+        "forecast", "predict", "--run", run, "--start", "2015-06-01", store=small_store, check=False
+    )
+    assert early.returncode == 2 and "no model of" in early.stderr
+
+
+def test_research_scan(small_store):
+    out = synthpm("research", "scan", "T0", "--n", "3", store=small_store).stdout
+    assert "least correlated with T0" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("features", "build", "--features", "rsi_41"), "unknown feature 'rsi_41'"),
+        (("features", "build", "--start", "2031-01-01"), "empty universe"),
+        (("forecast", "train", "--min-train-days", "5000"), "too short for horizon 3m"),
+        (("forecast", "train", "--model", "xgboost"), "--model must be lightgbm, mlp or lstm"),
+        (("forecast", "report", "--run", "nowhere"), "is not a forecast run"),
+        (("research", "scan", "T9"), "T9"),
+    ],
+)
+def test_bad_requests_exit_2_with_the_reason(small_store, args, message):
+    result = synthpm(*args, store=small_store, check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
