@@ -170,3 +170,17 @@ def test_horizon_longer_than_the_data_is_an_error():
     config = ForecastConfig(horizons={"1y": 252})
     with pytest.raises(ConfigError, match=r"too short for horizon 1y \(252 days\)"):
         run(inputs, config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_torch_models_run_through_the_walk_forward(model):
+    pytest.importorskip("torch")
+    config = CONFIG.model_copy(
+        update={"model": model, "model_params": {"epochs": 2, "hidden": 8, "num_threads": 1}}
+    )
+    result = run(synthetic_inputs(tickers=4, days=450), config)
+    f = result.forecasts
+    assert f["confidence_1m"].between(0.2, 1).all()
+    assert f["expected_return_1m"].notna().all()  # the net's own `ret_h`, not class means
+    assert result.quality["horizons"]["1m"]["rows"] > 0

@@ -7,8 +7,10 @@ most of a small fit's cost; the boosters swap only its labels):
 - `abs`: the expected absolute excess return, a heteroscedastic scale: the predictive
   distribution of the excess return is taken as normal with mean `ret` and standard
   deviation `abs * sqrt(pi/2)`, and the return-class probabilities are its mass between the
-  fold's class edges (`targets.attrs["class_edges"]`). A 5-class booster would grow five
-  trees a round and measured 30x slower on the 494-stock panel for no better rank IC;
+  fold's class edges (`targets.attrs["class_edges"]`). A 5-class booster
+  grows five trees a round: on the 494-stock panel it measured 15x slower per round than one
+  of these regressors, and on the embedded data its expected return ranked worse (1m rank IC
+  0.036 against 0.044);
 - `vol` and `mdd`: realised volatility and max drawdown ahead.
 The parameters suit noisy daily panels: shallow trees, large leaves, row and feature
 subsampling; `deterministic` with a fixed seed makes a fit reproducible bit for bit on the
