@@ -80,7 +80,7 @@ def main() -> int:
     result.save(args.out)
     table = quality_table(result.quality)
     print(table.to_string())
-    figures["rank_ic"] = table["rank_ic"].to_dict()
+    figures["rank_ic"] = table["IC"].to_dict()
     figures["total_s"] = figures["features_s"] + figures["walk_forward_s"]
     print(
         f"features + walk-forward: {figures['total_s']:.1f} s "

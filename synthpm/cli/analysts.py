@@ -285,7 +285,9 @@ def research_ablate(
         test_start=test_start,
         progress=lambda it, total: progress.track(it, "ablation", total=total),
     )
-    print_frame(table.set_index("dropped"), f"ablation, {horizon} horizon", 4)
+    print_frame(
+        table.drop(columns="features_dropped").set_index("dropped"), f"ablation, {horizon}", 4
+    )
     if out:
         table.to_csv(out, index=False)
         console.print(f"wrote {out}")

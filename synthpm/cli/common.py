@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -12,7 +14,8 @@ from rich.table import Table
 
 from synthpm.data.store import Store, default_store_path
 
-console = Console()
+# A pipe or a file gets wide tables instead of rich's 80-column default, which would cut them.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 err = Console(stderr=True)
 
 StoreOption = Annotated[
@@ -36,8 +39,15 @@ def print_frame(frame: pd.DataFrame, title: str | None = None, digits: int = 4) 
     index_names = [n or "" for n in frame.index.names]
     for name in [*index_names, *map(str, frame.columns)]:
         table.add_column(name, justify="left" if name in index_names else "right")
-    for key, row in frame.iterrows():
+    for key, *values in frame.itertuples(name=None):
         keys = key if isinstance(key, tuple) else (key,)
-        cells = [f"{v:,.{digits}f}" if isinstance(v, float) else str(v) for v in row]
-        table.add_row(*map(str, keys), *cells)
+        table.add_row(*map(str, keys), *(_cell(v, digits) for v in values))
     console.print(table)
+
+
+def _cell(value, digits: int) -> str:
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:,.{digits}f}"
+    return str(value)

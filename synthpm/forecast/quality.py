@@ -117,6 +117,21 @@ def quality_report(
     return report
 
 
+SHORT_NAMES = {
+    "accuracy": "acc",
+    "macro_f1": "F1",
+    "rank_ic": "IC",
+    "ic_ir": "IC IR",
+    "sign_accuracy": "sign acc",
+    "volatility_mae": "vol MAE",
+    "volatility_rank_ic": "vol IC",
+    "max_drawdown_mae": "mdd MAE",
+    "max_drawdown_rank_ic": "mdd IC",
+}
+
+
 def quality_table(report: dict) -> pd.DataFrame:
-    """The overall metrics as a frame, one row per horizon (what the CLI prints)."""
-    return pd.DataFrame(report["horizons"]).T
+    """The overall metrics as a frame, one row per horizon, short column names (the CLI's)."""
+    table = pd.DataFrame(report["horizons"]).T.rename(columns=SHORT_NAMES)
+    table["rows"] = table["rows"].astype(int)
+    return table.rename_axis("horizon")
