@@ -141,3 +141,12 @@ def test_bad_feature_config_is_named(features, message):
 def test_empty_universe_is_an_error(priced_store):
     with pytest.raises(ConfigError, match="empty universe"):
         PanelInputs.from_store(priced_store, start="2031-01-01")
+
+
+def test_tickers_with_a_few_bars_get_nan_not_an_error():
+    inputs = synthetic_inputs(tickers=3, days=200)
+    short = inputs.prices["ticker"].eq("T2") & (inputs.prices.groupby("ticker").cumcount() > 1)
+    inputs.prices = inputs.prices[~short].reset_index(drop=True)  # T2 has two bars
+    panel = build_features(inputs)
+    t2 = panel.xs("T2", level="ticker")
+    assert len(t2) == 2 and t2["rsi_14"].isna().all() and t2["ret_1d"].notna().iloc[1]

@@ -53,7 +53,8 @@ INSIDER_FEATURES: dict[str, str] = {
 GROUP_OF = {etype: group for group, types in EVENT_GROUPS.items() for etype in types}
 
 
-def _day_numbers(dates) -> np.ndarray:
+def day_numbers(dates) -> np.ndarray:
+    """Dates as int64 day numbers (days since 1970-01-01), for searchsorted arithmetic."""
     return np.asarray(pd.DatetimeIndex(dates).values.astype("datetime64[D]").astype(np.int64))
 
 
@@ -93,7 +94,7 @@ def event_features(row_days: np.ndarray, events: pd.DataFrame) -> dict[str, np.n
         out["ev_filings_90d"] = np.zeros(n)
         out["ev_covered"] = np.zeros(n)
         return out
-    days = _day_numbers(events["date_known"])
+    days = day_numbers(events["date_known"])
     order = np.argsort(days, kind="stable")
     days = days[order]
     groups = events["event_type"].map(GROUP_OF).to_numpy()[order]
@@ -103,7 +104,7 @@ def event_features(row_days: np.ndarray, events: pd.DataFrame) -> dict[str, np.n
         out[f"ev_{group}_90d"] = trailing_count(row_days, known, WINDOW_DAYS)
         out[f"ev_{group}_days"] = days_since(row_days, known)
     filings = np.unique(
-        _day_numbers(events.loc[events["event_type"] != "insider_filing", "date_known"])
+        day_numbers(events.loc[events["event_type"] != "insider_filing", "date_known"])
     )
     out["ev_filings_90d"] = trailing_count(row_days, filings, WINDOW_DAYS)
     out["ev_covered"] = (row_days >= days[0]).astype(np.float64)
@@ -116,7 +117,7 @@ def insider_features(row_days: np.ndarray, trades: pd.DataFrame) -> dict[str, np
     out = {name: np.zeros(n) for name in INSIDER_FEATURES}
     if trades.empty:
         return out
-    days = _day_numbers(trades["date_known"])
+    days = day_numbers(trades["date_known"])
     order = np.argsort(days, kind="stable")
     days, code = days[order], trades["code"].to_numpy()[order]
     value = trades["value"].fillna(0.0).to_numpy(dtype=np.float64)[order]

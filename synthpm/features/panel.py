@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from synthpm.data.store import DateLike, Store
 from synthpm.features.filings import (
     EVENT_FEATURES,
     INSIDER_FEATURES,
-    _day_numbers,
+    day_numbers,
     event_features,
     insider_features,
 )
@@ -159,7 +159,7 @@ def build_features(
     blocks: list[dict[str, np.ndarray]] = []
     iterator = progress(groups, total=groups.ngroups) if progress else groups
     for ticker, bars in iterator:
-        row_days = _day_numbers(bars["date"])
+        row_days = day_numbers(bars["date"])
         block = price_features(*_fill_bars(bars))
         block |= event_features(row_days, events.get(ticker, empty_events))
         block |= insider_features(row_days, insider.get(ticker, empty_insider))
@@ -205,8 +205,3 @@ def features_cached(
     panel.to_parquet(tmp)
     tmp.replace(path)
     return panel
-
-
-def select_features(panel: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
-    """Columns of `panel` by name or family, with a clear error for unknown names."""
-    return panel[FeatureConfig(features=tuple(names)).columns]

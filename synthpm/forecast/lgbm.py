@@ -50,11 +50,8 @@ BASE_PARAMS = {
 
 
 def _matrix(panel: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
-    return (
-        panel.to_numpy(dtype=np.float32)[rows]
-        if len(rows) != len(panel)
-        else panel.to_numpy(dtype=np.float32)
-    )
+    """float32 values of the panel's `rows` (copies only those rows)."""
+    return panel.iloc[rows].to_numpy(dtype=np.float32)
 
 
 class LightGBMForecaster:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from synthpm.features.filings import EVENT_GROUPS, GROUP_OF, _day_numbers
+from synthpm.features.filings import EVENT_GROUPS, GROUP_OF, day_numbers
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
 from synthpm.forecast.base import HORIZONS
@@ -82,7 +82,7 @@ def return_targets(
 def event_targets(inputs: PanelInputs, index: pd.MultiIndex) -> pd.DataFrame:
     """`event_g` per event group: a filing of g known within the next `EVENT_HORIZON` days."""
     calendar = inputs.closes().index
-    cal_days = _day_numbers(calendar)
+    cal_days = day_numbers(calendar)
     ahead = np.full(len(cal_days), np.iinfo(np.int64).max)
     ahead[: -EVENT_HORIZON or None] = cal_days[EVENT_HORIZON:]
     row_pos = calendar.get_indexer(index.get_level_values("date"))
@@ -94,7 +94,7 @@ def event_targets(inputs: PanelInputs, index: pd.MultiIndex) -> pd.DataFrame:
         return pd.DataFrame(out, index=index)
     events = inputs.events.assign(
         group=inputs.events["event_type"].map(GROUP_OF),
-        day=_day_numbers(inputs.events["date_known"]),
+        day=day_numbers(inputs.events["date_known"]),
     )
     for ticker, filings in events.groupby("ticker"):
         rows = np.flatnonzero(tickers == ticker)

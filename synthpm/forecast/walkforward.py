@@ -143,6 +143,21 @@ def to_class(excess: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
+def with_classes(targets: pd.DataFrame, config: ForecastConfig) -> tuple[pd.DataFrame, dict, dict]:
+    """A fold's training targets with `class_h` added, its class edges and class means."""
+    out = targets.copy()
+    edges: dict[str, list[float]] = {}
+    means: dict[str, list[float]] = {}
+    for h in config.horizons:
+        excess = out[f"excess_{h}"].to_numpy()
+        edges[h] = class_edges(excess, config.class_quantiles).tolist()
+        classes = to_class(excess, np.asarray(edges[h]))
+        out[f"class_{h}"] = classes
+        means[h] = [float(excess[classes == k].mean()) for k in range(len(CLASSES))]
+    out.attrs["class_edges"] = edges
+    return out, edges, means
+
+
 def assemble(raw: pd.DataFrame, fold: dict, horizons: dict[str, int]) -> pd.DataFrame:
     """Model output → the forecast schema (see module docstring)."""
     out = pd.DataFrame(index=raw.index)
@@ -222,26 +237,16 @@ def walk_forward(
         started = time.perf_counter()
         train = np.flatnonzero((dates <= fold.train_end) & thinned & complete)
         test = np.flatnonzero((dates >= fold.test_start) & (dates <= fold.test_end))
-        fold_targets = targets.iloc[train].copy()
-        fold_targets.attrs["class_edges"] = info_edges = {}
+        fold_targets, edges, means = with_classes(targets.iloc[train], config)
         info = {
             "test_start": str(fold.test_start.date()),
             "test_end": str(fold.test_end.date()),
             "train_end": str(fold.train_end.date()),
             "train_rows": len(train),
             "test_rows": len(test),
-            "class_edges": {},
-            "class_means": {},
+            "class_edges": edges,
+            "class_means": means,
         }
-        for h in config.horizons:
-            excess = fold_targets[f"excess_{h}"].to_numpy()
-            edges = class_edges(excess, config.class_quantiles)
-            classes = to_class(excess, edges)
-            fold_targets[f"class_{h}"] = classes
-            info["class_edges"][h] = info_edges[h] = edges.tolist()
-            info["class_means"][h] = [
-                float(excess[classes == k].mean()) for k in range(len(CLASSES))
-            ]
         model = make_model(config).fit(panel, train, fold_targets)
         event_train = np.flatnonzero((dates <= fold.train_end) & thinned)
         event_model = EventForecaster(seed=config.seed).fit(
