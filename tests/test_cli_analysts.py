@@ -45,11 +45,17 @@ def test_forecast_train_report_predict(small_store, tmp_path):
         "250",
         "--refit-months",
         "6",
+        "--param",
+        "rounds=30",
+        "--param",
+        "min_data_in_leaf=50",
         "--out",
         run,
         store=small_store,
     )
     assert "out-of-sample forecast quality" in result.stdout
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_params"] == {"rounds": 30, "min_data_in_leaf": 50}
     assert {"forecasts.parquet", "quality.json", "config.json", "folds.json", "models"} <= {
         p.name for p in run.iterdir()
     }
@@ -91,6 +97,7 @@ def test_research_scan(small_store):
         (("features", "build", "--start", "2031-01-01"), "empty universe"),
         (("forecast", "train", "--min-train-days", "5000"), "too short for horizon 3m"),
         (("forecast", "train", "--model", "xgboost"), "--model must be lightgbm, mlp or lstm"),
+        (("forecast", "train", "--param", "rounds"), "--param wants KEY=VALUE"),
         (("forecast", "report", "--run", "nowhere"), "is not a forecast run"),
         (("research", "scan", "T9"), "T9"),
     ],

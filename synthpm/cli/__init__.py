@@ -56,6 +56,7 @@ def demo(
         min_train_days=756,
         stride=5,
         seed=0,
+        param=None,
         out=out / "forecast",
         cache=None,
     )

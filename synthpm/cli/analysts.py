@@ -40,6 +40,20 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _params(items: list[str]) -> dict:
+    """KEY=VALUE settings; a VALUE that parses as JSON (numbers, true) is taken as such."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param wants KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def load_panel(
     store: Path | None,
     tickers: str | None = None,
@@ -100,6 +114,10 @@ def forecast_train(
     min_train_days: Annotated[int, typer.Option(help="trading days before the first test")] = 756,
     stride: Annotated[int, typer.Option(help="train on every n-th trading day")] = 5,
     seed: int = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="model setting KEY=VALUE, repeatable (e.g. loss=sign_ratio, rounds=200)"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/forecast"),
     cache: Cache = None,
 ) -> None:
@@ -112,6 +130,7 @@ def forecast_train(
         min_train_days=min_train_days,
         train_stride=stride,
         seed=seed,
+        model_params=_params(param or []),
     )
     inputs, panel = load_panel(store, tickers, start, end, features, cache)
     started = time.perf_counter()
