@@ -150,3 +150,10 @@ def test_tickers_with_a_few_bars_get_nan_not_an_error():
     panel = build_features(inputs)
     t2 = panel.xs("T2", level="ticker")
     assert len(t2) == 2 and t2["rsi_14"].isna().all() and t2["ret_1d"].notna().iloc[1]
+
+
+@pytest.mark.parametrize("days", [1, 30])
+def test_a_calendar_shorter_than_the_windows_gives_nan_not_an_error(days):
+    panel = build_features(synthetic_inputs(tickers=2, days=days))
+    assert len(panel) == 2 * days
+    assert panel["idx_ret_63d"].isna().all() and panel["dist_sma_200"].isna().all()

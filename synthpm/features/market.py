@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from synthpm.features.technical import ANNUAL
+from synthpm.features.technical import ANNUAL, shift
 
 MARKET_FEATURES: dict[str, str] = {
     "idx_ret_21d": "market",
@@ -52,10 +52,10 @@ def market_features(index_close: pd.Series, market: pd.DataFrame) -> pd.DataFram
     c = index_close.to_numpy(dtype=np.float64)
     out = pd.DataFrame(index=index_close.index)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["idx_ret_21d"] = c / np.concatenate([np.full(21, np.nan), c[:-21]]) - 1
-        out["idx_ret_63d"] = c / np.concatenate([np.full(63, np.nan), c[:-63]]) - 1
+        out["idx_ret_21d"] = c / shift(c, 21) - 1
+        out["idx_ret_63d"] = c / shift(c, 63) - 1
         out["idx_dist_sma_200"] = c / talib.SMA(c, 200) - 1
-        log_ret = np.concatenate([[np.nan], np.log(c[1:] / c[:-1])])
+        log_ret = np.log(c / shift(c, 1))
         out["idx_vol_21d"] = talib.STDDEV(log_ret, 21) * ANNUAL
     if market.empty:
         vix = pd.Series(np.nan, index=out.index)

@@ -61,9 +61,11 @@ NEEDS_OHLCV: dict[str, str] = {
 PRICE_FEATURES = {**CLOSE_ONLY, **NEEDS_OHLCV}
 
 
-def _shift(x: np.ndarray, n: int) -> np.ndarray:
+def shift(x: np.ndarray, n: int) -> np.ndarray:
+    """`x` lagged by n >= 1 rows, NaN-filled (any length, even shorter than n)."""
     out = np.full_like(x, np.nan)
-    out[n:] = x[:-n]
+    if n < len(x):
+        out[n:] = x[:-n]
     return out
 
 
@@ -77,10 +79,10 @@ def price_features(
 ) -> dict[str, np.ndarray]:
     """All price features of one ticker. Inputs are float64, NaN where a field is missing."""
     out: dict[str, np.ndarray] = {}
-    prev = _shift(close, 1)
+    prev = shift(close, 1)
     out["ret_1d"] = _ratio(close, prev)
     for w in RETURN_WINDOWS:
-        out[f"ret_{w}d"] = _ratio(close, _shift(close, w))
+        out[f"ret_{w}d"] = _ratio(close, shift(close, w))
     log_ret = np.log(close / prev)
     # TA-Lib's STDDEV is the population deviation; over 21+ days the ddof difference is <3%.
     out["vol_21d"] = talib.STDDEV(log_ret, 21) * ANNUAL
