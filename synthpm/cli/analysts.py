@@ -17,6 +17,7 @@ from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.forecast.quality import quality_table
+from synthpm.forecast.walkforward import MODELS
 
 features_app = typer.Typer(help="The point-in-time feature panel.", no_args_is_help=True)
 forecast_app = typer.Typer(help="Walk-forward analyst forecasts.", no_args_is_help=True)
@@ -122,8 +123,10 @@ def forecast_train(
     cache: Cache = None,
 ) -> None:
     """Walk-forward: fit per fold, forecast out of sample, write forecasts and quality."""
-    if model not in ("lightgbm", "mlp", "lstm"):
-        raise ConfigError(f"--model must be lightgbm, mlp or lstm, not {model!r}")
+    if model not in MODELS:
+        raise ConfigError(
+            f"--model must be {', '.join(MODELS[:-1])} or {MODELS[-1]}, not {model!r}"
+        )
     config = ForecastConfig(
         model=model,
         refit_months=refit_months,

@@ -81,6 +81,7 @@ class LightGBMForecaster:
             params={k: self.params[k] for k in ("max_bin", "verbosity", "min_data_in_leaf")},
             free_raw_data=False,
         ).construct()
+        fitted: list[tuple[np.ndarray, lgb.Booster]] = []
         for h in self.horizons:
             excess = targets[f"excess_{h}"].to_numpy(dtype=np.float64)
             labels = {
@@ -90,9 +91,15 @@ class LightGBMForecaster:
                 "mdd": targets[f"mdd_{h}"].to_numpy(dtype=np.float64),
             }
             for target, y in labels.items():
+                # Identical labels, identical booster: vol_1d and vol_1w both read 5 days.
+                same = [b for seen, b in fitted if np.array_equal(seen, y, equal_nan=True)]
+                if same:
+                    self.boosters[f"{target}_{h}"] = same[0]
+                    continue
                 data.set_label(y)
                 params = {**self.params, "objective": "huber", "alpha": 1.5 * float(np.std(y))}
                 self.boosters[f"{target}_{h}"] = lgb.train(params, data, self.rounds)
+                fitted.append((y, self.boosters[f"{target}_{h}"]))
         return self
 
     def predict(self, panel: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:

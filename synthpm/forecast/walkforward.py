@@ -47,7 +47,7 @@ class ForecastConfig(BaseModel):
     """Walk-forward settings; every field has the default the CLI uses."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    model: Literal["lightgbm", "mlp", "lstm"] = "lightgbm"
+    model: Literal[MODELS] = "lightgbm"
     horizons: dict[str, int] = dict(HORIZONS)
     refit_months: int = 12
     min_train_days: int = 756  # three years
@@ -85,10 +85,11 @@ def make_model(config: ForecastConfig) -> ReturnModel:
     horizons = tuple(config.horizons)
     if config.model == "lightgbm":
         return LightGBMForecaster(horizons, seed=config.seed, **config.model_params)
-    from synthpm.forecast import nets  # torch only when asked
+    from synthpm.forecast.nets import MODELS as NETS  # torch only when asked
 
-    cls = nets.MLPForecaster if config.model == "mlp" else nets.LSTMForecaster
-    return cls(horizons=horizons, seed=config.seed, purge=config.purge_days, **config.model_params)
+    return NETS[config.model](
+        horizons=horizons, seed=config.seed, purge=config.purge_days, **config.model_params
+    )
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,8 @@ def _window_returns(
         raise ConfigError(f"no closes on or before as_of={as_of.date()}")
     if window is not None:
         closes = closes.iloc[-(window + 1) :]  # window + 1 closes give `window` returns
-    values = closes.to_numpy(dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        returns = values[1:] / values[:-1] - 1.0
-    returns[~np.isfinite(returns)] = np.nan  # a zero or missing close gives no return
-    return pd.DataFrame(returns, index=closes.index[1:], columns=closes.columns), as_of
+    returns = closes.astype(np.float64).pct_change(fill_method=None).iloc[1:]
+    return returns.replace([np.inf, -np.inf], np.nan), as_of  # a zero close gives no return
 
 
 def least_correlated(
