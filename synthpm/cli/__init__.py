@@ -19,6 +19,7 @@ from synthpm import progress
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
+from synthpm.cli.dataset import dataset_app
 from synthpm.data.errors import SynthpmError
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")
+app.add_typer(dataset_app, name="dataset")
 
 
 @app.command("demo")

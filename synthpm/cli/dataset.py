@@ -1,0 +1,143 @@
+"""`synthpm dataset build|show`: the language model's training conversations."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import pyarrow.parquet as pq
+import typer
+from rich.markup import escape
+
+from synthpm import progress
+from synthpm.cli.analysts import Cache, End, Start, Tickers, forecast_train, load_panel
+from synthpm.cli.common import StoreOption, console, print_frame
+from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
+from synthpm.dataset.build import SPLITS
+from synthpm.limits import Limits
+
+dataset_app = typer.Typer(help="Training conversations for the language model.", no_args_is_help=True)
+DataDir = Annotated[Path, typer.Option("--data", help="a `dataset build` output folder")]
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return SCENARIOS
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in names if s not in SCENARIOS]
+    if unknown or not names:
+        raise ConfigError(f"unknown scenarios {unknown}; choose from all, {', '.join(SCENARIOS)}")
+    return names
+
+
+@dataset_app.command("build")
+def dataset_build(
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    scenarios: Annotated[str, typer.Option(help="all, or comma-separated names")] = "all",
+    forecasts: Annotated[
+        Path | None,
+        typer.Option(help="a `forecast train` folder [default: train one into OUT/forecast]"),
+    ] = None,
+    schedule: Annotated[str, typer.Option(help="weekly, monthly or none")] = "weekly",
+    filings: Annotated[bool, typer.Option(help="also decide on 8-K filing days")] = True,
+    val_start: Annotated[str | None, typer.Option(help="first validation date")] = None,
+    test_start: Annotated[str | None, typer.Option(help="first test date")] = None,
+    max_positions: Annotated[int, typer.Option(help="portfolio limit")] = Limits().max_positions,
+    jsonl: Annotated[bool, typer.Option(help="also write JSONL beside the Parquet")] = False,
+    workers: Annotated[int, typer.Option(help="processes [default: all cores]")] = 0,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/dataset"),
+    cache: Cache = None,
+) -> None:
+    """Contexts x scenarios x hindsight labels → conversations, split by date."""
+    config = DatasetConfig(
+        start=start,
+        end=end,
+        schedule=schedule,
+        filings=filings,
+        scenarios=_scenarios(scenarios),
+        val_start=val_start,
+        test_start=test_start,
+        limits=Limits(max_positions=max_positions),
+        seed=seed,
+        workers=workers or os.cpu_count() or 1,
+        jsonl=jsonl,
+    )
+    if forecasts is None:
+        forecasts = out / "forecast"
+        if not (forecasts / "forecasts.parquet").exists():
+            console.rule("walk-forward forecasts (none given)")
+            forecast_train(
+                store=store,
+                tickers=tickers,
+                start=None,
+                end=end,
+                features=None,
+                model="lightgbm",
+                refit_months=12,
+                min_train_days=756,
+                stride=5,
+                seed=seed,
+                param=None,
+                out=forecasts,
+                cache=cache,
+            )
+    file = forecasts / "forecasts.parquet" if forecasts.is_dir() else forecasts
+    if not file.exists():
+        raise SynthpmError(f"no forecasts at {file} (run `synthpm forecast train --out DIR`)")
+    # Features need the history before `start`; the calendar cuts decision points to it.
+    inputs, panel = load_panel(store, tickers, None, end, None, cache)
+    started = time.perf_counter()
+    stats = build_dataset(
+        inputs,
+        panel,
+        pd.read_parquet(file),
+        out,
+        config,
+        progress=lambda it, total: progress.track(it, "chunks", total=total),
+        log=console.print,
+    )
+    table = pd.DataFrame(stats["by_split"]).T
+    table["examples"] = table.sum(axis=1)
+    table["MB"] = [stats["bytes"].get(s, 0) / 1e6 for s in table.index]
+    print_frame(table, "examples by split and decision", digits=1)
+    print_frame(pd.DataFrame(stats["by_scenario"]).T, "by scenario")
+    console.print(
+        f"validation from {stats['val_start']}, test from {stats['test_start']}; contexts "
+        f"{stats['contexts']}; {time.perf_counter() - started:.1f}s; wrote {out}/"
+    )
+
+
+@dataset_app.command("show")
+def dataset_show(
+    n: Annotated[int, typer.Argument(help="example number within the split")] = 0,
+    data: DataDir = Path("runs/dataset"),
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "train",
+) -> None:
+    """Print one example as the model sees it: system, user and assistant turns."""
+    if split not in SPLITS:
+        raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    parts = sorted((data / split).glob("part-*.parquet"))
+    if not parts:
+        raise SynthpmError(f"no {split} examples in {data} (run `synthpm dataset build`)")
+    seen = 0
+    for part in parts:
+        rows = pq.ParquetFile(part).metadata.num_rows
+        if n < seen + rows:
+            row = pd.read_parquet(part).iloc[n - seen]
+            break
+        seen += rows
+    else:
+        raise ConfigError(f"example {n} is out of range: the {split} split has {seen} examples")
+    console.rule(f"[bold]{row['id']}[/] ({split}, scenario {row['scenario']}, reason {row['reason']})")
+    for role in ("system", "user", "assistant"):
+        console.print(f"[bold]<{role}>[/]")
+        console.print(escape(row[role]), highlight=False, soft_wrap=True)
+    console.print(f"[dim]realised net excess return (never shown to the model): {row['outcome']:+.2%}")

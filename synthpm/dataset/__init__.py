@@ -1,0 +1,29 @@
+"""Training data (DESIGN §4–5): decision points → contexts → scenarios x hindsight labels →
+faithful reasoning → conversations split by date.
+
+`calendar` (decision points) → `context` (the vectorised context frame and the `Context`
+model) → `prompt` (rendering and the facts it states) → `scenarios` (ten portfolio states)
+→ `labels` (outcomes, conviction, decisions) → `reasoning` (the assistant's words) →
+`faithfulness` (the checker) → `build` (streamed, sharded, split output).
+"""
+
+from synthpm.dataset.build import DatasetConfig, build_dataset
+from synthpm.dataset.calendar import decision_points
+from synthpm.dataset.context import Context, Contexts, PortfolioState, build_contexts
+from synthpm.dataset.labels import LabelConfig
+from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
+from synthpm.dataset.scenarios import SCENARIOS
+
+__all__ = [
+    "SCENARIOS",
+    "SYSTEM_PROMPT",
+    "Context",
+    "Contexts",
+    "DatasetConfig",
+    "LabelConfig",
+    "PortfolioState",
+    "build_contexts",
+    "build_dataset",
+    "decision_points",
+    "render_prompt",
+]

@@ -1,0 +1,450 @@
+"""`Context`: one decision point, everything the signal source may know at (date, ticker).
+
+Two forms of the same thing:
+- the **context frame**, one row per decision point and flat columns, built in bulk by
+  `build_contexts` from the feature panel, the walk-forward forecasts and the store's events
+  and insider trades (vectorised: no Python loop over rows; this is what runs at scale and is
+  cached as Parquet);
+- the **`Context` model** (pydantic), one decision point with typed sections, materialised
+  from a frame row on demand (`Contexts[i]`) for the API, the prompt and the agent.
+
+Frame columns (all values known by `date`):
+- `date`, `ticker`, `trigger` (`scheduled` | `filing`), `price` (close), `sector`;
+- forecasts, named as the forecast schema: `return_class_h`, `confidence_h`,
+  `expected_return_h`, `volatility_h`, `sharpe_h`, `max_drawdown_h` for h in 1d/1w/1m/3m,
+  `best_horizon`, `event_prob_<group>` (NaN/missing before the first walk-forward fold);
+- events: `ev_covered` (the ticker has any filing on record by `date`), then the `RECENT`
+  most recent 8-K items of the last `WINDOW_DAYS` days: `ev{k}_date`, `ev{k}_type`,
+  `ev{k}_item` (k = 1 is the latest; exhibit-only items are skipped as uninformative);
+- insider: `ins_covered`, `ins_buys_90d`, `ins_sells_90d`, `ins_net_value_90d` and the latest
+  `NOTABLE` open-market trades (codes P and S): `ins{k}_date`, `_owner`, `_role`, `_code`,
+  `_value`;
+- trends and market: the panel's own columns in `TREND_COLUMNS` and `MARKET_COLUMNS`
+  (1m = 21 and 3m = 63 trading days, about 30 and 90 calendar days).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import date as Date
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from synthpm.data.taxonomy import ITEMS_8K, LEGACY_ITEMS_8K
+from synthpm.features.filings import EVENT_GROUPS, day_numbers
+from synthpm.features.market import benchmark_close
+from synthpm.features.panel import PanelInputs
+from synthpm.forecast.base import CLASSES, HORIZONS
+
+WINDOW_DAYS = 90  # calendar days of events and insider trades a context shows
+RECENT = 3  # most recent 8-K items shown
+NOTABLE = 2  # most recent open-market insider trades shown
+UNINFORMATIVE = ("exhibits", "insider_filing")  # event types never listed as recent events
+TREND_COLUMNS = (
+    "ret_5d",
+    "ret_21d",
+    "ret_63d",
+    "ret_126d",
+    "dist_52w_high",
+    "dist_52w_low",
+    "dist_sma_50",
+    "dist_sma_200",
+    "rsi_14",
+    "vol_21d",
+    "sector_rel_21d",
+)
+MARKET_COLUMNS = (
+    "idx_ret_21d",
+    "idx_ret_63d",
+    "idx_dist_sma_200",
+    "idx_vol_21d",
+    "vix",
+    "vix_z_252",
+    "vix_is_proxy",
+)
+FORECAST_FIELDS = (
+    "return_class",
+    "confidence",
+    "expected_return",
+    "volatility",
+    "sharpe",
+    "max_drawdown",
+)
+MEANING = {etype: meaning for etype, meaning in (*LEGACY_ITEMS_8K.values(), *ITEMS_8K.values())}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HorizonForecast(_Model):
+    horizon: Literal["1d", "1w", "1m", "3m"]
+    return_class: Literal[CLASSES]  # type: ignore[valid-type]
+    confidence: float = Field(ge=0, le=1)
+    expected_return: float  # excess over the benchmark
+    volatility: float  # annualised
+    sharpe: float | None
+    max_drawdown: float  # <= 0
+
+
+class Event(_Model):
+    date: Date
+    event_type: str
+    item: str | None = None
+    meaning: str = ""
+
+
+class InsiderTrade(_Model):
+    date: Date
+    owner: str | None = None
+    role: str | None = None
+    code: Literal["P", "S"]
+    value: float | None = None
+
+
+class Insider(_Model):
+    covered: bool = False  # any Form 4 transaction on record for the ticker by the date
+    buys_90d: int = 0
+    sells_90d: int = 0
+    net_value_90d: float = 0.0
+    notable: list[InsiderTrade] = Field(default_factory=list)
+
+
+class Trends(_Model):
+    return_1w: float | None = None
+    return_1m: float | None = None
+    return_3m: float | None = None
+    return_6m: float | None = None
+    dist_52w_high: float | None = None
+    dist_52w_low: float | None = None
+    dist_sma_50: float | None = None
+    dist_sma_200: float | None = None
+    rsi_14: float | None = None
+    volatility_1m: float | None = None
+    sector_relative_1m: float | None = None
+
+
+class MarketContext(_Model):
+    index_return_1m: float | None = None
+    index_return_3m: float | None = None
+    index_dist_sma_200: float | None = None
+    index_volatility_1m: float | None = None
+    vix: float | None = None
+    vix_z: float | None = None
+    vix_is_proxy: bool = False
+    benchmark: str = "index"  # "index" or "equal-weight universe"
+
+
+class Position(_Model):
+    ticker: str
+    sector: str
+    weight: float = Field(gt=0, le=1)  # of equity
+    unrealised_return: float = 0.0
+    days_held: int = Field(0, ge=0)
+
+
+class PortfolioState(_Model):
+    """Cash, positions and recent history; consistent by construction (validated).
+
+    `equity_history` is weekly equity ending at `equity`, so the drawdown a state claims is
+    the one its history shows; `recent_trades` are closed trades' returns, oldest first.
+    """
+
+    cash: float = Field(ge=0)
+    equity: float = Field(gt=0)
+    positions: list[Position] = Field(default_factory=list)
+    equity_history: list[float] = Field(default_factory=list)
+    recent_trades: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PortfolioState:
+        invested = sum(p.weight for p in self.positions) * self.equity
+        if abs(invested + self.cash - self.equity) > 1e-6 * self.equity + 0.01:
+            raise ValueError(
+                f"positions ({invested:,.2f}) plus cash ({self.cash:,.2f}) must equal equity "
+                f"({self.equity:,.2f})"
+            )
+        if self.equity_history and abs(self.equity_history[-1] - self.equity) > 0.01:
+            raise ValueError("equity_history must end at the current equity")
+        if len({p.ticker for p in self.positions}) != len(self.positions):
+            raise ValueError("a ticker appears twice among the positions")
+        return self
+
+    @property
+    def peak_equity(self) -> float:
+        return max([*self.equity_history, self.equity])
+
+    @property
+    def drawdown(self) -> float:
+        return self.equity / self.peak_equity - 1.0
+
+    @property
+    def cash_weight(self) -> float:
+        return self.cash / self.equity
+
+    def sector_weight(self, sector: str) -> float:
+        return sum(p.weight for p in self.positions if p.sector == sector)
+
+    def position(self, ticker: str) -> Position | None:
+        return next((p for p in self.positions if p.ticker == ticker), None)
+
+    @classmethod
+    def empty(cls, cash: float = 1_000_000.0) -> PortfolioState:
+        return cls(cash=cash, equity=cash, equity_history=[cash])
+
+
+class Context(_Model):
+    ticker: str
+    date: Date
+    trigger: Literal["scheduled", "filing"] = "scheduled"
+    price: float = Field(gt=0)
+    sector: str = "Unknown"
+    forecasts: list[HorizonForecast] = Field(default_factory=list)  # empty before fold one
+    best_horizon: str | None = None
+    event_probabilities: dict[str, float] = Field(default_factory=dict)
+    events_covered: bool = False  # any filing on record for the ticker by the date
+    events: list[Event] = Field(default_factory=list)  # most recent first
+    insider: Insider = Field(default_factory=Insider)
+    trends: Trends = Field(default_factory=Trends)
+    market: MarketContext = Field(default_factory=MarketContext)
+    portfolio: PortfolioState = Field(default_factory=PortfolioState.empty)
+
+
+def _num(value) -> float | None:
+    return None if value is None or value != value else float(value)
+
+
+def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None = None):
+    """One frame row (as a dict) → a validated `Context`."""
+    forecasts = [
+        HorizonForecast(
+            horizon=h,
+            return_class=row[f"return_class_{h}"],
+            **{f: _num(row[f"{f}_{h}"]) for f in FORECAST_FIELDS[1:]},
+        )
+        for h in HORIZONS
+        if isinstance(row.get(f"return_class_{h}"), str)
+    ]
+    events = [
+        Event(
+            date=row[f"ev{k}_date"],
+            event_type=row[f"ev{k}_type"],
+            item=row[f"ev{k}_item"],
+            meaning=MEANING.get(row[f"ev{k}_type"], ""),
+        )
+        for k in range(1, RECENT + 1)
+        if isinstance(row.get(f"ev{k}_type"), str)
+    ]
+    notable = [
+        InsiderTrade(
+            date=row[f"ins{k}_date"],
+            owner=row[f"ins{k}_owner"],
+            role=row[f"ins{k}_role"],
+            code=row[f"ins{k}_code"],
+            value=_num(row[f"ins{k}_value"]),
+        )
+        for k in range(1, NOTABLE + 1)
+        if isinstance(row.get(f"ins{k}_code"), str)
+    ]
+    probs = {
+        g: float(row[f"event_prob_{g}"])
+        for g in EVENT_GROUPS
+        if _num(row.get(f"event_prob_{g}")) is not None
+    }
+    return Context(
+        ticker=row["ticker"],
+        date=pd.Timestamp(row["date"]).date(),
+        trigger=row["trigger"],
+        price=row["price"],
+        sector=row["sector"],
+        forecasts=forecasts,
+        best_horizon=row["best_horizon"] if forecasts else None,
+        event_probabilities=probs,
+        events_covered=bool(row["ev_covered"]),
+        events=events,
+        insider=Insider(
+            covered=bool(row["ins_covered"]),
+            buys_90d=int(row["ins_buys_90d"]),
+            sells_90d=int(row["ins_sells_90d"]),
+            net_value_90d=float(row["ins_net_value_90d"]),
+            notable=notable,
+        ),
+        trends=Trends(
+            **{
+                name: _num(row[col])
+                for name, col in zip(Trends.model_fields, TREND_COLUMNS, strict=True)
+            }
+        ),
+        market=MarketContext(
+            **{
+                name: _num(row[col])
+                for name, col in zip(MarketContext.model_fields, MARKET_COLUMNS[:-1], strict=False)
+            },
+            vix_is_proxy=bool(row["vix_is_proxy"] == 1),
+            benchmark=benchmark,
+        ),
+        portfolio=portfolio or PortfolioState.empty(),
+    )
+
+
+class Contexts(Sequence[Context]):
+    """The context frame with a sequence view: `contexts[i]` is a validated `Context`.
+
+    Signal sources that work on columns (baselines) read `.frame`; the language model reads
+    the prompt rendered from each `Context`.
+    """
+
+    def __init__(self, frame: pd.DataFrame, benchmark: str = "index"):
+        self.frame = frame.reset_index(drop=True)
+        self.benchmark = benchmark
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return Contexts(self.frame.iloc[i], self.benchmark)
+        return context_from_row(self.frame.iloc[i].to_dict(), self.benchmark)
+
+    def __iter__(self) -> Iterator[Context]:
+        for row in self.frame.to_dict("records"):
+            yield context_from_row(row, self.benchmark)
+
+
+def _latest(
+    keys: np.ndarray, query: np.ndarray, lo_keys: np.ndarray, count: int
+) -> list[np.ndarray]:
+    """Positions of the `count` latest sorted `keys` <= query and >= lo_keys (-1 if none).
+
+    Keys are `ticker_code << 32 | day`, so one searchsorted finds a ticker's latest rows and
+    the window bound also rejects rows of another ticker.
+    """
+    hi = np.searchsorted(keys, query, "right")
+    if len(keys) == 0:
+        return [np.full(len(query), -1)] * count
+    out = []
+    for k in range(1, count + 1):
+        j = hi - k
+        ok = (j >= 0) & (keys[np.maximum(j, 0)] >= lo_keys)
+        out.append(np.where(ok, j, -1))
+    return out
+
+
+def _take(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """values[positions], missing (NaT, NaN or None by dtype) where a position is -1."""
+    if len(values) == 0:
+        values = np.array([None], dtype=values.dtype if values.dtype.kind in "Mf" else object)
+    out = values[np.maximum(positions, 0)]
+    if out.dtype.kind == "M":
+        out[positions < 0] = np.datetime64("NaT")
+    elif out.dtype.kind == "f":
+        out[positions < 0] = np.nan
+    else:
+        out = out.astype(object)
+        out[positions < 0] = None
+    return out
+
+
+def build_contexts(
+    inputs: PanelInputs,
+    panel: pd.DataFrame,
+    forecasts: pd.DataFrame | None,
+    points: pd.DataFrame,
+    closes: pd.DataFrame | None = None,
+) -> Contexts:
+    """The context frame for `points` (date, ticker, trigger; see `dataset.calendar`).
+
+    `closes` is `inputs.closes()`, passed in by callers that build many chunks."""
+    index = pd.MultiIndex.from_arrays([points["date"], points["ticker"]], names=["date", "ticker"])
+    rows = panel.index.get_indexer(index)
+    if (rows < 0).any():
+        missing = index[rows < 0][0]
+        raise ValueError(f"decision point {missing} is not a row of the feature panel")
+    frame = pd.DataFrame(
+        {
+            "date": points["date"].to_numpy(),
+            "ticker": points["ticker"].to_numpy(),
+            "trigger": points["trigger"].to_numpy(),
+        }
+    )
+    closes = inputs.closes() if closes is None else closes
+    frame["price"] = closes.to_numpy()[
+        closes.index.get_indexer(frame["date"]), closes.columns.get_indexer(frame["ticker"])
+    ]
+    frame["sector"] = frame["ticker"].map(inputs.sectors).fillna("Unknown").to_numpy(object)
+    wanted = [*TREND_COLUMNS, *MARKET_COLUMNS, "ev_covered", *INSIDER_COUNTS]
+    values = panel[wanted].to_numpy()[rows]
+    for i, col in enumerate(wanted):
+        frame[col] = values[:, i]
+
+    columns = [f"{f}_{h}" for h in HORIZONS for f in FORECAST_FIELDS]
+    columns += ["best_horizon", *(f"event_prob_{g}" for g in EVENT_GROUPS)]
+    if forecasts is not None and len(forecasts):
+        at = forecasts.index.get_indexer(index)
+        found = at >= 0
+        for col in columns:
+            if col not in forecasts:
+                frame[col] = np.nan
+                continue
+            source = forecasts[col]
+            if isinstance(source.dtype, pd.CategoricalDtype):
+                frame[col] = pd.Categorical(
+                    _take(source.astype(object).to_numpy(), np.where(found, at, -1)),
+                    categories=source.cat.categories,
+                )
+            else:
+                frame[col] = np.where(found, source.to_numpy()[np.maximum(at, 0)], np.nan)
+    else:
+        for col in columns:
+            frame[col] = np.nan
+
+    codes = {t: i for i, t in enumerate(sorted(set(frame["ticker"])))}
+    day = day_numbers(frame["date"])
+    tcode = frame["ticker"].map(codes).to_numpy().astype(np.int64)
+    query, lo = (tcode << 32) | day, (tcode << 32) | (day - WINDOW_DAYS)
+    _recent_events(frame, inputs.events, codes, query, lo)
+    _notable_trades(frame, inputs.insider, codes, query, lo)
+    source = benchmark_close(inputs.market, closes)[1]
+    benchmark = "index" if source == "index" else "equal-weight universe"
+    return Contexts(frame, benchmark)
+
+
+INSIDER_COUNTS = ("ins_buys_90d", "ins_sells_90d", "ins_net_value_90d")
+
+
+def _keyed(
+    table: pd.DataFrame, codes: dict[str, int], columns: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows of known tickers sorted by (ticker, date_known), with their keys; optional
+    `columns` a source lacks (a CSV without 8-K items or insider roles) come back empty."""
+    table = table[table["ticker"].isin(codes)].assign(
+        **{c: None for c in columns if c not in table}
+    )
+    tcode = table["ticker"].map(codes).to_numpy().astype(np.int64)
+    keys = (tcode << 32) | day_numbers(table["date_known"])
+    order = np.argsort(keys, kind="stable")
+    return table.iloc[order], keys[order]
+
+
+def _recent_events(frame, events, codes, query, lo) -> None:
+    table, keys = _keyed(events[~events["event_type"].isin(UNINFORMATIVE)], codes, ("item",))
+    fields = {"date": "date_known", "type": "event_type", "item": "item"}
+    for k, pos in enumerate(_latest(keys, query, lo, RECENT), start=1):
+        for name, col in fields.items():
+            frame[f"ev{k}_{name}"] = _take(table[col].to_numpy(), pos)
+
+
+def _notable_trades(frame, insider, codes, query, lo) -> None:
+    # Covered: the ticker's first Form 4 row (first key at or after the ticker's own
+    # prefix) is known by the date; a key of a later ticker is larger than any query.
+    keys = np.append(_keyed(insider, codes)[1], np.iinfo(np.int64).max)
+    frame["ins_covered"] = keys[np.searchsorted(keys, query & ~np.int64(0xFFFFFFFF))] <= query
+    table, keys = _keyed(insider[insider["code"].isin(["P", "S"])], codes, ("owner", "role"))
+    fields = {"date": "date_known", "owner": "owner", "role": "role", "code": "code"}
+    for k, pos in enumerate(_latest(keys, query, lo, NOTABLE), start=1):
+        for name, col in fields.items():
+            frame[f"ins{k}_{name}"] = _take(table[col].to_numpy(), pos)
+        frame[f"ins{k}_value"] = _take(table["value"].to_numpy(dtype=float), pos)
