@@ -28,13 +28,13 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from forecast_bench import shared_store  # noqa: E402
+from forecast_bench import shared_store
 
-from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points  # noqa: E402
-from synthpm.dataset.build import examples_for_context  # noqa: E402
-from synthpm.dataset.labels import outcomes  # noqa: E402
-from synthpm.dataset.scenarios import ScenarioBook  # noqa: E402
-from synthpm.features import PanelInputs, build_features  # noqa: E402
+from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
+from synthpm.dataset.build import examples_for_context
+from synthpm.dataset.labels import outcomes
+from synthpm.dataset.scenarios import ScenarioBook
+from synthpm.features import PanelInputs, build_features
 
 
 def rss_mb(who=resource.RUSAGE_SELF) -> float:
@@ -51,11 +51,15 @@ def main() -> int:
     args = parser.parse_args()
     panel_file = args.shared / "us_equities_ohlcv_2005_2017.parquet"
     if not panel_file.exists():
-        print(f"skipped: {panel_file} not found (real data lives in ../shared/data beside the repo)")
+        print(
+            f"skipped: {panel_file} not found (real data lives in ../shared/data beside the repo)"
+        )
         return 0
     forecast_file = args.forecasts / "forecasts.parquet"
     forecasts = pd.read_parquet(forecast_file) if forecast_file.exists() else None
-    print(f"cores: {os.cpu_count()}; forecasts: {forecast_file if forecasts is not None else 'none'}")
+    print(
+        f"cores: {os.cpu_count()}; forecasts: {forecast_file if forecasts is not None else 'none'}"
+    )
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         inputs = PanelInputs.from_store(shared_store(args.shared, Path(tmp) / "s.duckdb"))
@@ -81,8 +85,11 @@ def main() -> int:
         config = DatasetConfig()
         records, labels = sample.to_dict("records"), labelled.loc[sample.index].to_dict("records")
         labels = [
-            dict(lab, conviction=0.0 if pd.isna(lab["conviction"]) else lab["conviction"],
-                 outcome=0.0 if pd.isna(lab["outcome"]) else lab["outcome"])
+            dict(
+                lab,
+                conviction=0.0 if pd.isna(lab["conviction"]) else lab["conviction"],
+                outcome=0.0 if pd.isna(lab["outcome"]) else lab["outcome"],
+            )
             for lab in labels
         ]
         books: dict = {}
@@ -92,8 +99,15 @@ def main() -> int:
             day = row["date"]
             if day not in books:
                 on_day = frame[frame["date"] == day]
-                books = {day: ScenarioBook(day.to_datetime64(), dict(zip(on_day["ticker"], on_day["sector"], strict=True)))}
-            count += sum(1 for _ in examples_for_context(row, contexts.benchmark, label, books[day], config))
+                books = {
+                    day: ScenarioBook(
+                        day.to_datetime64(),
+                        dict(zip(on_day["ticker"], on_day["sector"], strict=True)),
+                    )
+                }
+            count += sum(
+                1 for _ in examples_for_context(row, contexts.benchmark, label, books[day], config)
+            )
         seconds = time.perf_counter() - started
         figures["examples_per_s_one_core"] = count / seconds
         print(
@@ -122,7 +136,8 @@ def main() -> int:
             f"3. full build, {args.workers} workers: {stats['examples']:,} examples in "
             f"{seconds:.1f} s = {figures['build_examples_per_s']:,.0f}/s; peak RSS parent "
             f"{figures['peak_rss_parent_mb']:,.0f} MB, largest worker "
-            f"{figures['peak_rss_worker_mb']:,.0f} MB; {figures['gigabytes_written']:.2f} GB written"
+            f"{figures['peak_rss_worker_mb']:,.0f} MB; "
+            f"{figures['gigabytes_written']:.2f} GB written"
         )
         print(json.dumps(stats["by_split"]))
     (args.out / "bench.json").write_text(json.dumps(figures, indent=1, default=str))

@@ -30,7 +30,9 @@ from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.limits import Limits
 from synthpm.signals import Signal
 
-FORECAST = ForecastConfig(min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20})
+FORECAST = ForecastConfig(
+    min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
+)
 
 
 def universe(n: int = 40) -> dict[str, str]:
@@ -97,7 +99,9 @@ def test_scenarios_are_seeded_and_independent_of_order():
     b_book.for_context("S02", "Tech")  # another context first
     b = b_book.for_context("S05", "Energy")
     assert [s.state for s in a] == [s.state for s in b]
-    other = ScenarioBook(np.datetime64("2012-03-16"), universe(), seed=2).for_context("S05", "Energy")
+    other = ScenarioBook(np.datetime64("2012-03-16"), universe(), seed=2).for_context(
+        "S05", "Energy"
+    )
     assert [s.state for s in a] != [s.state for s in other]
 
 
@@ -142,7 +146,9 @@ def test_labels_are_excess_net_of_costs_at_the_peak_horizon():
 
 
 def test_conviction_table():
-    got = conviction_of(np.array([-0.05, 0.0, 0.001, 0.10, 0.15, 0.20, 0.30, 0.9, np.nan]), LabelConfig())
+    got = conviction_of(
+        np.array([-0.05, 0.0, 0.001, 0.10, 0.15, 0.20, 0.30, 0.9, np.nan]), LabelConfig()
+    )
     np.testing.assert_allclose(got, [0, 0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, np.nan])
     with pytest.raises(ValueError, match="increasing"):
         LabelConfig(conviction_table=((0.0, 0.9), (0.1, 0.5)))
@@ -159,7 +165,9 @@ def strong_context():
 
 def test_the_portfolio_changes_the_decision(strong_context):
     ctx, limits = strong_context, Limits()
-    names = {t: ("Energy" if i % 2 else "Tech") for i, t in enumerate(f"S{i:02d}" for i in range(40))}
+    names = {
+        t: ("Energy" if i % 2 else "Tech") for i, t in enumerate(f"S{i:02d}" for i in range(40))
+    }
     names[ctx.ticker] = ctx.sector
     book = ScenarioBook(np.datetime64(ctx.date), names, limits)
     scenarios = {s.name: s for s in book.for_context(ctx.ticker, ctx.sector)}
@@ -168,9 +176,13 @@ def test_the_portfolio_changes_the_decision(strong_context):
 
     def label(name, conviction, outcome):
         s = scenarios[name]
-        decision, reason = decide(conviction, outcome, s, ctx.ticker, ctx.sector, limits, LabelConfig())
+        decision, reason = decide(
+            conviction, outcome, s, ctx.ticker, ctx.sector, limits, LabelConfig()
+        )
         market = market_text(ctx.market.model_copy(update=s.market) if s.market else ctx.market)
-        words = write(decision, reason, text.facts + market[1], s, ctx.ticker, ctx.sector, text.best, limits)
+        words = write(
+            decision, reason, text.facts + market[1], s, ctx.ticker, ctx.sector, text.best, limits
+        )
         prompt = render_prompt(ctx, limits, s)
         assert check_faithfulness(words, prompt).ok, (name, words)
         return decision, reason, words.reasoning
@@ -221,12 +233,22 @@ def test_contexts_show_only_recent_known_events_and_trades():
 
 def test_prompt_has_every_section_and_is_deterministic(strong_context):
     prompt = render_prompt(strong_context)
-    for section in ("COMPANY", "DATE", "PRICE", "FORECASTS", "EVENTS", "INSIDER ACTIVITY", "TRENDS"):
+    for section in (
+        "COMPANY",
+        "DATE",
+        "PRICE",
+        "FORECASTS",
+        "EVENTS",
+        "INSIDER ACTIVITY",
+        "TRENDS",
+    ):
         assert section in prompt
     for section in ("MARKET", "PORTFOLIO", "LIMITS", "DECISION REQUIRED"):
         assert f"\n{section}" in prompt
     assert prompt == render_prompt(strong_context.model_copy(deep=True))
-    bare = strong_context.model_copy(update={"forecasts": [], "events_covered": False, "insider": Insider()})
+    bare = strong_context.model_copy(
+        update={"forecasts": [], "events_covered": False, "insider": Insider()}
+    )
     text = render_prompt(bare.model_validate(bare.model_dump()))
     assert "FORECASTS: none yet" in text and "no filings on record" in text
     assert "no Form 4 data on record" in text
@@ -246,7 +268,9 @@ def test_build_writes_split_conversations_that_are_faithful(built):
     assert set(train["decision"]) == {"BUY", "SELL", "SKIP"}
     for row in pd.concat(frames.values()).itertuples():
         signal = Signal.model_validate_json(row.assistant)
-        assert signal.decision == row.decision and signal.conviction == pytest.approx(row.conviction)
+        assert signal.decision == row.decision and signal.conviction == pytest.approx(
+            row.conviction
+        )
         result = check_faithfulness(signal, row.user)
         assert result.ok, (row.id, result.unsupported)
     # labels depend on the outcome only through the conviction table
@@ -258,7 +282,7 @@ def test_build_writes_split_conversations_that_are_faithful(built):
 
 
 def test_train_examples_ignore_prices_after_the_split(built, tmp_path):
-    inputs, _, _, out, stats = built
+    _, _, _, out, stats = built
     cut = pd.Timestamp(stats["val_start"])
     changed = synthetic_inputs(tickers=6, days=700, events=True)
     later = changed.prices["date"] >= cut

@@ -20,7 +20,9 @@ from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
 from synthpm.dataset.build import SPLITS
 from synthpm.limits import Limits
 
-dataset_app = typer.Typer(help="Training conversations for the language model.", no_args_is_help=True)
+dataset_app = typer.Typer(
+    help="Training conversations for the language model.", no_args_is_help=True
+)
 DataDir = Annotated[Path, typer.Option("--data", help="a `dataset build` output folder")]
 
 
@@ -136,8 +138,12 @@ def dataset_show(
         seen += rows
     else:
         raise ConfigError(f"example {n} is out of range: the {split} split has {seen} examples")
-    console.rule(f"[bold]{row['id']}[/] ({split}, scenario {row['scenario']}, reason {row['reason']})")
+    console.rule(
+        f"[bold]{row['id']}[/] ({split}, scenario {row['scenario']}, reason {row['reason']})"
+    )
     for role in ("system", "user", "assistant"):
         console.print(f"[bold]<{role}>[/]")
         console.print(escape(row[role]), highlight=False, soft_wrap=True)
-    console.print(f"[dim]realised net excess return (never shown to the model): {row['outcome']:+.2%}")
+    console.print(
+        f"[dim]realised net excess return (never shown to the model): {row['outcome']:+.2%}"
+    )

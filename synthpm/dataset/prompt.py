@@ -247,7 +247,8 @@ def market_text(market: MarketContext) -> tuple[str, list[Fact]]:
 
 def limits_text(limits: Limits) -> str:
     return (
-        f"LIMITS: position {limits.max_position * 100:.0f}%, sector {limits.max_sector * 100:.0f}%, "
+        f"LIMITS: position {limits.max_position * 100:.0f}%, "
+        f"sector {limits.max_sector * 100:.0f}%, "
         f"cash floor {limits.cash_floor * 100:.0f}%, max {limits.max_positions} positions, "
         f"no new positions in a drawdown beyond {pct(-limits.derisk_drawdown, 0)}, "
         f"stop loss {pct(-limits.stop_loss, 0)}, take profit {pct(limits.take_profit, 0)}"

@@ -40,7 +40,8 @@ def _limit_phrase(reason: str, scenario: Scenario, ticker: str, sector: str, lim
     if reason == "max_positions":
         return f"the book is full at {len(s.positions)}/{lim.max_positions} positions"
     if reason == "cash_floor":
-        return f"cash is {pct_abs(s.cash_weight)} of equity, below the {lim.cash_floor * 100:.0f}% floor"
+        floor = f"{lim.cash_floor * 100:.0f}%"
+        return f"cash is {pct_abs(s.cash_weight)} of equity, below the {floor} floor"
     if reason == "sector_limit":
         return (
             f"{sector} is already {pct_abs(s.sector_weight(sector))} of equity, above the "
@@ -70,7 +71,8 @@ def write(
     state = scenario.state
     held = state.position(ticker)
     holding = (
-        f"holding {ticker} at {pct_abs(held.weight)} of equity, {pct(held.unrealised_return)} unrealised"
+        f"holding {ticker} at {pct_abs(held.weight)} of equity, "
+        f"{pct(held.unrealised_return)} unrealised"
         if held
         else ""
     )

@@ -159,9 +159,7 @@ class ScenarioBook:
         cap = lim.max_position
         if name == "empty":
             return Scenario(name, PortfolioState.empty(START_EQUITY))
-        n = {"full": lim.max_positions, "low_cash": lim.max_positions - 2}.get(
-            name, self.typical
-        )
+        n = {"full": lim.max_positions, "low_cash": lim.max_positions - 2}.get(name, self.typical)
         held = self._pick(rng, n, set())
         if not held:
             return None
