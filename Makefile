@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/import_bench.py
 	$(BIN)/python benchmarks/forecast_bench.py
+	$(BIN)/python benchmarks/dataset_bench.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -6,7 +6,7 @@ On the 494-stock panel (SPY index, CBOE VIX, 2017 sectors, EDGAR 8-Ks; the store
 `forecast_bench.py` builds) with weekly decision points 2005–2017 and 8-K filing days:
 1. context generation: the vectorised context frame of every decision point (no text);
 2. rendering + labelling on one core: contexts → 10 scenarios → prompt, label, reasoning,
-   faithfulness check, JSON, for a sample of contexts;
+   faithfulness check, JSON, for every context of a sample of decision dates;
 3. the full build streamed to disk (`build_dataset`, all decision points x 10 scenarios),
    with its wall time and peak memory (the parent's and the largest worker's RSS).
 Forecasts come from `forecast_bench.py`'s output (runs/bench/forecast); without it the
@@ -46,7 +46,8 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--forecasts", type=Path, default=Path("runs/bench/forecast"))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--sample", type=int, default=5000, help="contexts rendered in step 2")
+    parser.add_argument("--dates", type=int, default=10, help="decision dates rendered in step 2")
+    parser.add_argument("--no-build", action="store_true", help="steps 1 and 2 only")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/dataset"))
     args = parser.parse_args()
     panel_file = args.shared / "us_equities_ohlcv_2005_2017.parquet"
@@ -79,44 +80,32 @@ def main() -> int:
             f"= {figures['contexts_per_s']:,.0f} contexts/s"
         )
 
+        # Whole decision dates, as the build processes them (one scenario book per date).
         frame = contexts.frame
-        labelled = outcomes(inputs, points, closes=closes)
-        sample = frame.sample(min(args.sample, len(frame)), random_state=0).sort_values("date")
+        labels = outcomes(inputs, points, closes=closes).fillna({"outcome": 0.0, "conviction": 0.0})
+        days = pd.Series(frame["date"].unique()).sample(args.dates, random_state=0)
         config = DatasetConfig()
-        records, labels = sample.to_dict("records"), labelled.loc[sample.index].to_dict("records")
-        labels = [
-            dict(
-                lab,
-                conviction=0.0 if pd.isna(lab["conviction"]) else lab["conviction"],
-                outcome=0.0 if pd.isna(lab["outcome"]) else lab["outcome"],
-            )
-            for lab in labels
-        ]
-        books: dict = {}
+        count, contexts_done = 0, 0
         started = time.perf_counter()
-        count = 0
-        for row, label in zip(records, labels, strict=True):
-            day = row["date"]
-            if day not in books:
-                on_day = frame[frame["date"] == day]
-                books = {
-                    day: ScenarioBook(
-                        day.to_datetime64(),
-                        dict(zip(on_day["ticker"], on_day["sector"], strict=True)),
-                    )
-                }
-            count += sum(
-                1 for _ in examples_for_context(row, contexts.benchmark, label, books[day], config)
-            )
+        for day in sorted(days):
+            on_day = frame[frame["date"] == day]
+            universe = dict(zip(on_day["ticker"], on_day["sector"], strict=True))
+            book = ScenarioBook(day.to_datetime64(), universe, config.limits, config.seed)
+            day_labels = labels.loc[on_day.index].to_dict("records")
+            for row, label in zip(on_day.to_dict("records"), day_labels, strict=True):
+                for _ in examples_for_context(row, contexts.benchmark, label, book, config):
+                    count += 1
+                contexts_done += 1
         seconds = time.perf_counter() - started
         figures["examples_per_s_one_core"] = count / seconds
         print(
-            f"2. render + label + check, one core: {count:,} examples from {len(records):,} "
+            f"2. render + label + check, one core: {count:,} examples from {contexts_done:,} "
             f"contexts in {seconds:.2f} s = {figures['examples_per_s_one_core']:,.0f} examples/s"
         )
-        del contexts, frame, records
-        if forecasts is None:
-            print("3. skipped: no forecasts (run benchmarks/forecast_bench.py first)")
+        del contexts, frame
+        if args.no_build or forecasts is None:
+            why = "--no-build" if args.no_build else "no forecasts (run forecast_bench.py first)"
+            print(f"3. skipped: {why}")
             return 0
         started = time.perf_counter()
         stats = build_dataset(

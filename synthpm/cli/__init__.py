@@ -1,7 +1,8 @@
 """The `synthpm` command line (Typer + rich).
 
 `synthpm data ...` manages the store; `features`, `forecast` and `research` are the analysts'
-panel, walk-forward forecasts and research tools; `synthpm demo` runs the main job end to end on the
+panel, walk-forward forecasts and research tools; `dataset` builds the language model's
+training conversations; `synthpm demo` runs the main job end to end on the
 embedded default data. Errors synthpm raises on purpose (bad data, unknown tickers, a
 missing store) print one clear line and exit with status 2.
 """
@@ -12,14 +13,16 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from synthpm import progress
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
-from synthpm.cli.dataset import dataset_app
+from synthpm.cli.dataset import dataset_app, dataset_build
 from synthpm.data.errors import SynthpmError
 
 app = typer.Typer(
@@ -62,6 +65,28 @@ def demo(
         out=out / "forecast",
         cache=None,
     )
+    console.rule("[bold]3. training data: contexts x 10 portfolio scenarios x hindsight labels")
+    first = pd.read_parquet(out / "forecast" / "forecasts.parquet", columns=["fold"])
+    dataset_build(
+        store=store,
+        tickers=None,
+        # from the first forecast on: earlier contexts would all read "no forecast yet"
+        start=str(first.index.get_level_values("date").min().date()),
+        end=None,
+        scenarios="all",
+        forecasts=out / "forecast",
+        schedule="weekly",
+        filings=True,
+        val_start=None,
+        test_start=None,
+        # 20 stocks: a full book of 20 would hold the whole universe, so the demo's limit is 10
+        max_positions=10,
+        jsonl=False,
+        workers=0,
+        seed=0,
+        out=out / "dataset",
+        cache=None,
+    )
     console.print(f"\nresults in {out.resolve()}")
 
 
@@ -71,6 +96,12 @@ def main() -> None:
         app()
     except SynthpmError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except ValidationError as exc:  # a setting out of its range: name it, skip the traceback
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+        err.print(f"[red]error:[/] {escape(problems)}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

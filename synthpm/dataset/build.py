@@ -135,9 +135,15 @@ def split_bounds(
 
 
 def examples_for_context(
-    row: dict, benchmark: str, label: dict, book: ScenarioBook, config: DatasetConfig
+    row: dict,
+    benchmark: str,
+    label: dict,
+    book: ScenarioBook,
+    config: DatasetConfig,
+    split: str = "",
 ):
-    """The labelled conversations of one context, one per scenario the book can fill."""
+    """The labelled conversations of one context, one per scenario the book can fill, as
+    tuples in `COLUMNS` order."""
     ctx = context_from_row(row, benchmark)
     text = context_text(ctx)
     limits, decision_line = config.limits, decision_text(ctx.ticker)
@@ -194,6 +200,7 @@ def examples_for_context(
             ctx.sector,
             ctx.trigger,
             scenario.name,
+            split,
             decision,
             reason,
             float(label["conviction"]),
@@ -316,10 +323,9 @@ def _chunk(number: int, dates: np.ndarray) -> Counter:
             counts[f"contexts_{where}"] += 1
             if where not in rows:
                 continue
-            for example in examples_for_context(
-                records[i], contexts.benchmark, labels[i], book, job.config
+            for row in examples_for_context(
+                records[i], contexts.benchmark, labels[i], book, job.config, where
             ):
-                row = (*example[:6], where, *example[6:])
                 rows[where].append(row)
                 counts[("split", where, row[7])] += 1
                 counts[("scenario", row[5], row[7])] += 1

@@ -42,29 +42,30 @@ from synthpm.forecast.base import CLASSES, HORIZONS
 WINDOW_DAYS = 90  # calendar days of events and insider trades a context shows
 RECENT = 3  # most recent 8-K items shown
 NOTABLE = 2  # most recent open-market insider trades shown
+INSIDER_COUNTS = ("ins_buys_90d", "ins_sells_90d", "ins_net_value_90d")
 UNINFORMATIVE = ("exhibits", "insider_filing")  # event types never listed as recent events
-TREND_COLUMNS = (
-    "ret_5d",
-    "ret_21d",
-    "ret_63d",
-    "ret_126d",
-    "dist_52w_high",
-    "dist_52w_low",
-    "dist_sma_50",
-    "dist_sma_200",
-    "rsi_14",
-    "vol_21d",
-    "sector_rel_21d",
-)
-MARKET_COLUMNS = (
-    "idx_ret_21d",
-    "idx_ret_63d",
-    "idx_dist_sma_200",
-    "idx_vol_21d",
-    "vix",
-    "vix_z_252",
-    "vix_is_proxy",
-)
+# `Trends` / `MarketContext` field -> the feature panel column it is read from
+TREND_COLUMNS = {
+    "return_1w": "ret_5d",
+    "return_1m": "ret_21d",
+    "return_3m": "ret_63d",
+    "return_6m": "ret_126d",
+    "dist_52w_high": "dist_52w_high",
+    "dist_52w_low": "dist_52w_low",
+    "dist_sma_50": "dist_sma_50",
+    "dist_sma_200": "dist_sma_200",
+    "rsi_14": "rsi_14",
+    "volatility_1m": "vol_21d",
+    "sector_relative_1m": "sector_rel_21d",
+}
+MARKET_COLUMNS = {
+    "index_return_1m": "idx_ret_21d",
+    "index_return_3m": "idx_ret_63d",
+    "index_dist_sma_200": "idx_dist_sma_200",
+    "index_volatility_1m": "idx_vol_21d",
+    "vix": "vix",
+    "vix_z": "vix_z_252",
+}
 FORECAST_FIELDS = (
     "return_class",
     "confidence",
@@ -272,17 +273,9 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
             net_value_90d=float(row["ins_net_value_90d"]),
             notable=notable,
         ),
-        trends=Trends(
-            **{
-                name: _num(row[col])
-                for name, col in zip(Trends.model_fields, TREND_COLUMNS, strict=True)
-            }
-        ),
+        trends=Trends(**{name: _num(row[col]) for name, col in TREND_COLUMNS.items()}),
         market=MarketContext(
-            **{
-                name: _num(row[col])
-                for name, col in zip(MarketContext.model_fields, MARKET_COLUMNS[:-1], strict=False)
-            },
+            **{name: _num(row[col]) for name, col in MARKET_COLUMNS.items()},
             vix_is_proxy=bool(row["vix_is_proxy"] == 1),
             benchmark=benchmark,
         ),
@@ -375,31 +368,23 @@ def build_contexts(
         closes.index.get_indexer(frame["date"]), closes.columns.get_indexer(frame["ticker"])
     ]
     frame["sector"] = frame["ticker"].map(inputs.sectors).fillna("Unknown").to_numpy(object)
-    wanted = [*TREND_COLUMNS, *MARKET_COLUMNS, "ev_covered", *INSIDER_COUNTS]
+    wanted = [
+        *TREND_COLUMNS.values(),
+        *MARKET_COLUMNS.values(),
+        "vix_is_proxy",
+        "ev_covered",
+        *INSIDER_COUNTS,
+    ]
     values = panel[wanted].to_numpy()[rows]
     for i, col in enumerate(wanted):
         frame[col] = values[:, i]
 
     columns = [f"{f}_{h}" for h in HORIZONS for f in FORECAST_FIELDS]
     columns += ["best_horizon", *(f"event_prob_{g}" for g in EVENT_GROUPS)]
-    if forecasts is not None and len(forecasts):
-        at = forecasts.index.get_indexer(index)
-        found = at >= 0
-        for col in columns:
-            if col not in forecasts:
-                frame[col] = np.nan
-                continue
-            source = forecasts[col]
-            if isinstance(source.dtype, pd.CategoricalDtype):
-                frame[col] = pd.Categorical(
-                    _take(source.astype(object).to_numpy(), np.where(found, at, -1)),
-                    categories=source.cat.categories,
-                )
-            else:
-                frame[col] = np.where(found, source.to_numpy()[np.maximum(at, 0)], np.nan)
-    else:
-        for col in columns:
-            frame[col] = np.nan
+    known = [c for c in columns if forecasts is not None and c in forecasts]
+    joined = forecasts[known].reindex(index) if known else pd.DataFrame(index=index)
+    for col in columns:  # a date before the first fold, or a group never seen: NaN
+        frame[col] = joined[col].to_numpy() if col in joined else np.nan
 
     codes = {t: i for i, t in enumerate(sorted(set(frame["ticker"])))}
     day = day_numbers(frame["date"])
@@ -410,9 +395,6 @@ def build_contexts(
     source = benchmark_close(inputs.market, closes)[1]
     benchmark = "index" if source == "index" else "equal-weight universe"
     return Contexts(frame, benchmark)
-
-
-INSIDER_COUNTS = ("ins_buys_90d", "ins_sells_90d", "ins_net_value_90d")
 
 
 def _keyed(
