@@ -265,6 +265,9 @@ def test_build_writes_split_conversations_that_are_faithful(built):
     train, val, test = frames["train"], frames["validation"], frames["test"]
     assert train["date"].max() < val["date"].min() <= val["date"].max() < test["date"].min()
     assert set(train["scenario"]) == set(SCENARIOS)
+    # a filing day off the weekly schedule draws its books from the whole market too
+    per_point = train.groupby(["date", "ticker", "trigger"], observed=True)["scenario"].nunique()
+    assert per_point.xs("filing", level="trigger").min() == len(SCENARIOS)
     assert set(train["decision"]) == {"BUY", "SELL", "SKIP"}
     for row in pd.concat(frames.values()).itertuples():
         signal = Signal.model_validate_json(row.assistant)

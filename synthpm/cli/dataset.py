@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from synthpm import progress
-from synthpm.cli.analysts import Cache, End, Start, Tickers, forecast_train, load_panel
+from synthpm.cli.analysts import Cache, End, Start, Tickers, load_panel
 from synthpm.cli.common import StoreOption, console, print_frame
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
@@ -44,9 +44,8 @@ def dataset_build(
     end: End = None,
     scenarios: Annotated[str, typer.Option(help="all, or comma-separated names")] = "all",
     forecasts: Annotated[
-        Path | None,
-        typer.Option(help="a `forecast train` folder [default: train one into OUT/forecast]"),
-    ] = None,
+        Path, typer.Option(help="a `forecast train` output folder (or its forecasts.parquet)")
+    ] = Path("runs/forecast"),
     schedule: Annotated[str, typer.Option(help="weekly, monthly or none")] = "weekly",
     filings: Annotated[bool, typer.Option(help="also decide on 8-K filing days")] = True,
     val_start: Annotated[str | None, typer.Option(help="first validation date")] = None,
@@ -72,28 +71,11 @@ def dataset_build(
         workers=workers or os.cpu_count() or 1,
         jsonl=jsonl,
     )
-    if forecasts is None:
-        forecasts = out / "forecast"
-        if not (forecasts / "forecasts.parquet").exists():
-            console.rule("walk-forward forecasts (none given)")
-            forecast_train(
-                store=store,
-                tickers=tickers,
-                start=None,
-                end=end,
-                features=None,
-                model="lightgbm",
-                refit_months=12,
-                min_train_days=756,
-                stride=5,
-                seed=seed,
-                param=None,
-                out=forecasts,
-                cache=cache,
-            )
     file = forecasts / "forecasts.parquet" if forecasts.is_dir() else forecasts
     if not file.exists():
-        raise SynthpmError(f"no forecasts at {file} (run `synthpm forecast train --out DIR`)")
+        raise SynthpmError(
+            f"no forecasts at {file}: run `synthpm forecast train --out {forecasts}` first"
+        )
     # Features need the history before `start`; the calendar cuts decision points to it.
     inputs, panel = load_panel(store, tickers, None, end, None, cache)
     started = time.perf_counter()

@@ -310,12 +310,11 @@ def _chunk(number: int, dates: np.ndarray) -> Counter:
     records = frame.to_dict("records")
     rows: dict[str, list] = {s: [] for s in SPLITS}
     for day, positions in frame.groupby("date", sort=True).indices.items():
+        # Every ticker trading that day, not only those with a decision point: a filing day
+        # off the weekly schedule still has a whole market to hold positions in.
+        trading = job.panel.index[job.panel.index.get_loc(day)].get_level_values("ticker")
         universe = dict(
-            zip(
-                frame["ticker"].to_numpy()[positions],
-                frame["sector"].to_numpy()[positions],
-                strict=True,
-            )
+            zip(trading, trading.map(job.inputs.sectors).fillna("Unknown"), strict=True)
         )
         book = ScenarioBook(np.datetime64(day), universe, job.config.limits, job.config.seed)
         for i in positions:
