@@ -25,6 +25,7 @@ Output folder:
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -242,8 +243,8 @@ def build_dataset(
     if labelled.empty:
         raise ConfigError("no decision point has a complete label window (too little future data)")
     val, test = split_bounds(pd.DatetimeIndex(labelled.unique()), calendar, config)
-    ends = calendar.get_indexer(points["date"]) + config.labels.lookahead()
     pos = calendar.get_indexer(points["date"])
+    ends = pos + config.labels.lookahead()  # the last close a label reads
     split = np.select(
         [ends < val, (pos >= val) & (ends < test), pos >= test],
         ["train", "validation", "test"],
@@ -252,7 +253,9 @@ def build_dataset(
     split = np.where(labels["outcome"].isna(), "unlabelled", split)
     dates = points["date"].unique()
     chunks = [dates[i : i + config.chunk_dates] for i in range(0, len(dates), config.chunk_dates)]
-    (out / "contexts").mkdir(parents=True, exist_ok=True)
+    for folder in (*SPLITS, "contexts"):  # a rebuild must not keep an earlier run's shards
+        shutil.rmtree(out / folder, ignore_errors=True)
+    (out / "contexts").mkdir(parents=True)
     global _JOB
     _JOB = _Job(inputs, panel, forecasts, points, labels, split, closes, config, out)
     counts: Counter = Counter()
@@ -337,10 +340,11 @@ def _chunk(number: int, dates: np.ndarray) -> Counter:
 
 def _stats(counts, out: Path, n_points, seconds, val, test, calendar) -> dict:
     examples = sum(v for k, v in counts.items() if isinstance(k, tuple) and k[0] == "split")
-    table = lambda kind: {  # noqa: E731
-        key[1]: {d: counts[(kind, key[1], d)] for d in ("BUY", "SELL", "SKIP")}
-        for key in sorted({k for k in counts if isinstance(k, tuple) and k[0] == kind})
-    }
+
+    def table(kind: str) -> dict:
+        names = sorted({k[1] for k in counts if isinstance(k, tuple) and k[0] == kind})
+        return {n: {d: counts[(kind, n, d)] for d in ("BUY", "SELL", "SKIP")} for n in names}
+
     return {
         "examples": examples,
         "decision_points": n_points,
