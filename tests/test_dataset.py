@@ -78,7 +78,8 @@ def test_every_scenario_is_consistent_and_is_what_it_claims():
             assert state.position("S01") is None
     assert found["empty"].state.cash == 1_000_000 and not found["empty"].state.positions
     assert found["healthy"].state.equity == pytest.approx(1.08e6)
-    assert found["over_concentrated"].state.sector_weight("Energy") > limits.max_sector
+    heavy = found["over_concentrated"].state.sector_weight("Energy")
+    assert limits.max_sector < heavy <= limits.max_sector + 0.10 + 1e-9
     assert found["drawdown"].state.drawdown <= -limits.derisk_drawdown
     assert len(found["full"].state.positions) == limits.max_positions
     assert found["low_cash"].state.cash_weight < limits.cash_floor
@@ -96,7 +97,7 @@ def test_scenarios_are_seeded_and_independent_of_order():
 
     a = make().for_context("S05", "Energy")
     b_book = make()
-    b_book.for_context("S02", "Tech")  # another context first
+    b_book.for_context("S01", "Energy")  # another context of the same sector first
     b = b_book.for_context("S05", "Energy")
     assert [s.state for s in a] == [s.state for s in b]
     other = ScenarioBook(np.datetime64("2012-03-16"), universe(), seed=2).for_context(

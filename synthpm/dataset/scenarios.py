@@ -129,12 +129,8 @@ class ScenarioBook:
             recent_trades=_trades(rng, wins if wins is not None else int(rng.integers(4, 7))),
         )
 
-    def _pick(self, rng, n: int, exclude: set[str], sector: str | None = None) -> list[str]:
-        pool = [
-            t
-            for t in self.names
-            if t not in exclude and (sector is None or self.universe[t] == sector)
-        ]
+    def _pick(self, rng, n: int, pool: list[str]) -> list[str]:
+        """n distinct names drawn from pool, or none when it is too small."""
         if len(pool) < n:
             return []
         return [str(t) for t in rng.choice(pool, n, replace=False)]
@@ -160,7 +156,7 @@ class ScenarioBook:
         if name == "empty":
             return Scenario(name, PortfolioState.empty(START_EQUITY))
         n = {"full": lim.max_positions, "low_cash": lim.max_positions - 2}.get(name, self.typical)
-        held = self._pick(rng, n, set())
+        held = self._pick(rng, n, list(self.names))
         if not held:
             return None
         if name == "full":
@@ -201,15 +197,17 @@ class ScenarioBook:
 
     def _over_concentrated(self, sector: str, ticker: str) -> Scenario | None:
         """The context's sector above its limit: in-sector names that ran up, plus others."""
+        # One book per sector, whichever context asks first (a holder of the context's own
+        # ticker is swapped below), so the examples do not depend on the order of contexts.
         if sector not in self._concentrated:
             rng = self._rng("over_concentrated", sector)
             lim = self.limits
-            inside = []
-            for n in (5, 4, 3, 2, 1):
-                inside = self._pick(rng, n, {ticker}, sector)
-                if inside:
-                    break
-            others = self._pick(rng, max(self.typical - len(inside), 1), set(inside) | {ticker})
+            same = [t for t in self.names if self.universe[t] == sector]
+            # leave one name of the sector out, so a holder of the context's ticker can swap
+            inside = self._pick(rng, min(5, len(same) - 1), same) if len(same) > 1 else []
+            # the rest from other sectors, so the sector weight is the one intended
+            outside = [t for t in self.names if self.universe[t] != sector]
+            others = self._pick(rng, max(self.typical - len(inside), 1), outside)
             if not inside:
                 self._concentrated[sector] = None
             else:
