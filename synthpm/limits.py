@@ -20,8 +20,11 @@ class Limits(BaseModel):
     derisk_drawdown: float = Field(
         0.15, gt=0, lt=1, description="no new positions below this fall from the equity peak"
     )
+    # The peak is that of the trailing window: measured from the all-time high, one bad year
+    # would stop a book that has gone to cash from ever buying again.
+    derisk_window: int = Field(252, ge=1, description="trading days the equity peak looks back")
     stop_loss: float = Field(0.08, gt=0, lt=1, description="exit after this loss from entry")
     take_profit: float = Field(0.25, gt=0, description="exit after this gain from entry")
     base_allocation: float = Field(
-        0.05, gt=0, le=1, description="size = conviction x base_allocation x equity"
+        0.10, gt=0, le=1, description="size = conviction x base_allocation x equity"
     )

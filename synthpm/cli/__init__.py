@@ -9,6 +9,7 @@ missing store) print one clear line and exit with status 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from rich.markup import escape
 
 from synthpm import progress
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
+from synthpm.cli.backtest import backtest, compare_command
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import dataset_app, dataset_build
@@ -35,6 +37,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")
 app.add_typer(dataset_app, name="dataset")
+app.command("backtest")(backtest)
+app.command("compare")(compare_command)
 
 
 @app.command("demo")
@@ -87,6 +91,24 @@ def demo(
         out=out / "dataset",
         cache=None,
     )
+    test_start = json.loads((out / "dataset" / "stats.json").read_text())["test_start"]
+    console.rule(f"[bold]4. backtest: every baseline from {test_start} (the test years), costs in")
+    compare_command(
+        strategies="all",
+        store=store,
+        tickers=None,
+        start=test_start,
+        end=None,
+        forecasts=out / "forecast",
+        commission_bps=5.0,
+        slippage_bps=5.0,
+        max_positions=10,
+        # a top-k of 20 in a 20-stock universe would be equal weight
+        param=["lgbm_topk.k=5"],
+        out=out / "compare",
+        cache=None,
+    )
+    console.print(f"report: {(out / 'compare' / 'report.html').resolve()}")
     console.print(f"\nresults in {out.resolve()}")
 
 

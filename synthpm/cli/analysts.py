@@ -41,7 +41,7 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def _params(items: list[str]) -> dict:
+def parse_params(items: list[str]) -> dict:
     """KEY=VALUE settings; a VALUE that parses as JSON (numbers, true) is taken as such."""
     out = {}
     for item in items:
@@ -133,7 +133,7 @@ def forecast_train(
         min_train_days=min_train_days,
         train_stride=stride,
         seed=seed,
-        model_params=_params(param or []),
+        model_params=parse_params(param or []),
     )
     inputs, panel = load_panel(store, tickers, start, end, features, cache)
     started = time.perf_counter()

@@ -287,24 +287,31 @@ class Contexts(Sequence[Context]):
     """The context frame with a sequence view: `contexts[i]` is a validated `Context`.
 
     Signal sources that work on columns (baselines) read `.frame`; the language model reads
-    the prompt rendered from each `Context`.
+    the prompt rendered from each `Context`. In a backtest, `portfolio` is the live book on
+    the date, so every context's `portfolio` is the state the decision is made in.
     """
 
-    def __init__(self, frame: pd.DataFrame, benchmark: str = "index"):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        benchmark: str = "index",
+        portfolio: PortfolioState | None = None,
+    ):
         self.frame = frame.reset_index(drop=True)
         self.benchmark = benchmark
+        self.portfolio = portfolio
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return Contexts(self.frame.iloc[i], self.benchmark)
-        return context_from_row(self.frame.iloc[i].to_dict(), self.benchmark)
+            return Contexts(self.frame.iloc[i], self.benchmark, self.portfolio)
+        return context_from_row(self.frame.iloc[i].to_dict(), self.benchmark, self.portfolio)
 
     def __iter__(self) -> Iterator[Context]:
         for row in self.frame.to_dict("records"):
-            yield context_from_row(row, self.benchmark)
+            yield context_from_row(row, self.benchmark, self.portfolio)
 
 
 def _latest(

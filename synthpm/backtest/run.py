@@ -1,0 +1,78 @@
+"""A run directory per strategy, and `compare`: strategies through one engine, same dates, costs.
+
+A run directory holds `equity.csv` (date, equity, cash, benchmark, exposure, positions),
+`trades.csv`, `decisions.parquet` (every signal with its status and reason), `metrics.json`
+(the metrics, their convention, the fill/dividend/cost statement) and `report.html`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from synthpm.backtest.engine import BacktestConfig, BacktestResult, Market, run_backtest
+from synthpm.dataset.context import Contexts
+from synthpm.metrics import CONVENTION, METRIC_NAMES, compute_metrics
+from synthpm.report import write_report
+
+
+def metrics_of(result: BacktestResult) -> dict:
+    equity = result.equity.set_index("date")
+    return compute_metrics(equity["equity"], equity["benchmark"], result.trades, equity["exposure"])
+
+
+def save_run(result: BacktestResult, out: Path, metrics: dict, seconds: float) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    result.equity.to_csv(out / "equity.csv", index=False)
+    result.trades.to_csv(out / "trades.csv", index=False)
+    result.decisions.to_parquet(out / "decisions.parquet", index=False)
+    dates = result.equity["date"]
+    document = {
+        "strategy": result.name,
+        "start": str(dates.iloc[0].date()),
+        "end": str(dates.iloc[-1].date()),
+        "seconds": round(seconds, 3),
+        "metrics": metrics,
+        "convention": CONVENTION,
+        **result.notes,
+    }
+    (out / "metrics.json").write_text(json.dumps(document, indent=1, default=str))
+    return out
+
+
+def compare(
+    strategies: list,
+    contexts: Contexts,
+    market: Market,
+    config: BacktestConfig,
+    out: str | Path,
+    log=print,
+) -> pd.DataFrame:
+    """Run every strategy on the same contexts, dates and costs; write each run, the
+    comparison table (`comparison.csv`) and one report over all of them (`report.html`)."""
+    out = Path(out)
+    runs, table = {}, {}
+    for strategy in strategies:
+        started = time.perf_counter()
+        result = run_backtest(strategy, contexts, market, config)
+        seconds = time.perf_counter() - started
+        metrics = metrics_of(result)
+        runs[result.name] = save_run(result, out / result.name, metrics, seconds)
+        table[result.name] = metrics
+        log(
+            f"{result.name}: {seconds:.1f}s, total return {metrics['total_return']:+.1%}, "
+            f"Sharpe {_fmt(metrics['sharpe'])}, {metrics['trade_count']} trades"
+        )
+    frame = pd.DataFrame(table).reindex([m for m in METRIC_NAMES if m in pd.DataFrame(table).index])
+    frame.to_csv(out / "comparison.csv")
+    for name, where in runs.items():  # each run's own report, and one over all of them
+        write_report({name: where}, where / "report.html", f"synthpm backtest: {name}")
+    write_report(runs, out / "report.html", "synthpm comparison")
+    return frame
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

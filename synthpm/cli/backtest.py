@@ -1,0 +1,137 @@
+"""`synthpm backtest` and `synthpm compare`: strategies through one engine, same dates and costs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, Market, run_backtest
+from synthpm.backtest.run import compare, metrics_of, save_run
+from synthpm.cli.analysts import Cache, End, Start, Tickers, load_panel, parse_params
+from synthpm.cli.common import StoreOption, console, print_frame
+from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.dataset import build_contexts, decision_points
+from synthpm.limits import Limits
+from synthpm.report import write_report
+from synthpm.strategies import STRATEGIES, make_strategy
+
+BASELINES = ("benchmark", *STRATEGIES)
+DEFAULT_MAX_POSITIONS = Limits().max_positions
+Forecasts = Annotated[
+    Path, typer.Option(help="a `forecast train` output folder (or its forecasts.parquet)")
+]
+Commission = Annotated[float, typer.Option(help="commission, basis points of traded value")]
+Slippage = Annotated[float, typer.Option(help="slippage, basis points of price")]
+MaxPositions = Annotated[int, typer.Option(help="portfolio limit")]
+
+
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", help="a strategy setting STRATEGY.KEY=VALUE, repeatable (lgbm_topk.k=5)"
+    ),
+]
+
+
+def strategy_named(name: str, settings: list[str] | None = None):
+    """A strategy by name, with the `--param` settings addressed to it."""
+    mine = [s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name]
+    if name == "benchmark":
+        return BenchmarkHold()
+    return make_strategy(name, **parse_params(mine))
+
+
+def _check_params(settings: list[str] | None, names) -> None:
+    for item in settings or []:
+        if "." not in item.split("=", 1)[0] or item.split(".", 1)[0] not in names:
+            raise ConfigError(f"--param {item!r} names no chosen strategy (use STRATEGY.KEY=VALUE)")
+
+
+def prepare(store, tickers, start, end, forecasts: Path, cache):
+    """Contexts for the decision dates in [start, end] and the engine's price arrays."""
+    file = forecasts / "forecasts.parquet" if forecasts.is_dir() else forecasts
+    if not file.exists():
+        raise SynthpmError(
+            f"no forecasts at {file}: run `synthpm forecast train --out {forecasts}` first"
+        )
+    inputs, panel = load_panel(store, tickers, None, end, None, cache)
+    predicted = pd.read_parquet(file)
+    first = predicted.index.get_level_values("date").min()
+    start = max(pd.Timestamp(start), first) if start else first  # no forecasts, no decisions
+    with console.status("contexts"):
+        points = decision_points(panel.index, inputs.events, start=start, end=end)
+        contexts = build_contexts(inputs, panel, predicted, points)
+        market = Market.from_inputs(inputs)
+    console.print(f"{len(contexts):,} decision points from {start.date()}")
+    return contexts, market, str(start.date())
+
+
+def _config(start, end, commission, slippage, max_positions) -> BacktestConfig:
+    return BacktestConfig(
+        start=start,
+        end=end,
+        commission_bps=commission,
+        slippage_bps=slippage,
+        limits=Limits(max_positions=max_positions),
+    )
+
+
+def backtest(
+    strategy: Annotated[str, typer.Option(help=f"one of {', '.join(BASELINES)}")] = "rules",
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    forecasts: Forecasts = Path("runs/forecast"),
+    commission_bps: Commission = 5.0,
+    slippage_bps: Slippage = 5.0,
+    max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
+    param: Params = None,
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/backtest"),
+    cache: Cache = None,
+) -> None:
+    """Backtest one strategy: equity, trades, decisions, metrics and report in OUT."""
+    _check_params(param, [strategy])
+    chosen = strategy_named(strategy, param)
+    contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
+    config = _config(start, end, commission_bps, slippage_bps, max_positions)
+    started = time.perf_counter()
+    result = run_backtest(chosen, contexts, market, config)
+    seconds = time.perf_counter() - started
+    metrics = metrics_of(result)
+    save_run(result, out, metrics, seconds)
+    write_report({result.name: out}, out / "report.html", f"synthpm backtest: {result.name}")
+    print_frame(pd.DataFrame({result.name: metrics}).dropna(), "metrics")
+    console.print(f"{seconds:.1f}s; fills: {result.notes['fills']}; wrote {out}/report.html")
+
+
+def compare_command(
+    strategies: Annotated[str, typer.Option(help="comma-separated names, or all")] = "all",
+    store: StoreOption = None,
+    tickers: Tickers = None,
+    start: Start = None,
+    end: End = None,
+    forecasts: Forecasts = Path("runs/forecast"),
+    commission_bps: Commission = 5.0,
+    slippage_bps: Slippage = 5.0,
+    max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
+    param: Params = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
+    cache: Cache = None,
+) -> pd.DataFrame:
+    """Compare strategies in one run: same contexts, dates and costs; a table and a report."""
+    names = BASELINES if strategies == "all" else [s.strip() for s in strategies.split(",")]
+    if not names or any(not n for n in names):
+        raise ConfigError("--strategies wants comma-separated names")
+    _check_params(param, names)
+    chosen = [strategy_named(n, param) for n in names]
+    contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
+    config = _config(start, end, commission_bps, slippage_bps, max_positions)
+    table = compare(chosen, contexts, market, config, out, log=console.print)
+    print_frame(table, f"comparison {start} .. {end or 'end'} (costs included)")
+    console.print(f"wrote {out}/comparison.csv and {out}/report.html")
+    return table

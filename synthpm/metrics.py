@@ -1,0 +1,204 @@
+"""Backtest metrics under one stated convention, that of empyrical (DESIGN §10).
+
+Convention (checked against empyrical-reloaded 0.7.1's source, ``empyrical/stats.py``):
+
+* Returns are daily simple returns of the marked equity, ``r_t = E_t / E_{t-1} - 1``; the
+  first day has none, so N marks give N-1 returns. Missing marks are dropped first.
+* 252 periods a year; risk-free rate 0. Standard deviations are sample ones (ddof=1).
+* total return = E_last / E_first - 1. CAGR is compounded, ``(1 + total) ** (252 / n) - 1``
+  with n = the number of *returns* (not marks, not calendar days).
+* Sharpe = mean(r) / std(r, ddof=1) * sqrt(252) (arithmetic mean, not CAGR).
+* Sortino = mean(r) * 252 / (sqrt(mean(min(r, 0) ** 2)) * sqrt(252)): the downside
+  deviation divides by *all* n returns (no ddof) and the numerator is arithmetic.
+* Max drawdown is on compounded equity, peak to trough, the first mark counting as a peak;
+  a negative number. Calmar = CAGR / |max drawdown|, None without a drawdown.
+* Beta = cov(r, b) / var(b) (population moments; the ddof cancels). Alpha is annualised by
+  compounding: ``(1 + mean(r - beta * b)) ** 252 - 1``, not by multiplying by 252.
+* Information ratio = mean(r - b) / std(r - b, ddof=1) * sqrt(252). Empyrical's
+  ``excess_sharpe`` is the same ratio *unannualised*, so it is scaled here. Tracking error
+  = std(r - b, ddof=1) * sqrt(252). With no active risk (a benchmark against itself) the
+  ratio is undefined: None, while the tracking error is 0 (active returns all under 1e-12
+  a day count as none: a rescaled benchmark differs from the equity only by round-off).
+* Benchmark-relative metrics use the dates the equity and benchmark share (the intersection);
+  the stand-alone metrics use the full equity, so they do not depend on a benchmark.
+* Any non-finite value (a zero-volatility Sharpe, a loss-free Sortino, ...) is None.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+import empyrical as ep
+import numpy as np
+import pandas as pd
+
+PERIODS = 252
+CONVENTION: dict[str, str | int | float] = {
+    "source": "empyrical-reloaded 0.7.1",
+    "returns": "daily simple, E_t/E_{t-1}-1, first day dropped",
+    "periods_per_year": PERIODS,
+    "std_ddof": 1,
+    "risk_free": 0.0,
+    "cagr": "compounded, years = number of returns / 252",
+    "sharpe": "mean/std(ddof=1)*sqrt(252)",
+    "sortino": "mean*252 / (rms of min(r,0) over all returns * sqrt(252))",
+    "drawdown": "compounded equity, peak to trough, negative",
+    "alpha": "(1 + mean daily residual)**252 - 1",
+    "information_ratio": "mean(active)/std(active, ddof=1)*sqrt(252); None if no active risk",
+    "benchmark_alignment": "intersection of dates",
+    "sharpe_ci": "stationary bootstrap (geometric blocks, mean 21 days), 95% percentile",
+    "turnover": "sum |traded value| / mean equity / years",
+}
+METRIC_NAMES: list[str] = [
+    "start", "end", "days", "total_return", "cagr", "annual_volatility", "sharpe",
+    "sharpe_ci_low", "sharpe_ci_high", "sortino", "max_drawdown", "calmar", "alpha", "beta",
+    "information_ratio", "tracking_error", "benchmark_total_return", "benchmark_cagr",
+    "benchmark_sharpe", "win_rate", "profit_loss_ratio", "avg_holding_days", "trade_count",
+    "round_trips", "turnover", "exposure", "costs",
+]  # fmt: skip
+
+Value = float | int | str | None
+
+
+def _clean(x: object) -> Value:
+    """A plain JSON value: numpy scalars unwrapped, NaN and infinities as None."""
+    if x is None or isinstance(x, str):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        return int(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)  # type: ignore[arg-type]
+    return x if math.isfinite(x) else None
+
+
+def _day(x: object) -> str:
+    if isinstance(x, datetime):
+        return x.date().isoformat()
+    return x.isoformat() if isinstance(x, date) else str(x)
+
+
+def returns_from_equity(equity: pd.Series) -> pd.Series:
+    """Daily simple returns of a marked equity; the first day, which has none, is dropped."""
+    e = equity.astype(float).dropna().sort_index()
+    return (e / e.shift(1) - 1.0).iloc[1:]
+
+
+def sharpe_ci(
+    returns: pd.Series, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, block: int = 21
+) -> tuple[float, float]:
+    """Percentile CI of the annualised Sharpe by the stationary bootstrap (Politis-Romano).
+
+    Resampling whole blocks keeps the returns' autocorrelation, which an i.i.d. bootstrap
+    would destroy (understating the interval for trending strategies). Stationary rather
+    than moving-block: block lengths are geometric with mean ``block`` and wrap circularly,
+    so the resampled series is itself stationary and less sensitive to the block length.
+    Empyrical has no bootstrap, hence this is written here. (nan, nan) when undefined.
+    """
+    r = np.asarray(returns, dtype=float)
+    r = r[np.isfinite(r)]
+    n = len(r)
+    if n < 2 or np.ptp(r) == 0 or n_boot < 1:
+        return (math.nan, math.nan)
+    if block < 1:
+        raise ValueError("block must be >= 1")
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    out = []
+    # Chunks of resamples bound memory (n_boot x n indices) without a loop per resample.
+    rows = max(1, 2_000_000 // n)
+    for done in range(0, n_boot, rows):
+        m = min(rows, n_boot - done)
+        new = rng.random((m, n)) < 1.0 / block  # a new block starts here
+        new[:, 0] = True
+        begin = rng.integers(0, n, size=(m, n))  # where a block starting here reads from
+        last = np.maximum.accumulate(np.where(new, t, 0), axis=1)  # start of the current block
+        x = r[(np.take_along_axis(begin, last, axis=1) + t - last) % n]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(PERIODS)
+        out.append(np.where(np.ptp(x, axis=1) == 0, np.nan, s))  # flat resample: undefined
+    s = np.concatenate(out)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(s, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
+def _trade_stats(trades: pd.DataFrame, mean_equity: float, years: float) -> dict[str, Value]:
+    # Empyrical works on return series only; fills, round trips and costs are ours.
+    # A zero-pnl close counts in win_rate's denominator; P/L ratio needs a win and a loss.
+    closing = trades[trades["pnl"].notna()]  # opening fills carry NaN pnl
+    pnl = closing["pnl"].astype(float)
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    both = len(wins) and len(losses)
+    traded = float(trades["value"].abs().sum())
+    return {
+        "win_rate": float((pnl > 0).mean()) if len(pnl) else None,
+        "profit_loss_ratio": float(wins.mean() / abs(losses.mean())) if both else None,
+        "avg_holding_days": closing["holding_days"].astype(float).mean(),
+        "trade_count": len(trades),
+        "round_trips": len(closing),
+        "turnover": traded / mean_equity / years if mean_equity > 0 else None,
+        "costs": float(trades["cost"].sum()),
+    }
+
+
+def _benchmark_stats(equity: pd.Series, benchmark: pd.Series) -> dict[str, Value]:
+    # Align on the shared dates; each return then spans the same interval for both.
+    both = pd.concat([equity, benchmark.astype(float)], axis=1, join="inner").dropna()
+    if len(both) < 2:
+        return {}
+    r, b = returns_from_equity(both.iloc[:, 0]), returns_from_equity(both.iloc[:, 1])
+    alpha, beta = ep.alpha_beta(r, b)
+    active = r - b
+    # A rescaled copy of the equity differs from it by round-off (~1e-17 a day), which
+    # empyrical divides into a meaningless ratio; below 1e-12 a day there is no active risk.
+    none = bool((active.abs() < 1e-12).all())
+    return {
+        "alpha": alpha,
+        "beta": beta,
+        # excess_sharpe is mean/std(ddof=1) of active returns, unannualised.
+        "information_ratio": None if none else ep.excess_sharpe(r, b) * math.sqrt(PERIODS),
+        "tracking_error": 0.0 if none else ep.annual_volatility(active),
+        "benchmark_total_return": ep.cum_returns_final(b),
+        "benchmark_cagr": ep.cagr(b),
+        "benchmark_sharpe": ep.sharpe_ratio(b),
+    }
+
+
+def compute_metrics(
+    equity: pd.Series,
+    benchmark: pd.Series | None = None,
+    trades: pd.DataFrame | None = None,
+    exposure: pd.Series | None = None,
+) -> dict[str, Value]:
+    """All metrics as a flat JSON-safe dict keyed by METRIC_NAMES; None where undefined."""
+    e = equity.astype(float).dropna().sort_index()
+    m: dict[str, object] = dict.fromkeys(METRIC_NAMES)
+    m["days"] = len(e)  # daily marks, first included
+    if len(e):
+        m["start"], m["end"] = _day(e.index[0]), _day(e.index[-1])
+    if len(e) < 2:
+        return {k: _clean(v) for k, v in m.items()}
+    r = returns_from_equity(e)
+    years = len(r) / PERIODS
+    m.update(
+        total_return=ep.cum_returns_final(r),
+        cagr=ep.cagr(r),
+        annual_volatility=ep.annual_volatility(r),
+        sharpe=ep.sharpe_ratio(r),
+        sortino=ep.sortino_ratio(r),
+        max_drawdown=ep.max_drawdown(r),
+        calmar=ep.calmar_ratio(r),
+    )
+    if _clean(m["sharpe"]) is not None:
+        m["sharpe_ci_low"], m["sharpe_ci_high"] = sharpe_ci(r)
+    if benchmark is not None:
+        m.update(_benchmark_stats(e, benchmark))
+    if trades is not None:
+        m.update(_trade_stats(trades, float(e.mean()), years))
+    if exposure is not None:
+        m["exposure"] = exposure.astype(float).mean()  # empyrical has no positions input here
+    return {k: _clean(m[k]) for k in METRIC_NAMES}

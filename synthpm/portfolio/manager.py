@@ -1,0 +1,135 @@
+"""The portfolio manager: deterministic code that turns signals into orders under hard limits.
+
+The model says what and how sure; this says how much (DESIGN §8). For each decision date:
+
+1. SELL signals on held names become exit orders (the manager is long-only: a SELL on a name
+   not held is rejected, `not_held`); SKIPs are logged as `skipped`.
+2. BUY signals, highest conviction first (ticker breaks ties), are sized
+   `conviction x base_allocation x equity` and then cut to the tightest of:
+   - the position cap (`max_position` of equity, counting what is already held),
+   - the sector cap (`max_sector`, counting held and already-ordered names of the sector),
+   - the cash above the floor (`cash_floor` of equity, after this date's earlier orders and
+     the estimated proceeds of this date's exits, less costs);
+   and rejected outright in a drawdown beyond `derisk_drawdown` from the peak of the last
+   `derisk_window` days (`drawdown`), when the book
+   already holds `max_positions` names (`max_positions`), or when the cut leaves less than
+   `min_order` of equity (the reason is the limit that bound).
+3. Every signal becomes one decision row: `executed` (with its size), `resized` (with the
+   limit that bound) or `rejected`/`skipped` (with the reason).
+
+Sizes are dollars at the decision date's close; the engine fills the shares at the next bar
+and may cut a buy again if the fill price leaves too little cash (it never lets cash go
+negative). Exits on stop loss, take profit and hold expiry are the engine's (they happen on
+any day, not only on decision dates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from synthpm.limits import Limits
+from synthpm.signals import Signal
+
+MIN_ORDER = 0.001  # of equity: smaller buys are not worth their costs
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    column: int  # the ticker's column in the engine's price arrays
+    shares: float  # > 0 buy, < 0 sell
+    reason: str  # signal | sell_signal | stop_loss | take_profit | hold_expiry | rebalance
+    hold_days: int = 0  # calendar days a new position is held (signals only)
+
+
+@dataclass
+class Book:
+    """What the manager needs to know about the portfolio at the decision close."""
+
+    cash: float
+    shares: np.ndarray  # per column, signed
+    close: np.ndarray  # per column, the decision date's close (last known for a gap)
+    peak_equity: float
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.where(self.shares != 0, self.shares * self.close, 0.0)
+
+    @property
+    def equity(self) -> float:
+        return self.cash + float(self.values.sum())
+
+
+class PortfolioManager:
+    def __init__(self, limits: Limits | None = None, cost_rate: float = 0.0):
+        self.limits = limits or Limits()
+        self.cost_rate = cost_rate  # commission + slippage, as a fraction of traded value
+
+    def decide(
+        self,
+        book: Book,
+        columns: np.ndarray,  # each signal's column
+        sectors: np.ndarray,  # sector code (int) of every column
+        signals: list[Signal],
+        leaving: set[int],  # columns the engine already exits at the next bar
+    ) -> tuple[list[Order], list[tuple[str, float, str]]]:
+        """Orders, and per signal (status, size in dollars, reason) in the signals' order."""
+        lim = self.limits
+        equity = book.equity
+        values = book.values
+        out: list[tuple[str, float, str] | None] = [None] * len(signals)
+        orders: list[Order] = []
+        leaving = set(leaving)
+        for i, signal in enumerate(signals):
+            col = int(columns[i])
+            if signal.decision == "SKIP":
+                out[i] = ("skipped", 0.0, "signal is SKIP")
+            elif signal.decision == "SELL":
+                if book.shares[col] <= 0:
+                    out[i] = ("rejected", 0.0, "not_held")
+                elif col in leaving:
+                    out[i] = ("executed", 0.0, "already exiting")
+                else:
+                    leaving.add(col)
+                    orders.append(Order(col, -float(book.shares[col]), "sell_signal"))
+                    out[i] = ("executed", float(values[col]), "sell_signal")
+        held = {int(c) for c in np.flatnonzero(book.shares > 0)} - leaving
+        proceeds = sum(float(values[c]) for c in leaving) * (1 - self.cost_rate)
+        cash = book.cash + proceeds
+        ordered = np.zeros_like(values)
+        staying = np.where(book.shares > 0, values, 0.0)
+        staying[list(leaving)] = 0.0
+        sector_value = np.bincount(sectors, weights=staying, minlength=int(sectors.max()) + 1)
+        drawdown = equity / book.peak_equity - 1.0 if book.peak_equity > 0 else 0.0
+        buys = [i for i, s in enumerate(signals) if s.decision == "BUY"]
+        buys.sort(key=lambda i: (-signals[i].conviction, str(columns[i])))
+        for i in buys:
+            signal, col = signals[i], int(columns[i])
+            if drawdown <= -lim.derisk_drawdown:
+                out[i] = ("rejected", 0.0, "drawdown")
+                continue
+            if col in leaving:
+                out[i] = ("rejected", 0.0, "exiting")
+                continue
+            if col not in held and len(held) >= lim.max_positions:
+                out[i] = ("rejected", 0.0, "max_positions")
+                continue
+            rooms = {
+                "position_limit": lim.max_position * equity - staying[col] - ordered[col],
+                "sector_limit": lim.max_sector * equity - sector_value[sectors[col]],
+                "cash_floor": (cash - lim.cash_floor * equity) / (1 + self.cost_rate),
+            }
+            wanted = signal.conviction * lim.base_allocation * equity
+            binding = min(rooms, key=rooms.get)
+            size = min(wanted, rooms[binding])
+            if size < MIN_ORDER * equity:
+                out[i] = ("rejected", 0.0, binding if rooms[binding] < wanted else "too_small")
+                continue
+            orders.append(Order(col, size / book.close[col], "signal", signal.hold_duration_days))
+            ordered[col] += size
+            sector_value[sectors[col]] += size
+            cash -= size * (1 + self.cost_rate)
+            held.add(col)
+            out[i] = ("resized", size, binding) if size < wanted else ("executed", size, "")
+        return orders, out  # type: ignore[return-value]

@@ -1,0 +1,5 @@
+"""HTML reports comparing backtest runs."""
+
+from synthpm.report.html import write_report
+
+__all__ = ["write_report"]

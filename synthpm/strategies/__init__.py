@@ -1,0 +1,66 @@
+"""Baseline strategies by name: signal sources (`sources`) and portfolio rules (`rules`).
+
+`STRATEGIES` maps a registry name to its class; `make_strategy(name, **params)` builds one
+and names the mistake (with a did-you-mean) for an unknown strategy or parameter. The engine
+adds `benchmark` (and later the language model, `lm`) itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from synthpm.data.errors import ConfigError, did_you_mean
+from synthpm.signals import SignalSource
+from synthpm.strategies.base import PortfolioRule
+from synthpm.strategies.rules import EqualWeight, MagnitudeChoice, RiskParity, TopK
+from synthpm.strategies.sources import AlwaysBuy, FixedRules
+
+STRATEGIES: dict[str, type] = {
+    "always_buy": AlwaysBuy,
+    "rules": FixedRules,
+    "equal_weight": EqualWeight,
+    "lgbm_topk": TopK,
+    "magnitude": MagnitudeChoice,
+    "hrp": RiskParity,
+}
+
+
+def strategy_params(name: str) -> dict[str, object]:
+    """A strategy's parameters and their defaults (for help text and configs)."""
+    return {f.name: f.default for f in fields(_lookup(name)) if f.init}
+
+
+def _lookup(name: str) -> type:
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; "
+            f"choose from {', '.join(STRATEGIES)}"
+        )
+    return STRATEGIES[name]
+
+
+def make_strategy(name: str, /, **params: object) -> SignalSource | PortfolioRule:
+    """The strategy registered as `name`, built with `params` (validated by its class)."""
+    cls = _lookup(name)
+    known = strategy_params(name)
+    for key in params:
+        if key not in known:
+            raise ConfigError(
+                f"strategy {name!r} has no parameter {key!r}{did_you_mean(key, known)}; "
+                f"its parameters: {', '.join(known) or 'none'}"
+            )
+    return cls(**params)
+
+
+__all__ = [
+    "STRATEGIES",
+    "AlwaysBuy",
+    "EqualWeight",
+    "FixedRules",
+    "MagnitudeChoice",
+    "PortfolioRule",
+    "RiskParity",
+    "TopK",
+    "make_strategy",
+    "strategy_params",
+]

@@ -1,0 +1,62 @@
+"""`synthpm backtest|compare` as a user runs them: run folders written, errors named."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.test_cli import synthpm
+from tests.test_cli_analysts import small_store  # noqa: F401 (a fixture)
+from tests.test_cli_dataset import forecast_run  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def test_backtest_writes_a_run_folder(small_store, forecast_run, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    result = synthpm(
+        "backtest", "--strategy", "rules", "--forecasts", forecast_run, "--out", out,
+        store=small_store,
+    )  # fmt: skip
+    assert "fills: next bar open" in result.stdout
+    for name in ("equity.csv", "trades.csv", "decisions.parquet", "metrics.json", "report.html"):
+        assert (out / name).exists(), name
+    equity = pd.read_csv(out / "equity.csv")
+    assert list(equity.columns) == ["date", "equity", "cash", "benchmark", "exposure", "positions"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["strategy"] == "rules" and metrics["convention"]["periods_per_year"] == 252
+    assert "dividends" in metrics and metrics["costs"]["commission_bps"] == 5.0
+    decisions = pd.read_parquet(out / "decisions.parquet")
+    assert set(decisions["status"]) <= {"executed", "resized", "rejected", "skipped"}
+
+
+def test_compare_runs_every_strategy_on_the_same_dates(small_store, forecast_run, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    result = synthpm(
+        "compare", "--strategies", "benchmark,equal_weight,lgbm_topk", "--param",
+        "lgbm_topk.k=2", "--forecasts", forecast_run, "--out", out, store=small_store,
+    )  # fmt: skip
+    assert "comparison" in result.stdout
+    table = pd.read_csv(out / "comparison.csv", index_col=0)
+    assert list(table.columns) == ["benchmark", "equal_weight", "lgbm_topk"]
+    assert table.loc["start"].nunique() == 1 and table.loc["end"].nunique() == 1
+    assert (out / "report.html").exists() and (out / "lgbm_topk" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategies", "equal_wieght"], "did you mean 'equal_weight'"),
+        (["--strategies", "hrp", "--param", "hrp.lookbak=10"], "no parameter 'lookbak'"),
+        (["--strategies", "hrp", "--param", "rules.k=1"], "names no chosen strategy"),
+    ],
+)
+def test_bad_compare_requests_exit_2(small_store, forecast_run, tmp_path, args, message):  # noqa: F811
+    result = synthpm(
+        "compare", "--forecasts", forecast_run, "--out", tmp_path, *args,
+        store=small_store, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
