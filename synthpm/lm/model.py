@@ -1,0 +1,171 @@
+"""A small decoder-only transformer, sized by one knob: `depth`.
+
+Written out (rather than built from transformers' Llama classes) because it is short, fast
+on CPU, and every choice is visible; the choices follow nanochat's GPT:
+- width = 64 x depth and heads of 64 dims, so one integer scales the model (depth 2 ≈ 0.5M
+  weights plus embeddings, the CPU default; depth 12 ≈ 85M for a GPU);
+- rotary position embeddings (no learned positions), RMSNorm without weights, QK-norm (keeps
+  attention logits bounded at any depth), ReLU² MLP, untied input and output embeddings,
+  no biases, and a tanh soft cap on the logits;
+- output projections start at zero, so each block starts as the identity;
+- a KV cache for decoding: the prompt is one forward pass, each new token one more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEAD_DIM = 64
+SOFTCAP = 15.0
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    depth: int = 2
+    seq_len: int = 1024  # the longest sequence rotary tables are built for
+
+    @property
+    def width(self) -> int:
+        return HEAD_DIM * self.depth
+
+    @property
+    def heads(self) -> int:
+        return self.width // HEAD_DIM
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def _rotary(seq_len: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    freqs = 1.0 / base ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)
+    return angles.cos()[None, None], angles.sin()[None, None]  # (1, 1, T, D/2)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    a, b = x[..., : HEAD_DIM // 2], x[..., HEAD_DIM // 2 :]
+    return torch.cat((a * cos + b * sin, b * cos - a * sin), dim=-1)
+
+
+class KVCache:
+    """Keys and values of every layer for a batch, filled as decoding advances."""
+
+    def __init__(self, config: GPTConfig, batch: int, length: int, dtype=torch.float32):
+        shape = (config.depth, 2, batch, config.heads, length, HEAD_DIM)
+        self.kv = torch.zeros(shape, dtype=dtype)
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        end = self.pos + k.size(2)
+        self.kv[layer, 0, :, :, self.pos : end] = k
+        self.kv[layer, 1, :, :, self.pos : end] = v
+        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        w = config.width
+        self.layer, self.heads = layer, config.heads
+        self.qkv = nn.Linear(w, 3 * w, bias=False)
+        self.proj = nn.Linear(w, w, bias=False)
+        self.up = nn.Linear(w, 4 * w, bias=False)
+        self.down = nn.Linear(4 * w, w, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None):
+        b, t, w = x.shape
+        q, k, v = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM).unbind(2)
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
+        q, k = _norm(_rotate(q, cos, sin)), _norm(_rotate(k, cos, sin))
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            start = cache.pos
+            k, v = cache.update(self.layer, k, v)
+            # new token i (at start + i) sees every cached position up to itself
+            visible = torch.arange(k.size(2))[None, :] <= start + torch.arange(t)[:, None]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, t, w))
+        return x + self.down(F.relu(self.up(_norm(x))).square())
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.width)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.depth))
+        self.head = nn.Linear(config.width, config.vocab_size, bias=False)
+        cos, sin = _rotary(config.seq_len)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.embed.weight, std=1.0)
+        nn.init.normal_(self.head.weight, std=0.001)
+        for block in self.blocks:
+            bound = 3**0.5 * self.config.width**-0.5  # uniform with std 1/sqrt(width)
+            for linear in (block.qkv, block.up):
+                nn.init.uniform_(linear.weight, -bound, bound)
+            nn.init.zeros_(block.proj.weight)  # each block starts as the identity
+            nn.init.zeros_(block.down.weight)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ):
+        """Logits (B, T, V); with `targets`, the mean cross-entropy over `loss_mask` positions."""
+        start = cache.pos if cache is not None else 0
+        t = idx.size(1)
+        if start + t > self.config.seq_len:
+            raise ValueError(
+                f"sequence of {start + t} tokens exceeds seq_len {self.config.seq_len}"
+            )
+        cos, sin = self.cos[:, :, start : start + t], self.sin[:, :, start : start + t]
+        x = _norm(self.embed(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.pos += t
+        logits = self.head(_norm(x)).float()
+        logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
+        if targets is None:
+            return logits
+        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        if loss_mask is None:
+            return losses.mean()
+        weights = loss_mask.flatten().float()
+        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+    @torch.no_grad()
+    def generate(
+        self, prompt: list[int], max_new_tokens: int, stop: int | None = None
+    ) -> list[int]:
+        """Greedy continuation with the KV cache (the reference for faster decoders)."""
+        cache = KVCache(self.config, 1, min(self.config.seq_len, len(prompt) + max_new_tokens))
+        logits = self(torch.tensor([prompt]), cache=cache)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            token = int(logits[0, -1].argmax())
+            out.append(token)
+            if token == stop or cache.pos >= cache.kv.size(4):
+                break
+            logits = self(torch.tensor([[token]]), cache=cache)
+        return out
