@@ -25,6 +25,7 @@ from synthpm.cli.backtest import backtest, compare_command
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import dataset_app, dataset_build
+from synthpm.cli.lm import lm_app
 from synthpm.data.errors import SynthpmError
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(lm_app, name="lm")
 app.command("backtest")(backtest)
 app.command("compare")(compare_command)
 

@@ -1,0 +1,45 @@
+"""`synthpm lm ...`: train the language model on a `dataset build` folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from synthpm.cli.common import console
+from synthpm.lm.train import TrainConfig, train
+
+lm_app = typer.Typer(
+    help="The language model: train (decode, agent and eval follow).", no_args_is_help=True
+)
+
+
+@lm_app.command("train")
+def lm_train(
+    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    out: Annotated[Path, typer.Option(help="model folder (resumes its checkpoint)")] = Path(
+        "runs/lm"
+    ),
+    depth: Annotated[int, typer.Option(help="the size knob: width = 64 x depth")] = 2,
+    steps: int = 300,
+    batch_size: int = 16,
+    grad_accum: int = 1,
+    lr: float = 3e-3,
+    schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
+    max_examples: Annotated[int, typer.Option(help="training rows read")] = 200_000,
+    seed: int = 0,
+) -> None:
+    """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only."""
+    config = TrainConfig(
+        depth=depth,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        schedule=schedule,
+        max_examples=max_examples,
+        seed=seed,
+    )
+    last = train(data, out, config, log=console.print)
+    console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")

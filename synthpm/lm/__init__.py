@@ -1,0 +1,1 @@
+"""The language model (DESIGN §6): tokenizer → model → train → decode → evaluate."""

@@ -1,0 +1,257 @@
+"""Training: conversations → tokens (loss on the assistant turn only) → AdamW → checkpoints.
+
+- **Data.** The train and validation shards of a `dataset build` folder are rendered by the
+  chat tokenizer (trained on the training conversations and saved beside the model the first
+  time). Labels are 84% SKIP, so by default each batch samples decisions equally
+  (`balance`); the sampled rows of step s are a function of (seed, s) alone.
+- **Exact resume.** Because the batch of a step depends only on (seed, step), a checkpoint
+  needs just the weights, the optimizer state and the step: a run killed at any point (kill
+  -9 included) and resumed from its last checkpoint ends with the same weights as one that
+  never stopped. Checkpoints are written to a temporary file and renamed, so a kill
+  mid-write leaves the previous one intact.
+- **Schedule.** AdamW; linear warmup, then cosine or WSD (warmup-stable-decay: flat, then a
+  linear decay over the last `decay_frac` of steps) down to `min_lr_frac` of the peak.
+- **Logging.** `metrics.jsonl` (step, loss, lr, tokens/s, validation loss), a progress line,
+  and MLflow when it is installed.
+- **Devices.** CPU by default; CUDA with bf16 autocast when a GPU is present.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthpm.data.errors import ConfigError
+from synthpm.lm.model import GPT, GPTConfig
+from synthpm.lm.tokenizer import ChatTokenizer
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: int = Field(2, ge=1)
+    seq_len: int = Field(1152, ge=32)  # a full example: mean 684 tokens, max 1,049 measured
+    vocab_size: int = Field(2048, ge=300)
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    steps: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: int = Field(20, ge=0)
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    decay_frac: float = Field(0.2, gt=0, le=1)
+    min_lr_frac: float = Field(0.1, ge=0, le=1)
+    eval_every: int = Field(100, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    save_every: int = Field(50, ge=1)
+    max_examples: int | None = Field(200_000, ge=1)  # training rows read (CPU budgets)
+    balance: bool = True
+    seed: int = 0
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    peak, floor = config.lr, config.lr * config.min_lr_frac
+    if step < config.warmup:
+        return peak * (step + 1) / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    if config.schedule == "cosine":
+        return floor + (peak - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    decay_start = 1.0 - config.decay_frac
+    if progress < decay_start:
+        return peak
+    return peak - (peak - floor) * min(1.0, (progress - decay_start) / config.decay_frac)
+
+
+def read_split(data: Path, split: str, limit: int | None) -> pd.DataFrame:
+    parts = sorted((Path(data) / split).glob("part-*.parquet"))
+    if not parts:
+        raise ConfigError(f"no {split} examples in {data} (run `synthpm dataset build`)")
+    frames, rows = [], 0
+    for part in parts:
+        frame = pd.read_parquet(part, columns=["system", "user", "assistant", "decision"])
+        frames.append(frame)
+        rows += len(frame)
+        if limit is not None and rows >= limit:
+            break
+    return pd.concat(frames, ignore_index=True).iloc[:limit]
+
+
+class Batches:
+    """Tokenized examples and the deterministic batch of each step."""
+
+    def __init__(self, frame: pd.DataFrame, tokenizer: ChatTokenizer, config: TrainConfig):
+        rendered = tokenizer.render_batch(
+            list(frame["system"]), list(frame["user"]), list(frame["assistant"])
+        )
+        keep = [i for i, (ids, _) in enumerate(rendered) if len(ids) <= config.seq_len + 1]
+        self.rows = [rendered[i] for i in keep]
+        self.dropped = len(rendered) - len(keep)
+        decisions = frame["decision"].to_numpy()[keep]
+        weights = np.ones(len(keep))
+        if config.balance:  # each decision equally likely per draw
+            for d in np.unique(decisions):
+                weights[decisions == d] = 1.0 / (decisions == d).sum()
+        self.p = weights / weights.sum()
+        self.pad, self.config = tokenizer.pad_id, config
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, step: int, micro: int, rank: int = 0) -> tuple[torch.Tensor, ...]:
+        rng = np.random.default_rng([self.config.seed, step, micro, rank])
+        picks = rng.choice(len(self.rows), self.config.batch_size, p=self.p)
+        return self.collate([self.rows[i] for i in picks])
+
+    def collate(self, rows) -> tuple[torch.Tensor, ...]:
+        width = max(len(ids) for ids, _ in rows) - 1
+        x = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        y = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        m = torch.zeros((len(rows), width))
+        for r, (ids, mask) in enumerate(rows):
+            n = len(ids) - 1
+            x[r, :n] = torch.tensor(ids[:-1])
+            y[r, :n] = torch.tensor(ids[1:])
+            m[r, :n] = torch.tensor(mask[1:], dtype=torch.float32)
+        return x, y, m
+
+
+def _save(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
+
+
+def load_model(out: str | Path) -> tuple[GPT, ChatTokenizer]:
+    out = Path(out)
+    if not (out / "model.pt").exists():
+        raise ConfigError(f"no trained model in {out} (run `synthpm lm train --out {out}`)")
+    payload = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+    model = GPT(GPTConfig(**payload["config"]))
+    model.load_state_dict(payload["model"])
+    return model.eval(), ChatTokenizer.load(out / "tokenizer")
+
+
+def train(data: str | Path, out: str | Path, config: TrainConfig | None = None, log=print) -> dict:
+    """Train (or resume) a model in `out`; returns the final figures."""
+    config = config or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    frame = read_split(Path(data), "train", config.max_examples)
+    if (out / "tokenizer" / "tokenizer.json").exists():
+        tokenizer = ChatTokenizer.load(out / "tokenizer")
+    else:
+        texts = pd.concat([frame["user"].iloc[:20_000], frame["assistant"].iloc[:20_000]])
+        tokenizer = ChatTokenizer.train([frame["system"].iloc[0], *texts], config.vocab_size)
+        tokenizer.save(out / "tokenizer")
+    train_rows = Batches(frame, tokenizer, config)
+    if not len(train_rows):
+        raise ConfigError(f"no training conversation fits seq_len {config.seq_len} tokens")
+    held_out = read_split(Path(data), "validation", 2 * config.batch_size * config.eval_batches)
+    valid = Batches(held_out, tokenizer, config)
+    model_config = GPTConfig(tokenizer.vocab_size, config.depth, config.seq_len)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = GPT(model_config).to(device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+    step = 0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state["train_config"] != config.model_dump():
+            raise ConfigError(f"{checkpoint} was written with other settings; use a new --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
+        step = state["step"]
+        log(f"resuming from step {step}")
+    log(
+        f"model: depth {config.depth}, width {model_config.width}, {model.num_params():,} "
+        f"weights; {len(train_rows):,} training sequences "
+        f"({train_rows.dropped} longer than {config.seq_len} tokens left out)"
+    )
+    metrics = (out / "metrics.jsonl").open("a")
+    mlflow = _mlflow(config) if importlib.util.find_spec("mlflow") else None
+    last = {}
+    while step < config.steps:
+        started = time.perf_counter()
+        lr = lr_at(step, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        loss_sum, tokens = 0.0, 0
+        for micro in range(config.grad_accum):
+            x, y, m = (t.to(device) for t in train_rows.batch(step, micro))
+            with autocast:
+                loss = model(x, y, m) / config.grad_accum
+            loss.backward()
+            loss_sum += loss.item()
+            tokens += int(x.numel())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        last = {
+            "step": step,
+            "loss": round(loss_sum, 5),
+            "lr": lr,
+            "tokens_per_s": round(tokens / (time.perf_counter() - started)),
+        }
+        if step % config.eval_every == 0 or step == config.steps:
+            with autocast:
+                last["val_loss"] = round(evaluate_loss(model, valid, config.eval_batches), 5)
+            log(json.dumps(last))
+        metrics.write(json.dumps(last) + "\n")
+        metrics.flush()
+        if mlflow is not None:
+            mlflow.log_metrics({k: v for k, v in last.items() if k != "step"}, step=step)
+        if step % config.save_every == 0 or step == config.steps:
+            _save(
+                checkpoint,
+                {
+                    "model": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "train_config": config.model_dump(),
+                },
+            )
+    weights = {k: v.cpu() for k, v in model.state_dict().items()}
+    _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
+    (out / "train_config.json").write_text(config.model_dump_json(indent=1))
+    return last
+
+
+@torch.no_grad()
+def evaluate_loss(model: GPT, batches: Batches, n: int) -> float:
+    """Mean assistant-token loss over the first n validation batches (fixed, not sampled)."""
+    model.eval()
+    size = batches.config.batch_size
+    if not len(batches):
+        return float("nan")
+    device = next(model.parameters()).device
+    losses = [
+        model(
+            *(t.to(device) for t in batches.collate(batches.rows[i * size : (i + 1) * size]))
+        ).item()
+        for i in range(min(n, max(1, len(batches) // size)))
+    ]
+    return float(np.mean(losses))
+
+
+def _mlflow(config: TrainConfig):
+    import mlflow
+
+    mlflow.start_run()
+    mlflow.log_params(config.model_dump())
+    return mlflow

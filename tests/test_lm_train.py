@@ -1,0 +1,124 @@
+"""Training: schedules, loss on the assistant turn, and a resume that ends with the same weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import synthetic_inputs
+
+from synthpm.dataset import DatasetConfig, build_dataset
+from synthpm.features import build_features
+from synthpm.forecast import ForecastConfig, walk_forward
+from synthpm.limits import Limits
+from synthpm.lm.train import TrainConfig, load_model, lr_at, train
+
+TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, eval_batches=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    inputs = synthetic_inputs(tickers=6, days=700, events=True)
+    panel = build_features(inputs)
+    config = ForecastConfig(
+        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
+    )
+    forecasts = walk_forward(panel, inputs, config, log=lambda _: None).forecasts
+    out = tmp_path_factory.mktemp("ds")
+    build_dataset(
+        inputs,
+        panel,
+        forecasts,
+        out,
+        DatasetConfig(limits=Limits(max_positions=4)),
+        log=lambda _: None,
+    )
+    return out
+
+
+def weights(folder):
+    return torch.load(folder / "model.pt", weights_only=True)["model"]
+
+
+def test_schedules():
+    cosine = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_frac=0.1)
+    assert lr_at(0, cosine) == pytest.approx(0.1) and lr_at(9, cosine) == pytest.approx(1.0)
+    assert lr_at(100, cosine) == pytest.approx(0.1)
+    wsd = TrainConfig(steps=100, warmup=0, lr=1.0, schedule="wsd", decay_frac=0.2, min_lr_frac=0.0)
+    assert lr_at(50, wsd) == 1.0 and lr_at(90, wsd) == pytest.approx(0.5)
+    assert lr_at(100, wsd) == pytest.approx(0.0)
+
+
+def test_a_crash_and_resume_ends_with_the_same_weights(data, tmp_path):
+    config = TrainConfig(steps=6, save_every=1, **TINY)
+    train(data, tmp_path / "straight", config, log=lambda _: None)
+
+    def crash(line: str) -> None:
+        if json.loads(line)["step"] == 4:  # logged before step 4's checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            data,
+            tmp_path / "resumed",
+            config,
+            log=lambda s: crash(s) if s.startswith("{") else None,
+        )
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    lines = []
+    train(data, tmp_path / "resumed", config, log=lines.append)
+    assert "resuming from step 3" in lines
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_other_settings_cannot_resume_a_checkpoint(data, tmp_path):
+    train(data, tmp_path, TrainConfig(steps=2, save_every=1, **TINY), log=lambda _: None)
+    (tmp_path / "model.pt").unlink()
+    with pytest.raises(Exception, match="other settings"):
+        train(data, tmp_path, TrainConfig(steps=3, save_every=1, **TINY), log=lambda _: None)
+
+
+def test_it_learns_and_logs(data, tmp_path):
+    config = TrainConfig(steps=30, lr=1e-2, warmup=3, **TINY | {"eval_every": 10})
+    train(data, tmp_path, config, log=lambda _: None)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert rows[-1]["val_loss"] < rows[9]["val_loss"] and rows[-1]["tokens_per_s"] > 0
+    model, tokenizer = load_model(tmp_path)
+    assert model.config.depth == 1 and tokenizer.vocab_size <= 400
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume(data, tmp_path):
+    config = TrainConfig(steps=12, save_every=1, **TINY)
+    train(data, tmp_path / "straight", config, log=lambda _: None)
+    script = (
+        "import sys; from synthpm.lm.train import TrainConfig, train; "
+        "train(sys.argv[1], sys.argv[2], TrainConfig.model_validate_json(sys.argv[3]))"
+    )
+    args = [str(data), str(tmp_path / "killed"), config.model_dump_json()]
+    proc = subprocess.Popen([sys.executable, "-c", script, *args])
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (checkpoint.exists() and _step(checkpoint) >= 3):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    train(data, tmp_path / "killed", config, log=lambda _: None)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _step(path) -> int:
+    try:
+        return torch.load(path, weights_only=False)["step"]
+    except Exception:  # being replaced at this instant
+        return 0
