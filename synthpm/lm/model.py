@@ -81,12 +81,16 @@ class Block(nn.Module):
         self.up = nn.Linear(w, 4 * w, bias=False)
         self.down = nn.Linear(4 * w, w, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None):
+    def forward(self, x, cos, sin, cache: KVCache | None, attn_mask: torch.Tensor | None = None):
         b, t, w = x.shape
         q, k, v = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM).unbind(2)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
         q, k = _norm(_rotate(q, cos, sin)), _norm(_rotate(k, cos, sin))
-        if cache is None:
+        if attn_mask is not None:  # a padded batch: GPT.forward built the (B, 1, T, S) mask
+            if cache is not None:
+                k, v = cache.update(self.layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        elif cache is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             start = cache.pos
@@ -130,20 +134,40 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         loss_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        key_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        last_only: bool = False,
     ):
-        """Logits (B, T, V); with `targets`, the mean cross-entropy over `loss_mask` positions."""
+        """Logits (B, T, V); with `targets`, the mean cross-entropy over `loss_mask` positions.
+
+        For padded batches (the batched decoder): `key_mask` (B, S) is True at the real tokens
+        of the S = cache.pos + T sequence slots, so pads are never attended to; `positions`
+        (B, T) are each row's rotary positions (its count of real tokens before), so a padded
+        row computes what it would alone. `last_only` computes logits at the last slot only:
+        decoding needs no more, and the head is a large share of a small model's work."""
         start = cache.pos if cache is not None else 0
         t = idx.size(1)
-        if start + t > self.config.seq_len:
-            raise ValueError(
-                f"sequence of {start + t} tokens exceeds seq_len {self.config.seq_len}"
-            )
-        cos, sin = self.cos[:, :, start : start + t], self.sin[:, :, start : start + t]
+        end = start + t if positions is None else int(positions.max()) + 1
+        if end > self.config.seq_len:
+            raise ValueError(f"sequence of {end} tokens exceeds seq_len {self.config.seq_len}")
+        if positions is None:
+            cos, sin = self.cos[:, :, start : start + t], self.sin[:, :, start : start + t]
+        else:
+            cos, sin = self.cos[0, 0][positions][:, None], self.sin[0, 0][positions][:, None]
+        mask = None
+        if key_mask is not None:
+            keys = torch.arange(start + t, device=idx.device)[None, :]
+            queries = start + torch.arange(t, device=idx.device)[:, None]
+            # A pad query sees itself only: a softmax with no term would give NaN, which the
+            # next layer would store as a (masked, but NaN * 0 = NaN) value.
+            mask = ((keys <= queries) & key_mask[:, None, None, : start + t]) | (keys == queries)
         x = _norm(self.embed(idx))
         for block in self.blocks:
-            x = block(x, cos, sin, cache)
+            x = block(x, cos, sin, cache, mask)
         if cache is not None:
             cache.pos += t
+        if last_only:
+            x = x[:, -1:]
         logits = self.head(_norm(x)).float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:

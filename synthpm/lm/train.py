@@ -72,13 +72,18 @@ def lr_at(step: int, config: TrainConfig) -> float:
     return peak - (peak - floor) * min(1.0, (progress - decay_start) / config.decay_frac)
 
 
-def read_split(data: Path, split: str, limit: int | None) -> pd.DataFrame:
+CONVERSATION = ("system", "user", "assistant", "decision")
+
+
+def read_split(
+    data: Path, split: str, limit: int | None, columns: tuple[str, ...] = CONVERSATION
+) -> pd.DataFrame:
     parts = sorted((Path(data) / split).glob("part-*.parquet"))
     if not parts:
         raise ConfigError(f"no {split} examples in {data} (run `synthpm dataset build`)")
     frames, rows = [], 0
     for part in parts:
-        frame = pd.read_parquet(part, columns=["system", "user", "assistant", "decision"])
+        frame = pd.read_parquet(part, columns=list(columns))
         frames.append(frame)
         rows += len(frame)
         if limit is not None and rows >= limit:

@@ -1,0 +1,191 @@
+"""Decoding benchmark: grammar-constrained signals from the LM (not a test: it prints figures).
+
+    python benchmarks/lm_bench.py                  # tiny tokenizer + depth-2 model, trained briefly
+    python benchmarks/lm_bench.py --model runs/lm  # a model saved by `synthpm lm train`
+
+Prompts are synthetic, ~1,400 characters (system + user). Without --model the depth-2 model
+is trained for --steps steps on synthetic answers of realistic length (~260 characters), so
+it writes answers of that length rather than an untrained model's short ones. Figures: full
+decision with reasoning one at a time (p50/p95 latency), signal-only and full mode batched
+(contexts/s), prefill share, and the grammar's cost per token. Targets from the issue: full
+p50 <= 100 ms single; signal-only >= 1,000 contexts/s batched; full >= 50 decisions/s batched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import xgrammar as xgr
+
+from synthpm.lm.decode import SignalDecoder
+from synthpm.lm.model import GPT, GPTConfig, KVCache
+from synthpm.lm.tokenizer import ChatTokenizer
+from synthpm.signals import signal_json
+
+WORDS = [
+    "stock",
+    "price",
+    "rose",
+    "fell",
+    "earnings",
+    "guidance",
+    "margin",
+    "sector",
+    "volume",
+    "momentum",
+    "risk",
+    "rate",
+    "revenue",
+    "beat",
+    "miss",
+    "dividend",
+    "buyback",
+    "debt",
+    "cash",
+    "flow",
+    "outlook",
+    "downgrade",
+    "upgrade",
+    "analyst",
+    "filing",
+    "quarter",
+]
+SYSTEM = (
+    "You are a portfolio manager. Read the context about one stock on one date and answer with "
+    "one JSON signal: decision (BUY, SELL or SKIP), conviction (the probability that the stock "
+    "beats the benchmark net of costs over the hold), hold_duration_days, reasoning, "
+    "risk_factors, catalysts and exit_triggers. Use only facts from the context."
+)
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def user(rng: random.Random, chars: int = 1_400 - len(SYSTEM)) -> str:
+    parts = [f"Ticker {rng.choice(['AAPL', 'MSFT', 'XOM', 'JPM'])} on 2016-0{rng.randint(1, 9)}"]
+    while sum(map(len, parts)) < chars:
+        parts.append(f"{rng.choice(WORDS)} {rng.uniform(-50, 500):.2f}% {sentence(rng, 6)}")
+    return " ".join(parts)[:chars]
+
+
+def answer(rng: random.Random) -> str:
+    return signal_json(
+        rng.choice(["BUY", "SELL", "SKIP"]),
+        rng.random(),
+        rng.randint(1, 365),
+        sentence(rng, 14),
+        [sentence(rng, 4) for _ in range(2)],
+        [sentence(rng, 5)],
+        [sentence(rng, 4)],
+    )
+
+
+def synthetic_model(rng: random.Random, steps: int) -> tuple[GPT, ChatTokenizer]:
+    pairs = [(user(rng), answer(rng)) for _ in range(400)]
+    tok = ChatTokenizer.train([SYSTEM] + [t for p in pairs for t in p], vocab_size=2048)
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(tok.vocab_size, depth=2, seq_len=2048))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    rows = tok.render_batch([SYSTEM] * len(pairs), [u for u, _ in pairs], [a for _, a in pairs])
+    for step in range(steps):
+        batch = [rows[(step * 8 + i) % len(rows)] for i in range(8)]
+        n = max(len(ids) for ids, _ in batch) - 1
+        x = torch.full((8, n), tok.pad_id)
+        y, m = torch.zeros(8, n, dtype=torch.long), torch.zeros(8, n)
+        for r, (ids, mask) in enumerate(batch):
+            x[r, : len(ids) - 1], y[r, : len(ids) - 1] = (
+                torch.tensor(ids[:-1]),
+                torch.tensor(ids[1:]),
+            )
+            m[r, : len(ids) - 1] = torch.tensor(mask[1:], dtype=torch.float32)
+        loss = net(x, y, m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(f"trained {steps} steps, last loss {loss.item():.2f}")
+    return net, tok
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def mask_cost(decoder: SignalDecoder, texts: list[bytes]) -> float:
+    """Seconds per token of fill + apply + accept + jump-forward lookup, replaying answers."""
+    vocab = decoder.model.config.vocab_size
+    bitmask, logits = xgr.allocate_token_bitmask(1, vocab), torch.zeros(1, vocab)
+    answers = [decoder.tokenizer.encode(t.decode()) for t in texts]
+    start, n = time.perf_counter(), 0
+    for ids in answers:
+        m = decoder._matcher()
+        for token in ids:
+            m.fill_next_token_bitmask(bitmask, 0)
+            xgr.apply_token_bitmask_inplace(logits, bitmask)
+            m.accept_token(token)
+            m.find_jump_forward_string()
+            n += 1
+    return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="folder of a trained model (synthpm lm train --out)")
+    ap.add_argument("--steps", type=int, default=300, help="training steps without --model")
+    ap.add_argument("--n", type=int, default=256, help="prompts for the batched figures")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = random.Random(0)
+    if args.model:
+        from synthpm.lm.train import load_model
+
+        net, tok = load_model(args.model)
+    else:
+        net, tok = synthetic_model(rng, args.steps)
+    decoder = SignalDecoder(net, tok)
+    prompts = [
+        ids for ids, _ in tok.render_batch([SYSTEM] * args.n, [user(rng) for _ in range(args.n)])
+    ]
+    print(
+        f"model depth {net.config.depth}, {net.num_params() / 1e6:.2f}M weights, vocab "
+        f"{net.config.vocab_size}; prompt {statistics.mean(map(len, prompts)):.0f} tokens"
+    )
+    decoder.decode(prompts[:4])  # warm-up
+
+    lat, texts = [], []
+    for p in prompts[:40]:
+        seconds, text = timed(lambda p=p: decoder.decode_text([p], batch_size=1))
+        lat.append(seconds * 1e3)
+        texts += text
+    answer_tokens = statistics.mean(len(tok.encode(t.decode())) for t in texts)
+    q = statistics.quantiles(lat, n=20)
+    print(
+        f"full, single: p50 {statistics.median(lat):.0f} ms, p95 {q[18]:.0f} ms "
+        f"(answers {answer_tokens:.0f} tokens, {statistics.mean(map(len, texts)):.0f} chars)"
+    )
+    cache = KVCache(net.config, 1, len(prompts[0]))
+    with torch.no_grad():
+        prefill, _ = timed(lambda: net(torch.tensor([prompts[0]]), cache=cache, last_only=True))
+    print(f"  prefill of one prompt: {prefill * 1e3:.1f} ms")
+    for batch in (32, 64):
+        seconds, _ = timed(lambda b=batch: decoder.decode(prompts, "signal", b))
+        print(f"signal-only, batch {batch}: {len(prompts) / seconds:.0f} contexts/s")
+        seconds, _ = timed(lambda b=batch: decoder.decode(prompts, "full", b))
+        print(f"full, batch {batch}: {len(prompts) / seconds:.0f} decisions/s")
+    n = min(map(len, prompts[:32]))  # cut to one length: the pad-free prefill cost
+    ids = torch.tensor([p[:n] for p in prompts[:32]])
+    with torch.no_grad():
+        seconds, _ = timed(lambda: net(ids, last_only=True))
+    print(f"  prefill alone, 32 prompts: {32 / seconds:.0f} contexts/s (the signal-only ceiling)")
+    print(f"grammar cost: {mask_cost(decoder, texts) * 1e6:.1f} us/token")
+
+
+if __name__ == "__main__":
+    main()

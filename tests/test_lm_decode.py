@@ -1,0 +1,164 @@
+"""Grammar-constrained decoding: always a valid Signal, batched == one at a time, and a
+trained model's answer comes back unchanged."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pytest
+import torch
+
+from synthpm.lm.decode import DecodeError, SignalDecoder, signal_schema
+from synthpm.lm.model import GPT, GPTConfig
+from synthpm.lm.tokenizer import ChatTokenizer
+from synthpm.signals import Signal, signal_json
+
+KEYS = list(Signal.model_fields)
+WORDS = [
+    "stock",
+    "price",
+    "rose",
+    "fell",
+    "earnings",
+    "guidance",
+    "margin",
+    "sector",
+    "volume",
+    "momentum",
+    "risk",
+    "rate",
+    "revenue",
+    "beat",
+    "miss",
+    "dividend",
+    "buyback",
+    "debt",
+    "cash",
+    "flow",
+    "outlook",
+    "downgrade",
+    "upgrade",
+]
+SYSTEM = "You are a portfolio manager. Answer with one JSON signal."
+
+
+def sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def user(rng: random.Random) -> str:
+    head = f"Ticker {rng.choice(['AAPL', 'MSFT', 'XOM'])} closed at {rng.uniform(10, 500):.2f}."
+    return " ".join([head] + [sentence(rng, 8) for _ in range(rng.randint(1, 6))])
+
+
+def answer(rng: random.Random) -> str:
+    return signal_json(
+        rng.choice(["BUY", "SELL", "SKIP"]),
+        rng.random(),
+        rng.randint(1, 365),
+        sentence(rng, 12),
+        [sentence(rng, 4) for _ in range(rng.randint(0, 3))],
+        [sentence(rng, 4) for _ in range(rng.randint(0, 2))],
+        [sentence(rng, 3)],
+    )
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> ChatTokenizer:
+    rng = random.Random(0)
+    texts = [SYSTEM] + [t for _ in range(300) for t in (user(rng), answer(rng))]
+    return ChatTokenizer.train(texts, vocab_size=512)
+
+
+@pytest.fixture(scope="module")
+def decoder(tokenizer: ChatTokenizer) -> SignalDecoder:
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(tokenizer.vocab_size, depth=1, seq_len=2048))
+    with torch.no_grad():  # away from the near-uniform start, so the prompt matters
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return SignalDecoder(net, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer: ChatTokenizer) -> list[list[int]]:
+    rng = random.Random(1)
+    return [tokenizer.render(SYSTEM, user(rng))[0] for _ in range(200)]
+
+
+def keys_in_order(text: bytes) -> list[str]:
+    return [k for k, _ in json.loads(text, object_pairs_hook=lambda pairs: pairs)]
+
+
+def compact(text: bytes) -> bool:
+    return not re.search(rb"\s", re.sub(rb'"[^"]*"', b'""', text))  # no space outside strings
+
+
+def test_schema_follows_the_signal_fields():
+    assert list(signal_schema()["properties"]) == KEYS == signal_schema()["required"]
+    assert list(signal_schema(full=False)["properties"]) == KEYS[:3]
+
+
+def test_an_untrained_model_still_writes_valid_compact_signals(decoder, prompts):
+    texts = decoder.decode_text(prompts)
+    signals = decoder.decode(prompts)
+    assert len(signals) == len(prompts) == 200
+    for text, signal in zip(texts, signals, strict=True):
+        assert keys_in_order(text) == KEYS and compact(text)
+        assert Signal.model_validate_json(text).decision == signal.decision
+        assert signal.conviction == round(signal.conviction, 2)
+
+
+def test_signal_only_mode_stops_after_the_hold(decoder, prompts):
+    full = decoder.decode(prompts)
+    fast = decoder.decode(prompts, mode="signal")
+    texts = decoder.decode_text(prompts, mode="signal")
+    for f, s, text in zip(full, fast, texts, strict=True):
+        assert (s.decision, s.conviction, s.hold_duration_days) == (
+            f.decision,
+            f.conviction,
+            f.hold_duration_days,
+        )
+        assert (s.reasoning, s.risk_factors, s.catalysts, s.exit_triggers) == ("", [], [], [])
+        assert b"reasoning" not in text and compact(text)
+
+
+def test_batched_equals_one_at_a_time(decoder, prompts):
+    some = prompts[:24]  # lengths differ, so the batches are padded
+    assert len({len(p) for p in some}) > 5
+    batched = decoder.decode_text(some, batch_size=8)
+    alone = [decoder.decode_text([p], batch_size=1)[0] for p in some]
+    assert batched == alone
+    assert decoder.decode_text(some, "signal", 16) == [
+        decoder.decode_text([p], "signal")[0] for p in some
+    ]
+
+
+def test_a_trained_model_gives_its_answer_back(tokenizer):
+    target = signal_json(
+        "BUY", 0.91, 33, "Earnings beat and guidance rose.", ["Rate risk."], [], ["Miss."]
+    )
+    ids, mask = tokenizer.render(SYSTEM, "Ticker AAPL closed at 181.20.", target)
+    torch.manual_seed(0)
+    net = GPT(GPTConfig(tokenizer.vocab_size, depth=1, seq_len=256))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    x, y, m = torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]), torch.tensor([mask[1:]])
+    for _ in range(60):
+        loss = net(x, y, m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    prompt = tokenizer.render(SYSTEM, "Ticker AAPL closed at 181.20.")[0]
+    decoder = SignalDecoder(net, tokenizer)
+    assert decoder.decode_text([prompt]) == [target.encode()]
+    assert decoder.decode([prompt])[0] == Signal.model_validate_json(target)
+
+
+def test_running_out_of_tokens_is_an_error(tokenizer, prompts):
+    net = GPT(GPTConfig(tokenizer.vocab_size, depth=1, seq_len=2048))
+    with pytest.raises(DecodeError, match="max_new_tokens=5"):
+        SignalDecoder(net, tokenizer, max_new_tokens=5).decode(prompts[:2])
+    with pytest.raises(ValueError, match="mode"):
+        SignalDecoder(net, tokenizer).decode(prompts[:2], mode="fast")
