@@ -21,12 +21,14 @@ from rich.markup import escape
 
 from synthpm import progress
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
-from synthpm.cli.backtest import backtest, compare_command
+from synthpm.cli.backtest import BASELINES, backtest, compare_command
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import dataset_app, dataset_build
-from synthpm.cli.lm import lm_app
+from synthpm.cli.lm import lm_app, lm_eval, lm_train
 from synthpm.data.errors import SynthpmError
+
+DEMO_STEPS = 500  # about 6 minutes of the tiny model on 2 cores
 
 app = typer.Typer(
     help="synthpm: a synthetic portfolio manager.",
@@ -93,10 +95,26 @@ def demo(
         out=out / "dataset",
         cache=None,
     )
+    console.rule("[bold]4. the language model: the tiny default, trained from scratch on CPU")
+    lm_train(
+        data=out / "dataset",
+        out=out / "lm",
+        depth=2,
+        steps=DEMO_STEPS,
+        batch_size=16,
+        grad_accum=1,
+        lr=3e-3,
+        schedule="cosine",
+        max_examples=50_000,
+        seed=0,
+    )
+    lm_eval(model=out / "lm", data=out / "dataset", n=300, batch_size=32)
     test_start = json.loads((out / "dataset" / "stats.json").read_text())["test_start"]
-    console.rule(f"[bold]4. backtest: every baseline from {test_start} (the test years), costs in")
+    console.rule(
+        f"[bold]5. backtest: the LM agent and every baseline from {test_start} (test years)"
+    )
     compare_command(
-        strategies="all",
+        strategies="lm," + ",".join(BASELINES),
         store=store,
         tickers=None,
         start=test_start,
@@ -107,6 +125,7 @@ def demo(
         max_positions=10,
         # a top-k of 20 in a 20-stock universe would be equal weight
         param=["lgbm_topk.k=5"],
+        model=out / "lm",
         out=out / "compare",
         cache=None,
     )

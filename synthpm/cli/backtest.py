@@ -20,6 +20,7 @@ from synthpm.report import write_report
 from synthpm.strategies import STRATEGIES, make_strategy
 
 BASELINES = ("benchmark", *STRATEGIES)
+ModelDir = Annotated[Path, typer.Option("--model", help="the `lm` strategy's model folder")]
 DEFAULT_MAX_POSITIONS = Limits().max_positions
 Forecasts = Annotated[
     Path, typer.Option(help="a `forecast train` output folder (or its forecasts.parquet)")
@@ -37,12 +38,17 @@ Params = Annotated[
 ]
 
 
-def strategy_named(name: str, settings: list[str] | None = None):
-    """A strategy by name, with the `--param` settings addressed to it."""
-    mine = [s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name]
+def strategy_named(name: str, settings: list[str] | None = None, model: Path | None = None):
+    """A strategy by name, with the `--param` settings addressed to it; `lm` is the trained
+    language model in `model` (signal-only decoding unless `lm.mode=full`)."""
+    mine = parse_params([s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name])
     if name == "benchmark":
         return BenchmarkHold()
-    return make_strategy(name, **parse_params(mine))
+    if name == "lm":
+        from synthpm.agent import PortfolioAgent
+
+        return PortfolioAgent.load(model or Path("runs/lm"), **mine)
+    return make_strategy(name, **mine)
 
 
 def _check_params(settings: list[str] | None, names) -> None:
@@ -81,7 +87,7 @@ def _config(start, end, commission, slippage, max_positions) -> BacktestConfig:
 
 
 def backtest(
-    strategy: Annotated[str, typer.Option(help=f"one of {', '.join(BASELINES)}")] = "rules",
+    strategy: Annotated[str, typer.Option(help=f"lm or one of {', '.join(BASELINES)}")] = "rules",
     store: StoreOption = None,
     tickers: Tickers = None,
     start: Start = None,
@@ -91,12 +97,13 @@ def backtest(
     slippage_bps: Slippage = 5.0,
     max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
     param: Params = None,
+    model: ModelDir = Path("runs/lm"),
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/backtest"),
     cache: Cache = None,
 ) -> None:
     """Backtest one strategy: equity, trades, decisions, metrics and report in OUT."""
     _check_params(param, [strategy])
-    chosen = strategy_named(strategy, param)
+    chosen = strategy_named(strategy, param, model)
     contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
     config = _config(start, end, commission_bps, slippage_bps, max_positions)
     started = time.perf_counter()
@@ -110,7 +117,9 @@ def backtest(
 
 
 def compare_command(
-    strategies: Annotated[str, typer.Option(help="comma-separated names, or all")] = "all",
+    strategies: Annotated[
+        str, typer.Option(help="comma-separated names (lm: the trained model), or all baselines")
+    ] = "all",
     store: StoreOption = None,
     tickers: Tickers = None,
     start: Start = None,
@@ -120,6 +129,7 @@ def compare_command(
     slippage_bps: Slippage = 5.0,
     max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
     param: Params = None,
+    model: ModelDir = Path("runs/lm"),
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
     cache: Cache = None,
 ) -> pd.DataFrame:
@@ -128,7 +138,7 @@ def compare_command(
     if not names or any(not n for n in names):
         raise ConfigError("--strategies wants comma-separated names")
     _check_params(param, names)
-    chosen = [strategy_named(n, param) for n in names]
+    chosen = [strategy_named(n, param, model) for n in names]
     contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
     config = _config(start, end, commission_bps, slippage_bps, max_positions)
     table = compare(chosen, contexts, market, config, out, log=console.print)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from synthpm.cli.common import console
+from synthpm.cli.common import console, print_frame
 from synthpm.lm.train import TrainConfig, train
 
 lm_app = typer.Typer(
@@ -43,3 +43,21 @@ def lm_train(
     )
     last = train(data, out, config, log=console.print)
     console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")
+
+
+@lm_app.command("eval")
+def lm_eval(
+    model: Annotated[Path, typer.Option(help="a `lm train` folder")] = Path("runs/lm"),
+    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    n: Annotated[int, typer.Option(help="test examples")] = 1000,
+    batch_size: int = 32,
+) -> None:
+    """Validity, accuracy and macro-F1 vs the majority class, calibration, faithfulness, speed."""
+    import pandas as pd
+
+    from synthpm.lm.evaluate import evaluate
+
+    report = evaluate(model, data, n, batch_size)
+    table = pd.DataFrame({"value": {k: v for k, v in report.items() if k != "majority_class"}})
+    print_frame(table, f"test split, {report['examples']} examples")
+    console.print(f"majority class: {report['majority_class']}; wrote {model}/eval.json")

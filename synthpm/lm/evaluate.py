@@ -76,7 +76,10 @@ def evaluate(model_dir: str | Path, data: str | Path, n: int = 1000, batch_size:
         ),
         "conviction_brier": float(np.mean((conviction - won) ** 2)),
         "conviction_ece": calibration_error(conviction, won),
-        "conviction_rank_ic": float(spearmanr(conviction, test["outcome"]).statistic),
+        # a constant conviction ranks nothing: undefined, not zero
+        "conviction_rank_ic": float(spearmanr(conviction, test["outcome"]).statistic)
+        if np.ptp(conviction) > 0
+        else None,
         "faithfulness_rate": float(np.mean(faithful)),
         "latency_p50_ms": 1e3 * float(np.percentile(single, 50)),
         "latency_p95_ms": 1e3 * float(np.percentile(single, 95)),

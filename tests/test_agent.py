@@ -1,0 +1,88 @@
+"""The trained model as a signal source: valid signals, in the engine, and evaluated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import synthetic_inputs
+
+from synthpm.agent import PortfolioAgent
+from synthpm.backtest import BacktestConfig, Market, run_backtest
+from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
+from synthpm.features import build_features
+from synthpm.forecast import ForecastConfig, walk_forward
+from synthpm.limits import Limits
+from synthpm.lm.evaluate import evaluate
+from synthpm.lm.train import TrainConfig, train
+from synthpm.signals import Signal
+
+pytestmark = pytest.mark.slow
+LIMITS = Limits(max_positions=4)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    inputs = synthetic_inputs(tickers=6, days=700, events=True)
+    panel = build_features(inputs)
+    config = ForecastConfig(
+        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
+    )
+    forecasts = walk_forward(panel, inputs, config, log=lambda _: None).forecasts
+    data = tmp_path_factory.mktemp("ds")
+    build_dataset(inputs, panel, forecasts, data, DatasetConfig(limits=LIMITS), log=lambda _: None)
+    model = tmp_path_factory.mktemp("lm")
+    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
+    train(data, model, tiny, log=lambda _: None)
+    start = forecasts.index.get_level_values("date").min()
+    points = decision_points(panel.index, inputs.events, start=start)
+    contexts = build_contexts(inputs, panel, forecasts, points)
+    return inputs, contexts, data, model
+
+
+def test_the_agent_answers_with_valid_signals(world):
+    _, contexts, _, model = world
+    agent = PortfolioAgent.load(model, limits=LIMITS)
+    day = contexts[:6]
+    fast = agent.signals(day)
+    full = agent.signals(day, mode="full")
+    assert len(fast) == len(full) == 6
+    for a, b in zip(fast, full, strict=True):
+        Signal.model_validate(b.model_dump())
+        assert (a.decision, a.conviction, a.hold_duration_days) == (
+            b.decision,
+            b.conviction,
+            b.hold_duration_days,
+        )  # signal-only mode is full mode's first three keys
+    one = agent.analyze_opportunity(ticker="T1", date="2021-03-05", price=12.5, sector="Tech")
+    assert one.decision in ("BUY", "SELL", "SKIP") and 1 <= one.hold_duration_days <= 365
+
+
+def test_the_agent_trades_through_the_engine(world):
+    inputs, contexts, _, model = world
+    agent = PortfolioAgent.load(model, limits=LIMITS)
+    window = contexts.frame["date"].sort_values().unique()[:8]
+    result = run_backtest(
+        agent,
+        contexts,
+        Market.from_inputs(inputs),
+        BacktestConfig(end=str(window[-1].date()), limits=LIMITS),
+    )
+    assert len(result.decisions) == (contexts.frame["date"] <= window[-1]).sum()
+    assert set(result.decisions["source"]) == {"lm"}
+    assert (result.equity["cash"] >= 0).all()
+
+
+def test_evaluation_reports_every_figure(world):
+    _, _, data, model = world
+    report = evaluate(model, data, n=24, batch_size=8)
+    assert report["schema_valid_rate"] == 1.0 and report["examples"] == 24
+    for key in (
+        "accuracy",
+        "macro_f1",
+        "majority_macro_f1",
+        "conviction_brier",
+        "faithfulness_rate",
+    ):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert np.isfinite(report["latency_p50_ms"]) and report["full_per_s_batched"] > 0
+    assert (model / "eval.json").exists()
