@@ -51,13 +51,16 @@ def lm_eval(
     data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
     n: Annotated[int, typer.Option(help="test examples")] = 1000,
     batch_size: int = 32,
+    untrained: Annotated[
+        bool, typer.Option(help="a freshly initialised model of the same size instead")
+    ] = False,
 ) -> None:
     """Validity, accuracy and macro-F1 vs the majority class, calibration, faithfulness, speed."""
     import pandas as pd
 
     from synthpm.lm.evaluate import evaluate
 
-    report = evaluate(model, data, n, batch_size)
+    report = evaluate(model, data, n, batch_size, untrained)
     table = pd.DataFrame({"value": {k: v for k, v in report.items() if k != "majority_class"}})
     print_frame(table, f"test split, {report['examples']} examples")
-    console.print(f"majority class: {report['majority_class']}; wrote {model}/eval.json")
+    console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")

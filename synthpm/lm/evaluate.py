@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.lm.decode import SignalDecoder
+from synthpm.lm.model import GPT
 from synthpm.lm.train import load_model, read_split
 
 
@@ -36,8 +38,19 @@ def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(sum(gaps))
 
 
-def evaluate(model_dir: str | Path, data: str | Path, n: int = 1000, batch_size: int = 32) -> dict:
+def evaluate(
+    model_dir: str | Path,
+    data: str | Path,
+    n: int = 1000,
+    batch_size: int = 32,
+    untrained: bool = False,
+) -> dict:
+    """The report, also written to `model_dir/eval.json` (`eval-untrained.json` for a freshly
+    initialised model of the same size: the decoder's validity must not depend on training)."""
     model, tokenizer = load_model(model_dir)
+    if untrained:
+        torch.manual_seed(0)
+        model = GPT(model.config).eval()
     decoder = SignalDecoder(model, tokenizer)
     columns = ("system", "user", "decision", "conviction", "outcome")
     test = read_split(Path(data), "test", None, columns)
@@ -86,5 +99,6 @@ def evaluate(model_dir: str | Path, data: str | Path, n: int = 1000, batch_size:
         "signal_per_s_batched": signal_rate,
         "full_per_s_batched": full_rate,
     }
-    (Path(model_dir) / "eval.json").write_text(json.dumps(report, indent=1))
+    name = "eval-untrained.json" if untrained else "eval.json"
+    (Path(model_dir) / name).write_text(json.dumps(report, indent=1))
     return report
