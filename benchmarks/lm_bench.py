@@ -16,77 +16,25 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import xgrammar as xgr
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from lm_corpus import SYSTEM, answer, user
+
 from synthpm.lm.decode import SignalDecoder
 from synthpm.lm.model import GPT, GPTConfig, KVCache
 from synthpm.lm.tokenizer import ChatTokenizer
-from synthpm.signals import signal_json
 
-WORDS = [
-    "stock",
-    "price",
-    "rose",
-    "fell",
-    "earnings",
-    "guidance",
-    "margin",
-    "sector",
-    "volume",
-    "momentum",
-    "risk",
-    "rate",
-    "revenue",
-    "beat",
-    "miss",
-    "dividend",
-    "buyback",
-    "debt",
-    "cash",
-    "flow",
-    "outlook",
-    "downgrade",
-    "upgrade",
-    "analyst",
-    "filing",
-    "quarter",
-]
-SYSTEM = (
-    "You are a portfolio manager. Read the context about one stock on one date and answer with "
-    "one JSON signal: decision (BUY, SELL or SKIP), conviction (the probability that the stock "
-    "beats the benchmark net of costs over the hold), hold_duration_days, reasoning, "
-    "risk_factors, catalysts and exit_triggers. Use only facts from the context."
-)
-
-
-def sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
-
-
-def user(rng: random.Random, chars: int = 1_400 - len(SYSTEM)) -> str:
-    parts = [f"Ticker {rng.choice(['AAPL', 'MSFT', 'XOM', 'JPM'])} on 2016-0{rng.randint(1, 9)}"]
-    while sum(map(len, parts)) < chars:
-        parts.append(f"{rng.choice(WORDS)} {rng.uniform(-50, 500):.2f}% {sentence(rng, 6)}")
-    return " ".join(parts)[:chars]
-
-
-def answer(rng: random.Random) -> str:
-    return signal_json(
-        rng.choice(["BUY", "SELL", "SKIP"]),
-        rng.random(),
-        rng.randint(1, 365),
-        sentence(rng, 14),
-        [sentence(rng, 4) for _ in range(2)],
-        [sentence(rng, 5)],
-        [sentence(rng, 4)],
-    )
+USER_CHARS = 1_400 - len(SYSTEM)  # user characters for a ~1,400-character prompt
 
 
 def synthetic_model(rng: random.Random, steps: int) -> tuple[GPT, ChatTokenizer]:
-    pairs = [(user(rng), answer(rng)) for _ in range(400)]
+    pairs = [(user(rng, USER_CHARS), answer(rng, 14)) for _ in range(400)]
     tok = ChatTokenizer.train([SYSTEM] + [t for p in pairs for t in p], vocab_size=2048)
     torch.manual_seed(0)
     net = GPT(GPTConfig(tok.vocab_size, depth=2, seq_len=2048))
@@ -151,7 +99,10 @@ def main() -> None:
         net, tok = synthetic_model(rng, args.steps)
     decoder = SignalDecoder(net, tok)
     prompts = [
-        ids for ids, _ in tok.render_batch([SYSTEM] * args.n, [user(rng) for _ in range(args.n)])
+        ids
+        for ids, _ in tok.render_batch(
+            [SYSTEM] * args.n, [user(rng, USER_CHARS) for _ in range(args.n)]
+        )
     ]
     print(
         f"model depth {net.config.depth}, {net.num_params() / 1e6:.2f}M weights, vocab "

@@ -115,3 +115,27 @@ def synthetic_inputs(tickers: int = 4, days: int = 300, seed: int = 0, events: b
         )
     sectors = pd.Series({t: ("Tech" if i % 2 else "Energy") for i, t in enumerate(names)})
     return PanelInputs(prices=prices, events=ev, insider=ins, market=market, sectors=sectors)
+
+
+def analysts(inputs):
+    """Feature panel and a quick walk-forward (tiny folds, 20 rounds) of `inputs`."""
+    from synthpm.features import build_features
+    from synthpm.forecast import ForecastConfig, walk_forward
+
+    config = ForecastConfig(
+        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
+    )
+    panel = build_features(inputs)
+    return panel, walk_forward(panel, inputs, config, log=lambda _: None).forecasts
+
+
+def tiny_dataset(out: Path, tickers: int = 6, days: int = 700, max_positions: int = 4):
+    """Training conversations of a synthetic market written to `out`: (inputs, panel, forecasts)."""
+    from synthpm.dataset import DatasetConfig, build_dataset
+    from synthpm.limits import Limits
+
+    inputs = synthetic_inputs(tickers=tickers, days=days, events=True)
+    panel, forecasts = analysts(inputs)
+    config = DatasetConfig(limits=Limits(max_positions=max_positions))
+    build_dataset(inputs, panel, forecasts, out, config, log=lambda _: None)
+    return inputs, panel, forecasts

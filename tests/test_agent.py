@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import synthetic_inputs
+from conftest import tiny_dataset
 
 from synthpm.agent import PortfolioAgent
 from synthpm.backtest import BacktestConfig, Market, run_backtest
-from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
-from synthpm.features import build_features
-from synthpm.forecast import ForecastConfig, walk_forward
+from synthpm.dataset import build_contexts, decision_points
 from synthpm.limits import Limits
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import TrainConfig, train
@@ -22,14 +20,8 @@ LIMITS = Limits(max_positions=4)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    inputs = synthetic_inputs(tickers=6, days=700, events=True)
-    panel = build_features(inputs)
-    config = ForecastConfig(
-        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
-    )
-    forecasts = walk_forward(panel, inputs, config, log=lambda _: None).forecasts
     data = tmp_path_factory.mktemp("ds")
-    build_dataset(inputs, panel, forecasts, data, DatasetConfig(limits=LIMITS), log=lambda _: None)
+    inputs, panel, forecasts = tiny_dataset(data, max_positions=LIMITS.max_positions)
     model = tmp_path_factory.mktemp("lm")
     tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
     train(data, model, tiny, log=lambda _: None)

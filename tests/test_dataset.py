@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_inputs
+from conftest import analysts, synthetic_inputs
 
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import (
@@ -26,13 +26,8 @@ from synthpm.dataset.prompt import context_text, market_text
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import ScenarioBook
 from synthpm.features import build_features
-from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.limits import Limits
 from synthpm.signals import Signal
-
-FORECAST = ForecastConfig(
-    min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
-)
 
 
 def universe(n: int = 40) -> dict[str, str]:
@@ -40,16 +35,10 @@ def universe(n: int = 40) -> dict[str, str]:
     return {f"S{i:02d}": sectors[i % 4] for i in range(n)}
 
 
-def pipeline(inputs):
-    panel = build_features(inputs)
-    forecasts = walk_forward(panel, inputs, FORECAST, log=lambda _: None).forecasts
-    return panel, forecasts
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     inputs = synthetic_inputs(tickers=6, days=700, events=True)
-    panel, forecasts = pipeline(inputs)
+    panel, forecasts = analysts(inputs)
     out = tmp_path_factory.mktemp("dataset")
     config = DatasetConfig(limits=Limits(max_positions=4), jsonl=True)
     stats = build_dataset(inputs, panel, forecasts, out, config, log=lambda _: None)
@@ -158,7 +147,7 @@ def test_conviction_table():
 @pytest.fixture(scope="module")
 def strong_context():
     inputs = synthetic_inputs(tickers=6, days=400, events=True)
-    panel, forecasts = pipeline(inputs)
+    panel, forecasts = analysts(inputs)
     points = decision_points(panel.index, inputs.events)
     contexts = build_contexts(inputs, panel, forecasts, points.tail(6))
     return contexts[5]
@@ -294,7 +283,7 @@ def test_train_examples_ignore_prices_after_the_split(built, tmp_path):
         0.5, 1.5, (later.sum(), 1)
     )
     changed.market.loc[changed.market["date"] >= cut, "index_close"] *= 0.7
-    panel, forecasts = pipeline(changed)
+    panel, forecasts = analysts(changed)
     config = DatasetConfig(limits=Limits(max_positions=4), val_start=str(cut.date()))
     build_dataset(changed, panel, forecasts, tmp_path, config, log=lambda _: None)
     pd.testing.assert_frame_equal(read(out, "train"), read(tmp_path, "train"), check_exact=True)

@@ -9,6 +9,7 @@ import re
 
 import pytest
 import torch
+from lm_corpus import SYSTEM, answer, user
 
 from synthpm.lm.decode import DecodeError, SignalDecoder, signal_schema
 from synthpm.lm.model import GPT, GPTConfig
@@ -16,53 +17,6 @@ from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import Signal, signal_json
 
 KEYS = list(Signal.model_fields)
-WORDS = [
-    "stock",
-    "price",
-    "rose",
-    "fell",
-    "earnings",
-    "guidance",
-    "margin",
-    "sector",
-    "volume",
-    "momentum",
-    "risk",
-    "rate",
-    "revenue",
-    "beat",
-    "miss",
-    "dividend",
-    "buyback",
-    "debt",
-    "cash",
-    "flow",
-    "outlook",
-    "downgrade",
-    "upgrade",
-]
-SYSTEM = "You are a portfolio manager. Answer with one JSON signal."
-
-
-def sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
-
-
-def user(rng: random.Random) -> str:
-    head = f"Ticker {rng.choice(['AAPL', 'MSFT', 'XOM'])} closed at {rng.uniform(10, 500):.2f}."
-    return " ".join([head] + [sentence(rng, 8) for _ in range(rng.randint(1, 6))])
-
-
-def answer(rng: random.Random) -> str:
-    return signal_json(
-        rng.choice(["BUY", "SELL", "SKIP"]),
-        rng.random(),
-        rng.randint(1, 365),
-        sentence(rng, 12),
-        [sentence(rng, 4) for _ in range(rng.randint(0, 3))],
-        [sentence(rng, 4) for _ in range(rng.randint(0, 2))],
-        [sentence(rng, 3)],
-    )
 
 
 @pytest.fixture(scope="module")

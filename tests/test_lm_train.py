@@ -11,12 +11,8 @@ import time
 
 import pytest
 import torch
-from conftest import synthetic_inputs
+from conftest import tiny_dataset
 
-from synthpm.dataset import DatasetConfig, build_dataset
-from synthpm.features import build_features
-from synthpm.forecast import ForecastConfig, walk_forward
-from synthpm.limits import Limits
 from synthpm.lm.train import TrainConfig, load_model, lr_at, train
 
 TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, eval_batches=1)
@@ -24,21 +20,8 @@ TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, e
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    inputs = synthetic_inputs(tickers=6, days=700, events=True)
-    panel = build_features(inputs)
-    config = ForecastConfig(
-        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
-    )
-    forecasts = walk_forward(panel, inputs, config, log=lambda _: None).forecasts
     out = tmp_path_factory.mktemp("ds")
-    build_dataset(
-        inputs,
-        panel,
-        forecasts,
-        out,
-        DatasetConfig(limits=Limits(max_positions=4)),
-        log=lambda _: None,
-    )
+    tiny_dataset(out)
     return out
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_inputs
+from conftest import analysts, synthetic_inputs
 
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.dataset.context import Contexts
-from synthpm.features import build_features
-from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.signals import Signal
 from synthpm.strategies import STRATEGIES, PortfolioRule, make_strategy, strategy_params
 from synthpm.strategies.rules import (
@@ -30,11 +28,7 @@ DAY = pd.Timestamp("2021-03-05")
 def pipeline():
     """(inputs, contexts) from the real feature/forecast/context pipeline (~2 s)."""
     inputs = synthetic_inputs(tickers=8, days=500, events=True)
-    panel = build_features(inputs)
-    config = ForecastConfig(
-        min_train_days=200, refit_months=6, train_stride=2, model_params={"rounds": 20}
-    )
-    forecasts = walk_forward(panel, inputs, config, log=lambda _: None).forecasts
+    panel, forecasts = analysts(inputs)
     contexts = build_contexts(inputs, panel, forecasts, decision_points(panel.index, inputs.events))
     return inputs, contexts
 

@@ -66,7 +66,8 @@ def compare(
             f"{result.name}: {seconds:.1f}s, total return {metrics['total_return']:+.1%}, "
             f"Sharpe {_fmt(metrics['sharpe'])}, {metrics['trade_count']} trades"
         )
-    frame = pd.DataFrame(table).reindex([m for m in METRIC_NAMES if m in pd.DataFrame(table).index])
+    frame = pd.DataFrame(table)
+    frame = frame.reindex([m for m in METRIC_NAMES if m in frame.index])
     frame.to_csv(out / "comparison.csv")
     for name, where in runs.items():  # each run's own report, and one over all of them
         write_report({name: where}, where / "report.html", f"synthpm backtest: {name}")

@@ -19,7 +19,15 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from synthpm.data.errors import ConfigError
 from synthpm.dataset.context import Contexts
+from synthpm.forecast.base import HORIZONS
+
+
+def check_horizon(horizon: str) -> None:
+    """A strategy's forecast horizon must be one the forecaster predicts."""
+    if horizon not in HORIZONS:
+        raise ConfigError(f"horizon must be one of {', '.join(HORIZONS)}, not {horizon!r}")
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ import pandas as pd
 
 from synthpm.data.errors import ConfigError
 from synthpm.dataset.context import Contexts
-from synthpm.forecast.base import HORIZONS
+from synthpm.strategies.base import check_horizon
 
 Every = Literal["week", "month"]
 _PERIOD = {"week": "W", "month": "M"}
@@ -28,11 +28,6 @@ _PERIOD = {"week": "W", "month": "M"}
 def _check_every(every: str) -> None:
     if every not in _PERIOD:
         raise ConfigError(f"every must be 'week' or 'month', not {every!r}")
-
-
-def _check_horizon(horizon: str) -> None:
-    if horizon not in HORIZONS:
-        raise ConfigError(f"horizon must be one of {', '.join(HORIZONS)}, not {horizon!r}")
 
 
 def new_period(date: pd.Timestamp, previous: pd.Timestamp | None, every: str) -> bool:
@@ -94,7 +89,7 @@ class TopK:
     name: str = field(default="lgbm_topk", init=False)
 
     def __post_init__(self) -> None:
-        _check_horizon(self.horizon)
+        check_horizon(self.horizon)
         _check_every(self.every)
         if self.k < 1:
             raise ConfigError(f"k must be at least 1, not {self.k}")
@@ -122,7 +117,7 @@ class MagnitudeChoice:
     name: str = field(default="magnitude", init=False)
 
     def __post_init__(self) -> None:
-        _check_horizon(self.horizon)
+        check_horizon(self.horizon)
         _check_every(self.every)
         if not 0.0 < self.weight <= 1.0:
             raise ConfigError(f"weight must be in (0, 1], not {self.weight}")

@@ -17,8 +17,8 @@ import pandas as pd
 from synthpm.data.errors import ConfigError
 from synthpm.dataset.context import RECENT, Contexts
 from synthpm.features.filings import GROUP_OF
-from synthpm.forecast.base import HORIZONS
 from synthpm.signals import Signal
+from synthpm.strategies.base import check_horizon
 
 ADVERSE = frozenset(t for t, group in GROUP_OF.items() if group == "adverse")
 UP_CLASSES = ("up_a_little", "up_a_lot")
@@ -54,11 +54,6 @@ def make_signals(
 def _check_hold(hold_days: int) -> None:
     if not 1 <= hold_days <= 365:
         raise ConfigError(f"hold_days must be 1..365 calendar days, not {hold_days}")
-
-
-def _check_horizon(horizon: str) -> None:
-    if horizon not in HORIZONS:
-        raise ConfigError(f"horizon must be one of {', '.join(HORIZONS)}, not {horizon!r}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,7 @@ class FixedRules:
     name: str = field(default="rules", init=False)
 
     def __post_init__(self) -> None:
-        _check_horizon(self.horizon)
+        check_horizon(self.horizon)
         _check_hold(self.hold_days)
         if self.sell_below >= self.min_expected:
             # otherwise one forecast could be both a BUY and a SELL
