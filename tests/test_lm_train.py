@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import tiny_dataset
 
+from synthpm.data.errors import ConfigError
 from synthpm.lm.train import TrainConfig, load_model, lr_at, train
 
 TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, eval_batches=1)
@@ -62,10 +63,17 @@ def test_a_crash_and_resume_ends_with_the_same_weights(data, tmp_path):
 
 
 def test_other_settings_cannot_resume_a_checkpoint(data, tmp_path):
-    train(data, tmp_path, TrainConfig(steps=2, save_every=1, **TINY), log=lambda _: None)
+    config = TrainConfig(steps=2, save_every=1, **TINY)
+    train(data, tmp_path, config, log=lambda _: None)
     (tmp_path / "model.pt").unlink()
     with pytest.raises(Exception, match="other settings"):
         train(data, tmp_path, TrainConfig(steps=3, save_every=1, **TINY), log=lambda _: None)
+    # nor another world size (it draws other batches): as if torchrun had written it with 2
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["world_size"] == 1
+    torch.save(state | {"world_size": 2}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="2 process"):
+        train(data, tmp_path, config, log=lambda _: None)
 
 
 def test_it_learns_and_logs(data, tmp_path):
@@ -98,6 +106,34 @@ def test_kill_9_and_resume(data, tmp_path):
     train(data, tmp_path / "killed", config, log=lambda _: None)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_twice_the_grad_accum(data, tmp_path):
+    """torchrun with 2 CPU processes (gloo) draws the micro-batches of grad_accum=2 in one
+    process, and DDP's mean of the gradients is grad accumulation's mean."""
+    options = {k: v for k, v in TINY.items() if k != "eval_batches"} | {"steps": 3}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node=2", "-m", "synthpm.cli", "lm", "train"]
+    command += [f"--data={data}", f"--out={tmp_path / 'ddp'}"]
+    command += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    train(data, tmp_path / "one", TrainConfig(grad_accum=2, **options), log=lambda _: None)
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "ddp")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # rank 0 alone wrote: one metrics line a step (mean loss over ranks), no other files
+    one, ddp = (
+        [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        for name in ("one", "ddp")
+    )
+    assert [r["step"] for r in ddp] == [1, 2, 3]
+    assert all(r.pop("tokens_per_s") > 0 for r in one + ddp)
+    for r, s in zip(one, ddp, strict=True):  # loss (mean over ranks), lr, validation loss
+        assert s == pytest.approx(r, abs=1e-4)
+    assert sorted(os.listdir(tmp_path / "ddp")) == sorted(os.listdir(tmp_path / "one"))
+    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)["world_size"] == 2
 
 
 def _step(path) -> int:

@@ -13,11 +13,19 @@
   linear decay over the last `decay_frac` of steps) down to `min_lr_frac` of the peak.
 - **Logging.** `metrics.jsonl` (step, loss, lr, tokens/s, validation loss), a progress line,
   and MLflow when it is installed.
-- **Devices.** CPU by default; CUDA with bf16 autocast when a GPU is present.
+- **Devices / multi-GPU.** CPU by default; CUDA with bf16 autocast when a GPU is present.
+  Data-parallel over N processes (one GPU each, nccl; gloo on CPU) with
+  `torchrun --standalone --nproc_per_node=N -m synthpm.cli lm train ...`: each process draws
+  its own micro-batches and DDP averages the gradients, so a step sees
+  batch_size x grad_accum x N sequences. Micro-batch g = rank x grad_accum + micro of a step
+  is the same draw at any N, so N processes match one process with N times the grad_accum.
+  Rank 0 alone writes the tokenizer, metrics, MLflow, checkpoints and the model; a
+  checkpoint resumes only with the same N.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -29,6 +37,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
@@ -112,8 +121,9 @@ class Batches:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batch(self, step: int, micro: int, rank: int = 0) -> tuple[torch.Tensor, ...]:
-        rng = np.random.default_rng([self.config.seed, step, micro, rank])
+    def batch(self, step: int, index: int) -> tuple[torch.Tensor, ...]:
+        """Micro-batch `index` (rank x grad_accum + micro) of `step`: the same at any world size."""
+        rng = np.random.default_rng([self.config.seed, step, index])
         picks = rng.choice(len(self.rows), self.config.batch_size, p=self.p)
         return self.collate([self.rows[i] for i in picks])
 
@@ -147,72 +157,119 @@ def load_model(out: str | Path) -> tuple[GPT, ChatTokenizer]:
 
 
 def train(data: str | Path, out: str | Path, config: TrainConfig | None = None, log=print) -> dict:
-    """Train (or resume) a model in `out`; returns the final figures."""
+    """Train (or resume) a model in `out`; returns the final figures. Under torchrun
+    (WORLD_SIZE > 1) every process calls this and they train one model data-parallel."""
     config = config or TrainConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _train(Path(data), Path(out), config, log)
+    cuda = torch.cuda.is_available()
+    if cuda:  # before the process group, so nccl binds each process to its own GPU
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    try:
+        return _train(Path(data), Path(out), config, log)
+    finally:
+        dist.destroy_process_group()
+
+
+def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    rank = dist.get_rank() if world > 1 else 0
+    main = rank == 0  # the only process that logs and writes files
+    log = log if main else (lambda _: None)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    frame = read_split(Path(data), "train", config.max_examples)
-    if (out / "tokenizer" / "tokenizer.json").exists():
-        tokenizer = ChatTokenizer.load(out / "tokenizer")
-    else:
+    frame = read_split(data, "train", config.max_examples)
+    tokenizer = None
+    if main and not (out / "tokenizer" / "tokenizer.json").exists():
         texts = pd.concat([frame["user"].iloc[:20_000], frame["assistant"].iloc[:20_000]])
         tokenizer = ChatTokenizer.train([frame["system"].iloc[0], *texts], config.vocab_size)
         tokenizer.save(out / "tokenizer")
+    if world > 1:
+        dist.barrier()  # the others load the tokenizer rank 0 has just written
+    if tokenizer is None:
+        tokenizer = ChatTokenizer.load(out / "tokenizer")
     train_rows = Batches(frame, tokenizer, config)
     if not len(train_rows):
         raise ConfigError(f"no training conversation fits seq_len {config.seq_len} tokens")
-    held_out = read_split(Path(data), "validation", 2 * config.batch_size * config.eval_batches)
+    held_out = read_split(data, "validation", 2 * config.batch_size * config.eval_batches)
     valid = Batches(held_out, tokenizer, config)
     model_config = GPTConfig(tokenizer.vocab_size, config.depth, config.seq_len)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "cuda" and world > 1:
+        device = f"cuda:{local}"  # one GPU per process
     model = GPT(model_config).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device != "cpu")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=config.weight_decay
     )
     step = 0
     checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists():
+    if checkpoint.exists():  # every rank loads it
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if state["train_config"] != config.model_dump():
             raise ConfigError(f"{checkpoint} was written with other settings; use a new --out")
+        if state.get("world_size", 1) != world:  # another world size draws other batches
+            raise ConfigError(
+                f"{checkpoint} was written by {state.get('world_size', 1)} process(es), not "
+                f"{world}: resume with the same --nproc_per_node or use a new --out"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         step = state["step"]
         log(f"resuming from step {step}")
+    # DDP averages gradients across ranks; `model` stays the unwrapped GPT for checkpoints
+    # and validation (its forward has no collective, so rank 0 may run it alone)
+    net = model
+    if world > 1:
+        ids = [local] if device != "cpu" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     log(
         f"model: depth {config.depth}, width {model_config.width}, {model.num_params():,} "
         f"weights; {len(train_rows):,} training sequences "
-        f"({train_rows.dropped} longer than {config.seq_len} tokens left out)"
+        f"({train_rows.dropped} longer than {config.seq_len} tokens left out); "
+        f"{config.batch_size * config.grad_accum * world} sequences a step "
+        f"(batch {config.batch_size} x grad_accum {config.grad_accum} x {world} process(es))"
     )
-    metrics = (out / "metrics.jsonl").open("a")
-    mlflow = _mlflow(config) if importlib.util.find_spec("mlflow") else None
+    metrics = (out / "metrics.jsonl").open("a") if main else None
+    mlflow = _mlflow(config) if main and importlib.util.find_spec("mlflow") else None
     last = {}
     while step < config.steps:
         started = time.perf_counter()
         lr = lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        model.train()
+        net.train()
         loss_sum, tokens = 0.0, 0
         for micro in range(config.grad_accum):
-            x, y, m = (t.to(device) for t in train_rows.batch(step, micro))
-            with autocast:
-                loss = model(x, y, m) / config.grad_accum
-            loss.backward()
+            index = rank * config.grad_accum + micro
+            x, y, m = (t.to(device) for t in train_rows.batch(step, index))
+            # DDP all-reduces gradients on the last micro-step only
+            sync = world == 1 or micro == config.grad_accum - 1
+            with contextlib.nullcontext() if sync else net.no_sync():
+                with autocast:
+                    loss = net(x, y, m) / config.grad_accum
+                loss.backward()
             loss_sum += loss.item()
             tokens += int(x.numel())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if world > 1:  # the logged loss is the mean over ranks, tokens the total
+            totals = torch.tensor([loss_sum, tokens], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            loss_sum, tokens = totals[0].item() / world, int(totals[1].item())
         last = {
             "step": step,
             "loss": round(loss_sum, 5),
             "lr": lr,
             "tokens_per_s": round(tokens / (time.perf_counter() - started)),
         }
+        if not main:  # no collective below: the other ranks go on to the next step
+            continue
         if step % config.eval_every == 0 or step == config.steps:
             with autocast:
                 last["val_loss"] = round(evaluate_loss(model, valid, config.eval_batches), 5)
@@ -229,11 +286,13 @@ def train(data: str | Path, out: str | Path, config: TrainConfig | None = None, 
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     "train_config": config.model_dump(),
+                    "world_size": world,
                 },
             )
-    weights = {k: v.cpu() for k, v in model.state_dict().items()}
-    _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
-    (out / "train_config.json").write_text(config.model_dump_json(indent=1))
+    if main:
+        weights = {k: v.cpu() for k, v in model.state_dict().items()}
+        _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
+        (out / "train_config.json").write_text(config.model_dump_json(indent=1))
     return last
 
 
