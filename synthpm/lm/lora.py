@@ -23,7 +23,8 @@
   full conversation, the mask starts at the longest common prefix.
 - **Outputs.** `out/` holds the adapter (`adapter_config.json`, `adapter_model.safetensors`,
   loadable with `peft.PeftModel.from_pretrained(base, out)`) and `train_log.json` (loss and
-  tokens/s per step, trainable parameter count, device).
+  tokens/s per step, trainable parameter count, device). `load_adapter(out)` loads it back
+  with its base; `hf_decode.HFSignalDecoder` decodes prompts from `chat_prompt_ids`.
 """
 
 from __future__ import annotations
@@ -93,23 +94,31 @@ def _ids(rendered) -> list[int]:
     return list(rendered)
 
 
+def _turns(system: str, user: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def chat_prompt_ids(tokenizer, system: str, user: str) -> list[int]:
+    """Token ids of the prompt, up to where the assistant starts writing (as in training)."""
+    return _ids(
+        tokenizer.apply_chat_template(
+            _turns(system, user), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    )
+
+
 def encode_example(
     tokenizer, system: str, user: str, assistant: str, max_len: int
 ) -> tuple[list[int], list[int]]:
     """Token ids of one conversation and its loss mask (1 on the assistant turn, else 0)."""
-    prompt_turns = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     full = _ids(
         tokenizer.apply_chat_template(
-            [*prompt_turns, {"role": "assistant", "content": assistant}],
+            [*_turns(system, user), {"role": "assistant", "content": assistant}],
             tokenize=True,
             return_dict=False,
         )
     )
-    prompt = _ids(
-        tokenizer.apply_chat_template(
-            prompt_turns, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-    )
+    prompt = chat_prompt_ids(tokenizer, system, user)
     start = 0
     while start < min(len(prompt), len(full)) and prompt[start] == full[start]:
         start += 1
@@ -248,3 +257,38 @@ def lora_train(
 ) -> dict:
     """Train a LoRA adapter on `<data>/train`; save it and train_log.json in `out`; figures."""
     return train_adapter(model_dir, data, out, config, log)[1]
+
+
+def load_adapter(path: str | Path, base: str | Path | None = None):
+    """(model, tokenizer) of a `train_adapter` folder, fp32 in eval mode on the CPU.
+
+    The base model is the local folder named in `adapter_config.json` (`base` overrides it,
+    e.g. once the adapter has moved). A plain model folder (config.json, no adapter) loads
+    as is, so an un-finetuned converted model decodes the same way."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    adapter = path / "adapter_config.json"
+    if adapter.is_file():
+        name = base
+        if name is None:
+            name = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        base_dir = Path(name) if name else None
+        if base_dir is None or not (base_dir / "config.json").is_file():
+            raise ConfigError(
+                f"base model of the adapter in {path} not found: {name!r} has no config.json"
+                " (pass base=<local model folder>)"
+            )
+    elif (path / "config.json").is_file():
+        base_dir = path
+    else:
+        raise ConfigError(f"no LoRA adapter or model in {path} (no adapter_config.json)")
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_dir, local_files_only=True, dtype=torch.float32
+    )
+    if adapter.is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, path, local_files_only=True)
+    return model.eval(), tokenizer
