@@ -2,6 +2,12 @@
 
     python benchmarks/lm_bench.py                  # tiny tokenizer + depth-2 model, trained briefly
     python benchmarks/lm_bench.py --model runs/lm  # a model saved by `synthpm lm train`
+    python benchmarks/lm_bench.py --model runs/demo/lm --data runs/demo/dataset  # real prompts
+
+With --data the prompts are the dataset's test split: a random sample, and whole decision
+dates (every stock of one date and scenario, as the backtest engine asks for them), whose
+prompts share their first part (system, date, market, book, limits) and so its keys and
+values (`decode`'s prefix cache).
 
 Prompts are synthetic, ~1,400 characters (system + user). Without --model the depth-2 model
 is trained for --steps steps on synthetic answers of realistic length (~260 characters), so
@@ -82,11 +88,30 @@ def mask_cost(decoder: SignalDecoder, texts: list[bytes]) -> float:
     return (time.perf_counter() - start) / n
 
 
+def test_prompts(tok, data: str, n: int) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """n random test prompts, and whole (date, scenario) groups totalling about n."""
+    from synthpm.lm.train import read_split
+
+    test = read_split(Path(data), "test", None, ("date", "scenario", "system", "user"))
+    sample = test.sample(min(n, len(test)), random_state=0)
+    prompts = [ids for ids, _ in tok.render_batch(list(sample["system"]), list(sample["user"]))]
+    groups, total = [], 0
+    for _, group in test.groupby(["date", "scenario"], sort=True):
+        if total >= n:
+            break
+        groups.append(
+            [ids for ids, _ in tok.render_batch(list(group["system"]), list(group["user"]))]
+        )
+        total += len(group)
+    return prompts, groups
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="folder of a trained model (synthpm lm train --out)")
     ap.add_argument("--steps", type=int, default=300, help="training steps without --model")
     ap.add_argument("--n", type=int, default=256, help="prompts for the batched figures")
+    ap.add_argument("--data", help="a dataset folder: real test prompts (needs --model)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,12 +123,12 @@ def main() -> None:
     else:
         net, tok = synthetic_model(rng, args.steps)
     decoder = SignalDecoder(net, tok)
-    prompts = [
-        ids
-        for ids, _ in tok.render_batch(
-            [SYSTEM] * args.n, [user(rng, USER_CHARS) for _ in range(args.n)]
-        )
-    ]
+    dates: list[list[list[int]]] = []
+    if args.data:
+        prompts, dates = test_prompts(tok, args.data, args.n)
+    else:
+        users = [user(rng, USER_CHARS) for _ in range(args.n)]
+        prompts = [ids for ids, _ in tok.render_batch([SYSTEM] * args.n, users)]
     print(
         f"model depth {net.config.depth}, {net.num_params() / 1e6:.2f}M weights, vocab "
         f"{net.config.vocab_size}; prompt {statistics.mean(map(len, prompts)):.0f} tokens"
@@ -130,6 +155,15 @@ def main() -> None:
         print(f"signal-only, batch {batch}: {len(prompts) / seconds:.0f} contexts/s")
         seconds, _ = timed(lambda b=batch: decoder.decode(prompts, "full", b))
         print(f"full, batch {batch}: {len(prompts) / seconds:.0f} decisions/s")
+    if dates:
+        count = sum(map(len, dates))
+        seconds, _ = timed(lambda: [decoder.decode(d, "signal", 64) for d in dates])
+        print(
+            f"signal-only, whole dates ({count / len(dates):.0f} stocks each): "
+            f"{count / seconds:.0f} contexts/s"
+        )
+        seconds, _ = timed(lambda: [decoder.decode(d, "full", 64) for d in dates])
+        print(f"full, whole dates: {count / seconds:.0f} decisions/s")
     n = min(map(len, prompts[:32]))  # cut to one length: the pad-free prefill cost
     ids = torch.tensor([p[:n] for p in prompts[:32]])
     with torch.no_grad():

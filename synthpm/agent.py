@@ -4,6 +4,11 @@ It renders each context (with the live portfolio the engine passes in `Contexts.
 into the same prompt the training data used, and decodes a `Signal` under the JSON schema,
 so every answer is valid. `mode="signal"` decodes decision, conviction and hold days only
 (fast, for backtests); `mode="full"` adds reasoning, risks, catalysts and exit triggers.
+
+`load` takes either a `synthpm lm train` folder (our GPT: `SignalDecoder`, with the system
+prompt's keys and values computed once up front, and `conviction` "read" or "expected") or a
+transformers folder: a LoRA adapter from `synthpm lm lora`, or a plain converted model
+(`HFSignalDecoder` over the tokenizer's own chat template; conviction as written).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from synthpm.dataset.context import Context, Contexts
 from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
 from synthpm.limits import Limits
 from synthpm.lm.decode import SignalDecoder
+from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.lm.train import load_model
 from synthpm.signals import Signal
 
@@ -21,26 +27,50 @@ from synthpm.signals import Signal
 class PortfolioAgent:
     name = "lm"
 
-    def __init__(self, model, tokenizer, limits: Limits | None = None, mode: str = "signal"):
-        self.tokenizer = tokenizer
-        self.decoder = SignalDecoder(model, tokenizer)
-        self.limits = limits or Limits()
-        self.mode = mode
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        limits: Limits | None = None,
+        mode: str = "signal",
+        conviction: str = "read",
+    ):
+        self.tokenizer, self.limits, self.mode = tokenizer, limits or Limits(), mode
+        self.options = {}
+        if isinstance(tokenizer, ChatTokenizer):
+            self.decoder = SignalDecoder(model, tokenizer)
+            # Every prompt opens with the system turn: [bos, system, ..., end, user start].
+            self.decoder.warm(tokenizer.render(SYSTEM_PROMPT, "")[0][:-2])
+            self.options = {"conviction": conviction}
+        else:
+            from synthpm.lm.hf_decode import HFSignalDecoder
+
+            self.decoder = HFSignalDecoder(model, tokenizer)
 
     @classmethod
     def load(cls, path: str | Path, **options) -> PortfolioAgent:
+        path = Path(path)
+        if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+            from synthpm.lm.lora import load_adapter
+
+            return cls(*load_adapter(path), **options)
         model, tokenizer = load_model(path)
         return cls(model, tokenizer, **options)
 
     def prompt_ids(self, context: Context) -> list[int]:
-        return self.tokenizer.render(SYSTEM_PROMPT, render_prompt(context, self.limits))[0]
+        user = render_prompt(context, self.limits)
+        if isinstance(self.tokenizer, ChatTokenizer):
+            return self.tokenizer.render(SYSTEM_PROMPT, user)[0]
+        from synthpm.lm.lora import chat_prompt_ids
+
+        return chat_prompt_ids(self.tokenizer, SYSTEM_PROMPT, user)
 
     def analyze(self, context: Context, mode: str = "full") -> Signal:
-        return self.decoder.decode([self.prompt_ids(context)], mode=mode)[0]
+        return self.decoder.decode([self.prompt_ids(context)], mode=mode, **self.options)[0]
 
     def signals(self, contexts: Contexts, mode: str | None = None) -> list[Signal]:
         prompts = [self.prompt_ids(c) for c in contexts]
-        return self.decoder.decode(prompts, mode=mode or self.mode)
+        return self.decoder.decode(prompts, mode=mode or self.mode, **self.options)
 
     def analyze_opportunity(self, ticker: str, date, price: float, **fields) -> Signal:
         """The seed system's call: a context from keyword fields (see `Context`)."""

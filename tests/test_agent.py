@@ -47,6 +47,11 @@ def test_the_agent_answers_with_valid_signals(world):
         )  # signal-only mode is full mode's first three keys
     one = agent.analyze_opportunity(ticker="T1", date="2021-03-05", price=12.5, sector="Tech")
     assert one.decision in ("BUY", "SELL", "SKIP") and 1 <= one.hold_duration_days <= 365
+    (system,) = PortfolioAgent.load(model).decoder._prefixes  # warmed at load
+    assert list(system) == agent.prompt_ids(day[0])[: len(system)]
+    expected = PortfolioAgent.load(model, limits=LIMITS, conviction="expected").signals(day)
+    assert [s.decision for s in expected] == [s.decision for s in fast]
+    assert all(0 <= s.conviction <= 1 for s in expected)
 
 
 def test_the_agent_trades_through_the_engine(world):

@@ -223,18 +223,13 @@ def test_contexts_show_only_recent_known_events_and_trades():
 
 def test_prompt_has_every_section_and_is_deterministic(strong_context):
     prompt = render_prompt(strong_context)
-    for section in (
-        "COMPANY",
-        "DATE",
-        "PRICE",
-        "FORECASTS",
-        "EVENTS",
-        "INSIDER ACTIVITY",
-        "TRENDS",
-    ):
-        assert section in prompt
-    for section in ("MARKET", "PORTFOLIO", "LIMITS", "DECISION REQUIRED"):
-        assert f"\n{section}" in prompt
+    order = ["DATE", "MARKET", "PORTFOLIO", "LIMITS", "COMPANY", "PRICE", "FORECASTS"]
+    order += ["EVENTS", "INSIDER ACTIVITY", "TRENDS", "POSITION", "DECISION REQUIRED"]
+    starts = [line.split(":")[0].split(" (")[0] for line in prompt.splitlines() if line[0] != " "]
+    assert starts == order
+    # The shared part comes first and never names the stock: one prefix per decision date.
+    shared = prompt[: prompt.index("\nCOMPANY")]
+    assert strong_context.ticker not in shared and strong_context.sector not in shared
     assert prompt == render_prompt(strong_context.model_copy(deep=True))
     bare = strong_context.model_copy(
         update={"forecasts": [], "events_covered": False, "insider": Insider()}

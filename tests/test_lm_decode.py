@@ -3,6 +3,8 @@ trained model's answer comes back unchanged."""
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import random
 import re
@@ -11,7 +13,8 @@ import pytest
 import torch
 from lm_corpus import SYSTEM, answer, user
 
-from synthpm.lm.decode import DecodeError, SignalDecoder, signal_schema
+from synthpm.lm.citations import MAX_LITERAL, literals
+from synthpm.lm.decode import DecodeError, SignalDecoder, parse_signal, signal_schema
 from synthpm.lm.model import GPT, GPTConfig
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import Signal, signal_json
@@ -55,14 +58,20 @@ def test_schema_follows_the_signal_fields():
     assert list(signal_schema(full=False)["properties"]) == KEYS[:3]
 
 
-def test_an_untrained_model_still_writes_valid_compact_signals(decoder, prompts):
+def test_an_untrained_model_still_writes_valid_compact_signals(decoder, tokenizer, prompts):
     texts = decoder.decode_text(prompts)
-    signals = decoder.decode(prompts)
+    signals = [parse_signal(text) for text in texts]
     assert len(signals) == len(prompts) == 200
-    for text, signal in zip(texts, signals, strict=True):
+    for text, signal, prompt in zip(texts, signals, prompts, strict=True):
         assert keys_in_order(text) == KEYS and compact(text)
         assert Signal.model_validate_json(text).decision == signal.decision
         assert signal.conviction == round(signal.conviction, 2)
+        # even a random model cites only the prompt's numbers, and strings keep their limit
+        stated = set(literals(tokenizer.decode(prompt[prompt.index(tokenizer.user_id) :])))
+        for string, limit in [(signal.reasoning, 300)] + [
+            (item, 80) for item in signal.risk_factors + signal.catalysts + signal.exit_triggers
+        ]:
+            assert set(literals(string)) <= stated and len(string) <= limit + MAX_LITERAL
 
 
 def test_signal_only_mode_stops_after_the_hold(decoder, prompts):
@@ -88,6 +97,49 @@ def test_batched_equals_one_at_a_time(decoder, prompts):
     assert decoder.decode_text(some, "signal", 16) == [
         decoder.decode_text([p], "signal")[0] for p in some
     ]
+
+
+def test_a_shared_prefix_is_computed_once_and_changes_nothing(decoder, tokenizer, prompts):
+    fresh = SignalDecoder(decoder.model, tokenizer)
+    some = prompts[30:42]
+    alone = [fresh.decode_text([p])[0] for p in some]  # nothing kept yet: whole prompts
+    assert not fresh._prefixes
+    assert fresh.decode_text(some, batch_size=6) == alone
+    system = tokenizer.render(SYSTEM, "x")[0][: len(tokenizer.encode(SYSTEM))]
+    assert fresh._prefixes and all(list(k[: len(system)]) == system for k in fresh._prefixes)
+    assert [fresh.decode_text([p])[0] for p in some] == alone  # from the kept prefix
+
+
+def test_expected_conviction_is_the_mean_under_the_model(decoder, tokenizer, prompts):
+    digits = [tokenizer.encode(str(d))[0] for d in range(10)]
+    net = copy.deepcopy(decoder.model)
+    with torch.no_grad():  # "0" as likely as "1" (a tie goes to the lower id, "0")
+        net.head.weight[digits[0]] = net.head.weight[digits[1]]
+    assert digits[0] < digits[1]
+    decoder, fed = SignalDecoder(net, tokenizer), []
+    net.register_forward_pre_hook(lambda _, args: fed.extend(args[0][0].tolist()))
+
+    def next_logits(tokens: list[int], ending: bytes) -> torch.Tensor:
+        """A plain forward over the tokens fed up to where the answer ends with `ending`."""
+        answer = tokens[len(prompt) :]
+        texts = list(itertools.accumulate(decoder._bytes[t] for t in answer))
+        k = next(i for i, text in enumerate(texts) if text.endswith(ending))
+        with torch.no_grad():
+            return net(torch.tensor([tokens[: len(prompt) + k + 1]]))[0, -1]
+
+    for prompt in prompts[50:56]:
+        fed.clear()  # one row, nothing cached: the prompt, then the answer's tokens
+        ((text, expected),) = decoder.decode_scored([prompt])
+        tokens = list(fed)
+        assert text.startswith(b'{"decision":"') and b'"conviction":0.' in text
+        p_one = float(next_logits(tokens, b'"conviction":')[digits[:2]].softmax(-1)[1])  # 0/1
+        p = next_logits(tokens, b'"conviction":0.')[digits].softmax(-1)
+        decimal = float((p * torch.arange(10)).sum())
+        assert expected == pytest.approx(p_one + (1 - p_one) * (decimal + 0.45) / 10, abs=1e-5)
+        (signal,) = decoder.decode([prompt], conviction="expected")
+        assert signal.conviction == round(expected, 2)
+    with pytest.raises(ValueError, match="conviction"):
+        decoder.decode(prompts[:1], conviction="mean")
 
 
 def test_a_trained_model_gives_its_answer_back(tokenizer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,13 @@ def lm_train(
     schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
     max_examples: Annotated[int, typer.Option(help="training rows read")] = 200_000,
     seed: int = 0,
+    seq_len: Annotated[int, typer.Option(help="longest training sequence, tokens")] = 1152,
+    vocab_size: Annotated[int, typer.Option(help="tokenizer size (first run in OUT)")] = 2048,
+    eval_every: Annotated[int, typer.Option(help="steps between validation losses")] = 100,
 ) -> None:
-    """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only."""
+    """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only.
+
+    Multi-GPU: `torchrun --standalone --nproc_per_node=N -m synthpm.cli lm train ...`."""
     config = TrainConfig(
         depth=depth,
         steps=steps,
@@ -41,9 +47,13 @@ def lm_train(
         schedule=schedule,
         max_examples=max_examples,
         seed=seed,
+        seq_len=seq_len,
+        vocab_size=vocab_size,
+        eval_every=eval_every,
     )
     last = train(data, out, config, log=console.print)
-    console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the files
+        console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")
 
 
 @lm_app.command("eval")
@@ -55,13 +65,16 @@ def lm_eval(
     untrained: Annotated[
         bool, typer.Option(help="a freshly initialised model of the same size instead")
     ] = False,
+    cite: Annotated[
+        bool, typer.Option(help="strings may cite only the prompt's numbers (the default)")
+    ] = True,
 ) -> None:
     """Validity, accuracy and macro-F1 vs the majority class, calibration, faithfulness, speed."""
     import pandas as pd
 
     from synthpm.lm.evaluate import evaluate
 
-    report = evaluate(model, data, n, batch_size, untrained)
+    report = evaluate(model, data, n, batch_size, untrained, cite)
     table = pd.DataFrame({"value": {k: v for k, v in report.items() if k != "majority_class"}})
     print_frame(table, f"test split, {report['examples']} examples")
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")

@@ -47,10 +47,12 @@ from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import (
     SYSTEM_PROMPT,
     context_text,
+    date_text,
     decision_text,
     limits_text,
     market_text,
     portfolio_text,
+    position_text,
     scenario_market,
 )
 from synthpm.dataset.reasoning import write
@@ -149,14 +151,15 @@ def examples_for_context(
     text = context_text(ctx)
     limits, decision_line = config.limits, decision_text(ctx.ticker)
     plain_market = market_text(ctx.market)
-    rule = limits_text(limits)
+    rule, date_line = limits_text(limits), date_text(ctx)
     # What every scenario's prompt states; each adds its portfolio (and the bear market).
-    evidence = Evidence("\n".join((text.head, plain_market[0], rule, decision_line)))
+    evidence = Evidence("\n".join((date_line, plain_market[0], rule, text.head, decision_line)))
     for scenario in book.for_context(ctx.ticker, ctx.sector, config.scenarios):
         market, market_facts = (
             market_text(scenario_market(ctx, scenario)) if scenario.market else plain_market
         )
-        portfolio = portfolio_text(scenario, ctx.ticker, ctx.sector, limits)
+        portfolio = portfolio_text(scenario, limits)
+        position = position_text(scenario, ctx.ticker, ctx.sector)
         decision, reason = decide(
             label["conviction"],
             label["outcome"],
@@ -176,8 +179,9 @@ def examples_for_context(
             text.best,
             limits,
         )
-        tail = "\n".join((market, portfolio, rule, decision_line))
-        scenario_text = portfolio if market is plain_market[0] else market + "\n" + portfolio
+        shared = "\n".join((date_line, market, portfolio, rule))  # the same for a date's stocks
+        stressed = () if market is plain_market[0] else (market,)
+        scenario_text = "\n".join((*stressed, portfolio, position))
         bad = evidence.extend(scenario_text).unsupported(
             " ".join([words.reasoning, *words.risk_factors, *words.catalysts, *words.exit_triggers])
         )
@@ -208,7 +212,7 @@ def examples_for_context(
             int(label["hold_days"]),
             float(label["outcome"]),
             SYSTEM_PROMPT,
-            text.head + "\n" + tail,
+            "\n".join((shared, text.head, position, decision_line)),
             answer,
         )
 

@@ -2,16 +2,21 @@
 
 Sections, always in this order and always present (a section with no data says so in a
 few words rather than vanishing, so the model learns "no insider data" from text it sees):
-COMPANY, DATE, PRICE, FORECASTS, EVENTS, INSIDER ACTIVITY, TRENDS, MARKET, PORTFOLIO,
-LIMITS, DECISION REQUIRED. Numbers are rounded for reading: returns to 0.1% (expected
-excess returns to 0.01%), volatility to 1%, money to the dollar (insider values to $0.1M).
-Rendering is deterministic: the same context always gives the same bytes.
+DATE, MARKET, PORTFOLIO, LIMITS, then COMPANY, PRICE, FORECASTS, EVENTS, INSIDER ACTIVITY,
+TRENDS, POSITION, DECISION REQUIRED. What every stock of a decision date shares (the date,
+the market, the book, the limits) comes first and says nothing about the stock, so in a
+backtest the prompts of one date start with the same tokens and the decoder computes their
+keys and values once (`decode`'s prefix cache); the stock's own part follows, and POSITION
+(what the book holds of this stock and its sector) sits just before the question.
+Numbers are rounded for reading: returns to 0.1% (expected excess returns to 0.01%),
+volatility to 1%, money to the dollar (insider values to $0.1M). Rendering is
+deterministic: the same context always gives the same bytes.
 
 Each section also yields `Fact`s: the phrases the training reasoning may cite, formatted by
 the same code as the prompt, with a score (> 0 supports buying, < 0 argues against) and a
 kind. Reasoning built from them is faithful by construction; `faithfulness` checks it
-independently. The market and portfolio sections are rendered per scenario, the rest once
-per context (`ContextText`), because ten scenarios share one context.
+independently. MARKET, PORTFOLIO and POSITION are rendered per scenario, the stock's part
+once per context (`ContextText`), because ten scenarios share one context.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ class Fact:
 
 @dataclass
 class ContextText:
-    """The per-context part of a prompt (everything but MARKET, PORTFOLIO and LIMITS)."""
+    """The stock's part of a prompt (COMPANY to TRENDS), rendered once per context."""
 
     head: str
     facts: list[Fact] = field(default_factory=list)
@@ -206,12 +211,11 @@ def _trends(ctx: Context, facts: list[Fact]) -> str:
 
 
 def context_text(ctx: Context) -> ContextText:
-    """Render the per-context sections once; scenarios add MARKET and PORTFOLIO."""
+    """Render the stock's sections once; scenarios add the shared part and POSITION."""
     facts: list[Fact] = []
     trigger = "8-K filing day" if ctx.trigger == "filing" else "weekly review"
     lines = [
-        f"COMPANY: {ctx.ticker} ({ctx.sector})",
-        f"DATE: {ctx.date} ({trigger})",
+        f"COMPANY: {ctx.ticker} ({ctx.sector}), {trigger}",
         f"PRICE: ${ctx.price:,.2f}",
         *_forecasts(ctx, facts),
         *_events(ctx, facts),
@@ -255,12 +259,29 @@ def limits_text(limits: Limits) -> str:
     )
 
 
-def portfolio_text(scenario: Scenario, ticker: str, sector: str, limits: Limits) -> str:
+def date_text(ctx: Context) -> str:
+    return f"DATE: {ctx.date}"
+
+
+def portfolio_text(scenario: Scenario, limits: Limits) -> str:
+    """The book as a whole: the same for every stock reviewed on its date."""
     s = scenario.state
     if not s.positions:
         trades = _trades_text(s.recent_trades)
         return f"PORTFOLIO: all cash, equity {money(s.equity)}; no positions; {trades}"
     largest = sorted(s.positions, key=lambda p: -p.weight)[:3]
+    return (
+        f"PORTFOLIO: equity {money(s.equity)}, peak {money(s.peak_equity)}, drawdown "
+        f"{pct(s.drawdown)}; cash {money(s.cash)} ({pct_abs(s.cash_weight)} of equity); "
+        f"{len(s.positions)}/{limits.max_positions} positions, largest "
+        + ", ".join(f"{p.ticker} {pct_abs(p.weight)}" for p in largest)
+        + f"; {_trades_text(s.recent_trades)}"
+    )
+
+
+def position_text(scenario: Scenario, ticker: str, sector: str) -> str:
+    """What the book holds of this stock and of its sector."""
+    s = scenario.state
     held = s.position(ticker)
     mine = (
         f"holding {ticker}: {pct_abs(held.weight)} of equity, {pct(held.unrealised_return)} "
@@ -268,14 +289,7 @@ def portfolio_text(scenario: Scenario, ticker: str, sector: str, limits: Limits)
         if held
         else f"not holding {ticker}"
     )
-    return (
-        f"PORTFOLIO: equity {money(s.equity)}, peak {money(s.peak_equity)}, drawdown "
-        f"{pct(s.drawdown)}; cash {money(s.cash)} ({pct_abs(s.cash_weight)} of equity); "
-        f"{len(s.positions)}/{limits.max_positions} positions, largest "
-        + ", ".join(f"{p.ticker} {pct_abs(p.weight)}" for p in largest)
-        + f"; {sector} {pct_abs(s.sector_weight(sector))} of equity; "
-        f"{_trades_text(s.recent_trades)}; {mine}"
-    )
+    return f"POSITION: {mine}; {sector} {pct_abs(s.sector_weight(sector))} of equity"
 
 
 def _trades_text(trades: list[float]) -> str:
@@ -319,10 +333,12 @@ def render_prompt(
     scenario = scenario or Scenario("given", ctx.portfolio)
     return "\n".join(
         [
-            head,
+            date_text(ctx),
             market,
-            portfolio_text(scenario, ctx.ticker, ctx.sector, limits),
+            portfolio_text(scenario, limits),
             limits_text(limits),
+            head,
+            position_text(scenario, ctx.ticker, ctx.sector),
             decision_text(ctx.ticker),
         ]
     )

@@ -3,6 +3,11 @@
 - The grammar (xgrammar, compiled once per decoder from `signal_schema`) admits only the
   compact, fixed-key-order JSON of `signal_json`, with every string and list bounded, so any
   output parses as a `Signal` and its length has a known ceiling (`max_chars`).
+- Cited text (full mode, `cite=True`): each prompt gets its own grammar (`citations`), in
+  which the strings can hold digits only as the prompt's own chunks copied whole, so the
+  reasoning cannot misquote a number; compiled per prompt (a few ms at vocab 2,048). Such a
+  string is closed once it reaches its limit (300 / 80 characters): a literal being written
+  finishes first.
 - Batching: prompts are sorted by length, cut into batches and left-padded. The model gets a
   key mask (pads are never attended to) and per-row rotary positions, so a padded row computes
   what it would alone: batched output equals one-at-a-time output.
@@ -12,16 +17,28 @@
   follows (`":` then `[` is one token `":[`), so forcing it would spell the answer in tokens
   the model never saw. Rows of a step feed different counts of tokens; the shorter ones are
   left-padded inside the step, masked like the prompt pads.
-- Signal-only mode runs the same grammar and stops once the hold number ends, so its
-  decision, conviction and hold are exactly full mode's.
-- Conviction is read from the decoded digits (rounded to 2 decimals), not from token
-  probabilities.
+- Prefix cache: the prompts of a batch share a prefix (always the system prompt; in a
+  backtest also the date's market, book and limits, which `prompt` puts first). Its keys and
+  values are computed once, for one row, and copied into every row of the batch; the rows
+  then feed only their own suffixes. Shared prefixes of multi-row batches are kept (LRU, a
+  few entries), so later batches and single prompts (`analyze`) start from the longest kept
+  one; `warm` seeds it, e.g. with the system prompt.
+- Signal-only mode runs the schema's grammar (whose first three keys every cited grammar
+  shares) and stops once the hold number ends, so its decision, conviction and hold are
+  exactly full mode's.
+- Conviction, two readings (`decode(..., conviction=...)`): "read" (default) is the number
+  the model wrote, greedy, rounded to 2 decimals, the one its reasoning goes with;
+  "expected" is the mean under the model's own probabilities at the two steps that set it:
+  P(first digit "1") x 1 + P("0") x (E[first decimal] + 0.45) / 10 (the second decimal taken
+  at its mean). Greedy digits jump between bins; the expectation moves smoothly with the
+  evidence, which is what ranking and calibration need. `lm eval` reports both.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -29,11 +46,14 @@ import torch.nn.functional as F
 import xgrammar as xgr
 
 from synthpm.data.errors import SynthpmError
+from synthpm.lm.citations import MAX_LITERAL, cited_grammar
 from synthpm.lm.model import GPT, HEAD_DIM, KVCache
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import DECISIONS, Signal, signal_json
 
 MODES = ("full", "signal")
+CONVICTIONS = ("read", "expected")
+PREFIXES_KEPT = 8  # the system prompt, a backtest date's shared part, ...
 # End of the hold number: the first non-digit after it (signal-only mode stops there).
 _HOLD_END = re.compile(rb'"hold_duration_days":\d+\D')
 
@@ -88,9 +108,12 @@ class SignalDecoder:
         max_reasoning: int = 300,
         max_item: int = 80,
         max_items: int = 3,
+        cite: bool = True,
     ) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
-        bound = max_chars(max_reasoning, max_item, max_items)
+        self.cite, self._string_max = cite, (max_reasoning, max_item)
+        # with `cite`, a string may overrun its limit by the literal it was writing
+        bound = max_chars(max_reasoning, max_item, max_items) + (1 + 3 * max_items) * MAX_LITERAL
         # Default: the grammar's ceiling, which a row cannot exceed (one char >= one token).
         self.max_new_tokens = bound if max_new_tokens is None else max_new_tokens
         vocab = model.config.vocab_size
@@ -100,19 +123,37 @@ class SignalDecoder:
         schema = signal_schema(True, max_reasoning, max_item, max_items)
         # xgrammar's compile cache (cache_enabled=True) fails an internal check on this
         # schema (0.2.8); the decoder compiles once and keeps the result instead.
-        compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
-        self.grammar = compiler.compile_json_schema(
+        self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+        schema_grammar = xgr.Grammar.from_json_schema(
             json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
         )
+        self._schema_ebnf = str(schema_grammar)
+        self.grammar = self._compiler.compile_grammar(schema_grammar)
         self._bytes: list[bytes] = [bytes(b) for b in info.decoded_vocab]
         self._bytes += [b""] * (vocab - len(self._bytes))
+        self._closes = torch.tensor([b.startswith(b'"') for b in self._bytes])
         self._jumps: dict[str, tuple[list[int], bytes]] = {}
+        self._prefixes: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self._digits = torch.tensor([tokenizer.encode(str(d))[0] for d in range(10)])
         # Every answer opens with the same forced run: it goes in with the prompt.
         self._lead = self._jump(self._matcher().find_jump_forward_string())
 
-    def _matcher(self) -> xgr.GrammarMatcher:
+    def _matcher(self, grammar: xgr.CompiledGrammar | None = None) -> xgr.GrammarMatcher:
         # Terminate on the closing brace: no model step is spent on the forced <|end|>.
-        return xgr.GrammarMatcher(self.grammar, terminate_without_stop_token=True)
+        return xgr.GrammarMatcher(grammar or self.grammar, terminate_without_stop_token=True)
+
+    def _cited_grammar(self, prompt: list[int]) -> xgr.CompiledGrammar:
+        """The grammar whose strings cite only this prompt's numbers (`citations`)."""
+        user = prompt[prompt.index(self.tokenizer.user_id) + 1 :]
+        ebnf = cited_grammar(self._schema_ebnf, self.tokenizer.decode(user))
+        return self._compiler.compile_grammar(ebnf)
+
+    def _string_full(self, text: bytes) -> bool:
+        """Inside a string that has reached its length limit? (Strings hold no quotes.)"""
+        if text.count(b'"') % 2 == 0:
+            return False
+        limit = self._string_max[b'"risk_factors":' in text]
+        return len(text) - text.rfind(b'"') - 1 >= limit
 
     def _jump(self, forced: str) -> tuple[list[int], bytes]:
         """Tokens and bytes of the forced run minus its last pre-tokenizer piece (cached)."""
@@ -124,45 +165,101 @@ class SignalDecoder:
             self._jumps[forced] = hit
         return hit
 
+    def warm(self, prefix: list[int]) -> None:
+        """Keep the keys and values of a prefix many prompts will start with."""
+        self._prefix_kv(prefix, store=True)
+
+    @torch.no_grad()
+    def _prefix_kv(self, prefix: list[int], store: bool) -> tuple[int, torch.Tensor | None]:
+        """(length, keys and values) of the longest kept prefix of `prefix`; with `store`,
+        first extend it to all of `prefix` and keep that."""
+        kept = [k for k in self._prefixes if len(k) <= len(prefix) and tuple(prefix[: len(k)]) == k]
+        best = max(kept, key=len, default=())
+        kv = self._prefixes.get(best)
+        if best:
+            self._prefixes.move_to_end(best)
+        if not store or len(best) == len(prefix):
+            return len(best), kv
+        cache = KVCache(self.model.config, 1, len(prefix))
+        if kv is not None:
+            cache.kv[..., : len(best), :], cache.pos = kv, len(best)
+        self.model(torch.tensor([prefix[len(best) :]]), cache=cache, last_only=True)
+        self._prefixes[tuple(prefix)] = cache.kv
+        while len(self._prefixes) > PREFIXES_KEPT:
+            self._prefixes.popitem(last=False)
+        return len(prefix), cache.kv
+
     def decode(
-        self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int = 32
+        self,
+        prompts: Sequence[list[int]],
+        mode: str = "full",
+        batch_size: int = 32,
+        conviction: str = "read",
     ) -> list[Signal]:
-        """One `Signal` per prompt, in order; mode "signal" leaves the text fields empty."""
-        texts = self.decode_text(prompts, mode, batch_size)
-        return [_parse(text, mode == "signal") for text in texts]
+        """One `Signal` per prompt, in order; mode "signal" leaves the text fields empty;
+        conviction "read" or "expected" (see the module docstring)."""
+        if conviction not in CONVICTIONS:
+            raise ValueError(f"conviction must be one of {CONVICTIONS}, not {conviction!r}")
+        signals = []
+        for text, expected in self.decode_scored(prompts, mode, batch_size):
+            signal = parse_signal(text, mode == "signal")
+            if conviction == "expected":
+                signal = signal.model_copy(update={"conviction": round(expected, 2)})
+            signals.append(signal)
+        return signals
 
     def decode_text(
         self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int = 32
     ) -> list[bytes]:
         """The raw JSON the model wrote (signal mode: up to the character after the hold)."""
+        return [text for text, _ in self.decode_scored(prompts, mode, batch_size)]
+
+    def decode_scored(
+        self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int = 32
+    ) -> list[tuple[bytes, float]]:
+        """(raw JSON, expected conviction) per prompt, in order."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         # Sorted by length, so a batch's prompts need little padding.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[bytes] = [b""] * len(prompts)
+        out: list[tuple[bytes, float]] = [(b"", 0.0)] * len(prompts)
         for s in range(0, len(order), batch_size):
             batch = order[s : s + batch_size]
-            texts = self._decode_batch([prompts[i] for i in batch], mode == "signal")
-            for i, text in zip(batch, texts, strict=True):
+            rows = self._decode_batch([prompts[i] for i in batch], mode == "signal")
+            for i, (text, expected) in zip(batch, rows, strict=True):
+                # signal mode: a jump-forward may have run past the hold; cut there
                 end = _HOLD_END.search(text) if mode == "signal" else None
-                out[i] = text if end is None else text[: end.end()]  # a jump may overshoot
+                out[i] = (text if end is None else text[: end.end()], expected)
         return out
 
     @torch.no_grad()
-    def _decode_batch(self, prompts: list[list[int]], signal_only: bool) -> list[bytes]:
+    def _decode_batch(
+        self, prompts: list[list[int]], signal_only: bool
+    ) -> list[tuple[bytes, float]]:
         lead, lead_text = self._lead
         b, pad = len(prompts), self.tokenizer.pad_id
-        matchers = [self._matcher() for _ in range(b)]
+        # Signal mode never reaches a string: the shared grammar decodes its keys the same.
+        cite = self.cite and not signal_only
+        matchers = [self._matcher(self._cited_grammar(p) if cite else None) for p in prompts]
+        self.model.cover_positions(max(map(len, prompts)) + self.max_new_tokens + 1)
         for m in matchers:
             _accept(m, lead)
         text = [bytearray(lead_text) for _ in range(b)]
         count = [len(lead)] * b  # tokens of the answer so far, per row
         pos = [len(p) + len(lead) for p in prompts]  # each row's next rotary position
-        seqs: list[list[int] | None] = [p + lead for p in prompts]
+        # Every row feeds at least its last prompt token, whose logits start the answer.
+        shared = _common_prefix(prompts, max(0, min(map(len, prompts)) - 1))
+        cached, kv = self._prefix_kv(prompts[0][:shared], store=b > 1)
+        seqs: list[list[int] | None] = [p[cached:] + lead for p in prompts]
         rows = list(range(b))  # cache row -> prompt index, None once compacted away
         cache = KVCache(self.model.config, b, max(pos) + 64)
         valid = torch.zeros(b, cache.kv.size(4), dtype=torch.bool)
-        start_pos = [0] * b
+        if kv is not None:  # the shared prefix: rows 0..cached-1 of every row's cache
+            cache.kv[..., :cached, :], cache.pos = kv, cached
+            valid[:, :cached] = True
+        start_pos = [cached] * b
+        p_one = [0.0] * b  # P(conviction starts "1"), then E[first decimal | "0."]
+        decimal: list[float | None] = [None] * b
         bitmask = xgr.allocate_token_bitmask(b, self.model.config.vocab_size)
         while True:
             # One forward call: each live row's pending tokens, left-padded to the longest.
@@ -183,7 +280,19 @@ class SignalDecoder:
             for j in live:
                 matchers[rows[j]].fill_next_token_bitmask(bitmask, j)
             xgr.apply_token_bitmask_inplace(logits, bitmask[: len(rows)], indices=live)
+            for j in live if cite else ():  # a full string closes (unless mid-literal)
+                if self._string_full(text[rows[j]]):
+                    closing = logits[j].masked_fill(~self._closes, -torch.inf)
+                    if closing.isfinite().any():
+                        logits[j] = closing
             choice = logits.argmax(-1).tolist()
+            for j in live:
+                r = rows[j]
+                if text[r].endswith(b'"conviction":'):
+                    p_one[r] = float(logits[j].softmax(-1)[self._digits[1]])
+                elif text[r].endswith(b'"conviction":0.'):
+                    p = logits[j].softmax(-1)[self._digits]
+                    decimal[r] = float((p * torch.arange(10)).sum() / p.sum().clamp(min=1e-12))
             for j in live:
                 r, token = rows[j], choice[j]
                 m, seq = matchers[r], [token]
@@ -205,12 +314,30 @@ class SignalDecoder:
                     )
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
-                return [bytes(t) for t in text]
+                return [
+                    (bytes(t), _expected(bytes(t), one, d))
+                    for t, one, d in zip(text, p_one, decimal, strict=True)
+                ]
             if len(left) <= len(rows) // 2:  # drop finished rows; halving bounds the copying
                 keep = torch.tensor(left)
                 cache.kv, valid = cache.kv[:, :, keep], valid[keep]
                 rows, seqs = [rows[j] for j in left], [seqs[j] for j in left]
                 start_pos = [start_pos[j] for j in left]
+
+
+def _common_prefix(prompts: Sequence[list[int]], limit: int) -> int:
+    """Length of the longest prefix (at most `limit`) that every prompt starts with."""
+    first, n = prompts[0], limit
+    for p in prompts[1:]:
+        n = next((i for i, (a, c) in enumerate(zip(first[:n], p[:n], strict=True)) if a != c), n)
+    return n
+
+
+def _expected(text: bytes, p_one: float, decimal: float | None) -> float:
+    if decimal is None:  # the model wrote "1" (or "0" alone): no decimal step to read
+        found = re.search(rb'"conviction":([0-9.]+)', text)
+        return float(found.group(1)) if found else p_one
+    return p_one + (1 - p_one) * (decimal + 0.45) / 10
 
 
 def _accept(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
@@ -231,7 +358,8 @@ def _grow(cache: KVCache, valid: torch.Tensor, need: int) -> torch.Tensor:
     return F.pad(valid, (0, size - have))
 
 
-def _parse(text: bytes, signal_only: bool) -> Signal:
+def parse_signal(text: bytes, signal_only: bool = False) -> Signal:
+    """The `Signal` a decoded text spells (signal mode: decision, conviction, hold only)."""
     if signal_only:
         end = _HOLD_END.search(text)
         if end is None:

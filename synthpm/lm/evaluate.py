@@ -8,8 +8,10 @@ On `n` examples of the test split (dates the model never trained on):
 - conviction as a probability that the stock beats the benchmark after costs (the label's
   meaning): Brier score and expected calibration error (10 equal-width bins) against the
   realised outcome > 0, and the rank IC (Spearman) of conviction with the realised net excess
-  return;
-- faithfulness: the share of full-mode answers whose text cites only what the prompt states;
+  return; for both readings of conviction (`decode`): the digits written ("read") and the
+  mean under the model's probabilities ("expected", keys `conviction_expected_*`);
+- faithfulness: the share of full-mode answers whose text cites only what the prompt states
+  (with the cited-text grammar by default; `cite=False` measures the model unaided);
 - latency of one full decision (p50/p95) and batched throughput in both modes.
 """
 
@@ -25,7 +27,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
 from synthpm.dataset.faithfulness import check_faithfulness
-from synthpm.lm.decode import SignalDecoder
+from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.model import GPT
 from synthpm.lm.train import load_model, read_split
 
@@ -44,6 +46,7 @@ def evaluate(
     n: int = 1000,
     batch_size: int = 32,
     untrained: bool = False,
+    cite: bool = True,
 ) -> dict:
     """The report, also written to `model_dir/eval.json` (`eval-untrained.json` for a freshly
     initialised model of the same size: the decoder's validity must not depend on training)."""
@@ -51,7 +54,7 @@ def evaluate(
     if untrained:
         torch.manual_seed(0)
         model = GPT(model.config).eval()
-    decoder = SignalDecoder(model, tokenizer)
+    decoder = SignalDecoder(model, tokenizer, cite=cite)
     columns = ("system", "user", "decision", "conviction", "outcome")
     test = read_split(Path(data), "test", None, columns)
     test = test.sample(n, random_state=0) if len(test) > n else test
@@ -63,8 +66,9 @@ def evaluate(
     fast = decoder.decode(prompts, mode="signal", batch_size=batch_size)
     signal_rate = len(prompts) / (time.perf_counter() - started)
     started = time.perf_counter()
-    full = decoder.decode(prompts, mode="full", batch_size=batch_size)
+    scored = decoder.decode_scored(prompts, mode="full", batch_size=batch_size)
     full_rate = len(prompts) / (time.perf_counter() - started)
+    full = [parse_signal(text) for text, _ in scored]
     single = []
     for ids in prompts[:50]:
         tick = time.perf_counter()
@@ -73,8 +77,11 @@ def evaluate(
 
     truth = test["decision"].to_numpy()
     predicted = np.array([s.decision for s in full])
-    conviction = np.array([s.conviction for s in full])
     won = (test["outcome"].to_numpy() > 0).astype(float)
+    readings = {
+        "conviction": np.array([s.conviction for s in full]),
+        "conviction_expected": np.array([expected for _, expected in scored]),
+    }
     faithful = [check_faithfulness(s, u).ok for s, u in zip(full, test["user"], strict=True)]
     report = {
         "examples": len(prompts),
@@ -87,18 +94,29 @@ def evaluate(
         "signal_mode_agreement": float(
             np.mean([a.decision == b.decision for a, b in zip(fast, full, strict=True)])
         ),
-        "conviction_brier": float(np.mean((conviction - won) ** 2)),
-        "conviction_ece": calibration_error(conviction, won),
-        # a constant conviction ranks nothing: undefined, not zero
-        "conviction_rank_ic": float(spearmanr(conviction, test["outcome"]).statistic)
-        if np.ptp(conviction) > 0
-        else None,
+        **{
+            f"{name}_{key}": value
+            for name, conviction in readings.items()
+            for key, value in _scores(conviction, won, test["outcome"].to_numpy()).items()
+        },
         "faithfulness_rate": float(np.mean(faithful)),
         "latency_p50_ms": 1e3 * float(np.percentile(single, 50)),
         "latency_p95_ms": 1e3 * float(np.percentile(single, 95)),
         "signal_per_s_batched": signal_rate,
         "full_per_s_batched": full_rate,
     }
-    name = "eval-untrained.json" if untrained else "eval.json"
+    report["cited_text_grammar"] = cite
+    name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
     (Path(model_dir) / name).write_text(json.dumps(report, indent=1))
     return report
+
+
+def _scores(conviction: np.ndarray, won: np.ndarray, outcome: np.ndarray) -> dict:
+    return {
+        "brier": float(np.mean((conviction - won) ** 2)),
+        "ece": calibration_error(conviction, won),
+        # a constant conviction ranks nothing: undefined, not zero
+        "rank_ic": float(spearmanr(conviction, outcome).statistic)
+        if np.ptp(conviction) > 0
+        else None,
+    }

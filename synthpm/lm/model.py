@@ -125,6 +125,14 @@ class GPT(nn.Module):
             nn.init.zeros_(block.proj.weight)  # each block starts as the identity
             nn.init.zeros_(block.down.weight)
 
+    def cover_positions(self, n: int) -> None:
+        """Rotary tables for n positions when decoding runs past seq_len (a long answer to a
+        long prompt): the grammar still bounds the output, though the model never trained
+        that far."""
+        if n > self.cos.size(2):
+            cos, sin = _rotary(n)
+            self.cos, self.sin = cos.to(self.cos.device), sin.to(self.sin.device)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -148,8 +156,8 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         t = idx.size(1)
         end = start + t if positions is None else int(positions.max()) + 1
-        if end > self.config.seq_len:
-            raise ValueError(f"sequence of {end} tokens exceeds seq_len {self.config.seq_len}")
+        if end > self.cos.size(2):
+            raise ValueError(f"sequence of {end} tokens exceeds seq_len {self.cos.size(2)}")
         if positions is None:
             cos, sin = self.cos[:, :, start : start + t], self.sin[:, :, start : start + t]
         else:
