@@ -139,3 +139,39 @@ def tiny_dataset(out: Path, tickers: int = 6, days: int = 700, max_positions: in
     config = DatasetConfig(limits=Limits(max_positions=max_positions))
     build_dataset(inputs, panel, forecasts, out, config, log=lambda _: None)
     return inputs, panel, forecasts
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def tiny_llama(texts: list[str], out: Path, extra_vocab: int = 0, **config):
+    """A random 2-layer Llama and a chat tokenizer trained on `texts`, saved to `out` like a
+    local pretrained model (no hub): (model, tokenizer). `extra_vocab` pads the lm_head."""
+    import torch
+    import transformers
+
+    from synthpm.lm.tokenizer import ChatTokenizer
+
+    tokenizer = ChatTokenizer.train(texts, 400).to_huggingface()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.split_special_tokens = False  # so the template's role markers are control tokens
+    settings = dict(
+        vocab_size=len(tokenizer) + extra_vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**settings | config)).eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model, tokenizer

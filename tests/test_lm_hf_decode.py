@@ -11,6 +11,8 @@ import torch
 pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
+from conftest import tiny_llama  # noqa: E402
+
 from synthpm.data.errors import ConfigError  # noqa: E402
 from synthpm.lm.decode import DecodeError  # noqa: E402
 from synthpm.lm.hf_decode import HFSignalDecoder  # noqa: E402
@@ -21,13 +23,8 @@ from synthpm.lm.lora import (  # noqa: E402
     load_adapter,
     train_adapter,
 )
-from synthpm.lm.tokenizer import ChatTokenizer  # noqa: E402
 from synthpm.signals import Signal  # noqa: E402
 
-TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 SYSTEM = "You are a PM."
 ANSWER = (
     '{"decision":"BUY","conviction":0.7,"hold_duration_days":30,"reasoning":"Beat.",'
@@ -63,27 +60,9 @@ def one_thread():
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf_decode")
     texts = [f"{SYSTEM} {u} {ANSWER}" for u in USERS] * 3
-    tokenizer = ChatTokenizer.train(texts, 400).to_huggingface()
-    tokenizer.chat_template = TEMPLATE
-    tokenizer.split_special_tokens = False  # so the template's role markers are control tokens
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer) + 5,  # a padded lm_head: logits wider than the vocabulary
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        initializer_range=0.5,  # large weights: answers vary with the prompt
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(config).eval()
     base = root / "base"
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
+    # a padded lm_head (logits wider than the vocabulary); large weights, so answers vary
+    model, tokenizer = tiny_llama(texts, base, extra_vocab=5, initializer_range=0.5)
     data = root / "data"
     (data / "train").mkdir(parents=True)
     pd.DataFrame(

@@ -12,14 +12,10 @@ import torch
 pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
+from conftest import tiny_llama  # noqa: E402
+
 from synthpm.data.errors import ConfigError  # noqa: E402
 from synthpm.lm.lora import LoraConfig, convert_gguf, encode_example, train_adapter  # noqa: E402
-from synthpm.lm.tokenizer import ChatTokenizer  # noqa: E402
-
-TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 ROWS = [
     ("You are a PM.", "AAPL rose 3% on earnings.", '{"decision": "BUY"}', "BUY"),
@@ -33,25 +29,8 @@ ROWS = [
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("lora")
     texts = [f"{s} {u} {a}" for s, u, a, _ in ROWS] * 5
-    tokenizer = ChatTokenizer.train(texts, 400).to_huggingface()
-    tokenizer.chat_template = TEMPLATE
-    tokenizer.split_special_tokens = False  # so the template's role markers are control tokens
     model_dir = root / "base"
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    transformers.LlamaForCausalLM(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    _, tokenizer = tiny_llama(texts, model_dir)
     data = root / "data"
     (data / "train").mkdir(parents=True)
     pd.DataFrame(ROWS, columns=["system", "user", "assistant", "decision"]).to_parquet(

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -243,7 +243,7 @@ class SignalDecoder:
         matchers = [self._matcher(self._cited_grammar(p) if cite else None) for p in prompts]
         self.model.cover_positions(max(map(len, prompts)) + self.max_new_tokens + 1)
         for m in matchers:
-            _accept(m, lead)
+            accept_tokens(m, lead)
         text = [bytearray(lead_text) for _ in range(b)]
         count = [len(lead)] * b  # tokens of the answer so far, per row
         pos = [len(p) + len(lead) for p in prompts]  # each row's next rotary position
@@ -294,24 +294,15 @@ class SignalDecoder:
                     p = logits[j].softmax(-1)[self._digits]
                     decimal[r] = float((p * torch.arange(10)).sum() / p.sum().clamp(min=1e-12))
             for j in live:
-                r, token = rows[j], choice[j]
-                m, seq = matchers[r], [token]
-                _accept(m, seq)
-                text[r] += self._bytes[token]
-                done = m.is_terminated() or (signal_only and _HOLD_END.search(text[r]))
-                if not done:
-                    forced, forced_text = self._jump(m.find_jump_forward_string())
-                    _accept(m, forced)
-                    seq, text[r] = seq + forced, text[r] + forced_text
-                    done = signal_only and _HOLD_END.search(text[r])
+                r = rows[j]
+                seq, done = advance(
+                    matchers[r], choice[j], self._bytes, text[r], self._jump, signal_only
+                )
                 count[r] += len(seq)
                 start_pos[j], seqs[j] = pos[r], None if done else seq
                 pos[r] += len(seq)
-                if not done and count[r] >= self.max_new_tokens:
-                    raise DecodeError(
-                        f"no complete signal within max_new_tokens={self.max_new_tokens}"
-                        f" (row {r}: {bytes(text[r][:80])!r}...)"
-                    )
+                if not done:
+                    check_budget(count[r], self.max_new_tokens, r, text[r])
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
                 return [
@@ -340,7 +331,38 @@ def _expected(text: bytes, p_one: float, decimal: float | None) -> float:
     return p_one + (1 - p_one) * (decimal + 0.45) / 10
 
 
-def _accept(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
+def advance(
+    matcher: xgr.GrammarMatcher,
+    token: int,
+    token_bytes: list[bytes],
+    text: bytearray,
+    jump: Callable[[str], tuple[list[int], bytes]],
+    signal_only: bool,
+) -> tuple[list[int], bool]:
+    """Accept a row's chosen token and the forced run after it (`jump`), appending to
+    `text`: (the tokens to feed next step, whether the row is done)."""
+    seq = [token]
+    accept_tokens(matcher, seq)
+    text += token_bytes[token]
+    done = matcher.is_terminated() or (signal_only and _HOLD_END.search(text) is not None)
+    if not done:
+        forced, forced_text = jump(matcher.find_jump_forward_string())
+        accept_tokens(matcher, forced)
+        seq += forced
+        text += forced_text
+        done = signal_only and _HOLD_END.search(text) is not None
+    return seq, done
+
+
+def check_budget(count: int, max_new_tokens: int, row: int, text: bytearray) -> None:
+    if count >= max_new_tokens:
+        raise DecodeError(
+            f"no complete signal within max_new_tokens={max_new_tokens}"
+            f" (row {row}: {bytes(text[:80])!r}...)"
+        )
+
+
+def accept_tokens(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
     for token in tokens:
         if not matcher.accept_token(token):  # the mask allowed it: a bug, never the model
             raise DecodeError(f"grammar rejected token {token}")

@@ -31,7 +31,16 @@ from collections.abc import Sequence
 import torch
 import xgrammar as xgr
 
-from synthpm.lm.decode import _HOLD_END, MODES, DecodeError, max_chars, parse_signal, signal_schema
+from synthpm.lm.decode import (
+    _HOLD_END,
+    MODES,
+    accept_tokens,
+    advance,
+    check_budget,
+    max_chars,
+    parse_signal,
+    signal_schema,
+)
 from synthpm.signals import Signal
 
 # End-of-turn tokens of common chat templates: stop ids besides eos, where the vocab has them.
@@ -133,7 +142,7 @@ class HFSignalDecoder:
         banned = torch.tensor(self._banned, dtype=torch.long, device=device)
         matchers = [self._matcher() for _ in range(b)]
         for m in matchers:
-            _accept(m, lead)
+            accept_tokens(m, lead)
         text = [bytearray(lead_text) for _ in range(b)]
         count = [len(lead)] * b  # tokens of the answer so far, per row
         pos = [0] * b  # each row's next position: its real tokens so far
@@ -174,23 +183,14 @@ class HFSignalDecoder:
                 logits[:, banned] = float("-inf")
             choice = logits.argmax(-1).tolist()
             for j in live:
-                r, token = rows[j], choice[j]
-                m, seq = matchers[r], [token]
-                _accept(m, seq)
-                text[r] += self._bytes[token]
-                done = m.is_terminated() or (signal_only and _HOLD_END.search(text[r]))
-                if not done:
-                    forced, forced_text = self._jump(m.find_jump_forward_string())
-                    _accept(m, forced)
-                    seq, text[r] = seq + forced, text[r] + forced_text
-                    done = signal_only and _HOLD_END.search(text[r])
+                r = rows[j]
+                seq, done = advance(
+                    matchers[r], choice[j], self._bytes, text[r], self._jump, signal_only
+                )
                 count[r] += len(seq)
                 seqs[j] = None if done else seq
-                if not done and count[r] >= self.max_new_tokens:
-                    raise DecodeError(
-                        f"no complete signal within max_new_tokens={self.max_new_tokens}"
-                        f" (row {r}: {bytes(text[r][:80])!r}...)"
-                    )
+                if not done:
+                    check_budget(count[r], self.max_new_tokens, r, text[r])
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
                 return [bytes(t) for t in text]
@@ -209,9 +209,3 @@ def _stop_ids(model, tokenizer, vocab: int) -> list[int] | None:
     ids += [vocab_of.get(t) for t in _END_TOKENS]
     found = sorted({i for i in ids if i is not None and 0 <= i < vocab})
     return found or None  # None: xgrammar guesses (it refuses an empty list)
-
-
-def _accept(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
-    for token in tokens:
-        if not matcher.accept_token(token):  # the mask allowed it: a bug, never the model
-            raise DecodeError(f"grammar rejected token {token}")
