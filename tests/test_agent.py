@@ -10,6 +10,7 @@ from synthpm.agent import PortfolioAgent
 from synthpm.backtest import BacktestConfig, Market, run_backtest
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.limits import Limits
+from synthpm.lm.decode import parse_signal
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import TrainConfig, train
 from synthpm.signals import Signal
@@ -49,9 +50,10 @@ def test_the_agent_answers_with_valid_signals(world):
     assert one.decision in ("BUY", "SELL", "SKIP") and 1 <= one.hold_duration_days <= 365
     (system,) = PortfolioAgent.load(model).decoder._prefixes  # warmed at load
     assert list(system) == agent.prompt_ids(day[0])[: len(system)]
-    expected = PortfolioAgent.load(model, limits=LIMITS, conviction="expected").signals(day)
-    assert [s.decision for s in expected] == [s.decision for s in fast]
-    assert all(0 <= s.conviction <= 1 for s in expected)
+    read = PortfolioAgent.load(model, limits=LIMITS, conviction="read").signals(day)
+    assert [s.decision for s in read] == [s.decision for s in fast]  # only conviction differs
+    texts = agent.decoder.decode_text([agent.prompt_ids(c) for c in day], "signal")
+    assert [s.conviction for s in read] == [parse_signal(t, True).conviction for t in texts]
 
 
 def test_the_agent_trades_through_the_engine(world):

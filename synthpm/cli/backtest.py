@@ -40,7 +40,8 @@ Params = Annotated[
 
 def strategy_named(name: str, settings: list[str] | None = None, model: Path | None = None):
     """A strategy by name, with the `--param` settings addressed to it; `lm` is the trained
-    language model in `model` (signal-only decoding unless `lm.mode=full`)."""
+    language model in `model` (signal-only decoding unless `lm.mode=full`; conviction from its
+    probabilities unless `lm.conviction=read`)."""
     mine = parse_params([s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name])
     if name == "benchmark":
         return BenchmarkHold()

@@ -122,7 +122,7 @@ class SignalDecoder:
         )
         schema = signal_schema(True, max_reasoning, max_item, max_items)
         # xgrammar's compile cache (cache_enabled=True) fails an internal check on this
-        # schema (0.2.8); the decoder compiles once and keeps the result instead.
+        # schema (0.2.8); the decoder keeps the schema's compiled grammar itself.
         self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
         schema_grammar = xgr.Grammar.from_json_schema(
             json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
