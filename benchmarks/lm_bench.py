@@ -88,7 +88,7 @@ def mask_cost(decoder: SignalDecoder, texts: list[bytes]) -> float:
     return (time.perf_counter() - start) / n
 
 
-def test_prompts(tok, data: str, n: int) -> tuple[list[list[int]], list[list[list[int]]]]:
+def real_prompts(tok, data: str, n: int) -> tuple[list[list[int]], list[list[list[int]]]]:
     """n random test prompts, and whole (date, scenario) groups totalling about n."""
     from synthpm.lm.train import read_split
 
@@ -125,7 +125,7 @@ def main() -> None:
     decoder = SignalDecoder(net, tok)
     dates: list[list[list[int]]] = []
     if args.data:
-        prompts, dates = test_prompts(tok, args.data, args.n)
+        prompts, dates = real_prompts(tok, args.data, args.n)
     else:
         users = [user(rng, USER_CHARS) for _ in range(args.n)]
         prompts = [ids for ids, _ in tok.render_batch([SYSTEM] * args.n, users)]

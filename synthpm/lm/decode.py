@@ -120,15 +120,10 @@ class SignalDecoder:
         info = xgr.TokenizerInfo.from_huggingface(
             tokenizer.to_huggingface(), vocab_size=vocab, stop_token_ids=[tokenizer.end_id]
         )
-        schema = signal_schema(True, max_reasoning, max_item, max_items)
-        # xgrammar's compile cache (cache_enabled=True) fails an internal check on this
-        # schema (0.2.8); the decoder keeps the schema's compiled grammar itself.
-        self._compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
-        schema_grammar = xgr.Grammar.from_json_schema(
-            json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
-        )
-        self._schema_ebnf = str(schema_grammar)
-        self.grammar = self._compiler.compile_grammar(schema_grammar)
+        self._compiler = compiler(info)
+        schema = schema_grammar(max_reasoning, max_item, max_items)
+        self._schema_ebnf = str(schema)
+        self.grammar = self._compiler.compile_grammar(schema)
         self._bytes: list[bytes] = [bytes(b) for b in info.decoded_vocab]
         self._bytes += [b""] * (vocab - len(self._bytes))
         self._closes = torch.tensor([b.startswith(b'"') for b in self._bytes])
@@ -218,19 +213,9 @@ class SignalDecoder:
         self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int = 32
     ) -> list[tuple[bytes, float]]:
         """(raw JSON, expected conviction) per prompt, in order."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        # Sorted by length, so a batch's prompts need little padding.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[tuple[bytes, float]] = [(b"", 0.0)] * len(prompts)
-        for s in range(0, len(order), batch_size):
-            batch = order[s : s + batch_size]
-            rows = self._decode_batch([prompts[i] for i in batch], mode == "signal")
-            for i, (text, expected) in zip(batch, rows, strict=True):
-                # signal mode: a jump-forward may have run past the hold; cut there
-                end = _HOLD_END.search(text) if mode == "signal" else None
-                out[i] = (text if end is None else text[: end.end()], expected)
-        return out
+        signal_only = check_mode(mode)
+        rows = by_length(prompts, batch_size, lambda b: self._decode_batch(b, signal_only))
+        return [(cut(text, signal_only), expected) for text, expected in rows]
 
     @torch.no_grad()
     def _decode_batch(
@@ -251,15 +236,15 @@ class SignalDecoder:
         shared = _common_prefix(prompts, max(0, min(map(len, prompts)) - 1))
         cached, kv = self._prefix_kv(prompts[0][:shared], store=b > 1)
         seqs: list[list[int] | None] = [p[cached:] + lead for p in prompts]
-        rows = list(range(b))  # cache row -> prompt index, None once compacted away
+        rows = list(range(b))  # cache row -> prompt index (finished rows are dropped)
         cache = KVCache(self.model.config, b, max(pos) + 64)
         valid = torch.zeros(b, cache.kv.size(4), dtype=torch.bool)
         if kv is not None:  # the shared prefix: rows 0..cached-1 of every row's cache
             cache.kv[..., :cached, :], cache.pos = kv, cached
             valid[:, :cached] = True
         start_pos = [cached] * b
-        p_one = [0.0] * b  # P(conviction starts "1"), then E[first decimal | "0."]
-        decimal: list[float | None] = [None] * b
+        p_one = [0.0] * b  # P(conviction starts "1")
+        decimal: list[float | None] = [None] * b  # E[first decimal | "0."]
         bitmask = xgr.allocate_token_bitmask(b, self.model.config.vocab_size)
         while True:
             # One forward call: each live row's pending tokens, left-padded to the longest.
@@ -314,6 +299,46 @@ class SignalDecoder:
                 cache.kv, valid = cache.kv[:, :, keep], valid[keep]
                 rows, seqs = [rows[j] for j in left], [seqs[j] for j in left]
                 start_pos = [start_pos[j] for j in left]
+
+
+def schema_grammar(max_reasoning: int, max_item: int, max_items: int) -> xgr.Grammar:
+    """The grammar of `signal_schema`: compact JSON, keys in order, every string bounded."""
+    return xgr.Grammar.from_json_schema(
+        json.dumps(signal_schema(True, max_reasoning, max_item, max_items)),
+        any_whitespace=False,
+        separators=(",", ":"),
+        strict_mode=True,
+    )
+
+
+def compiler(info: xgr.TokenizerInfo) -> xgr.GrammarCompiler:
+    # xgrammar's compile cache (cache_enabled=True) fails an internal check on the schema
+    # (0.2.8): decoders keep their compiled grammars themselves.
+    return xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
+
+
+def check_mode(mode: str) -> bool:
+    """Whether `mode` is signal-only (ValueError for an unknown mode)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    return mode == "signal"
+
+
+def by_length(prompts: Sequence[list[int]], batch_size: int, run: Callable[[list], list]) -> list:
+    """`run` over batches of length-sorted prompts (little padding); results in input order."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list = [None] * len(prompts)
+    for s in range(0, len(order), batch_size):
+        batch = order[s : s + batch_size]
+        for i, result in zip(batch, run([list(prompts[i]) for i in batch]), strict=True):
+            out[i] = result
+    return out
+
+
+def cut(text: bytes, signal_only: bool) -> bytes:
+    """Signal mode: the text up to the character after the hold (a jump may run past it)."""
+    end = _HOLD_END.search(text) if signal_only else None
+    return text if end is None else text[: end.end()]
 
 
 def _common_prefix(prompts: Sequence[list[int]], limit: int) -> int:

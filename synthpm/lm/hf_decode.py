@@ -25,21 +25,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import torch
 import xgrammar as xgr
 
 from synthpm.lm.decode import (
-    _HOLD_END,
-    MODES,
     accept_tokens,
     advance,
+    by_length,
     check_budget,
+    check_mode,
+    compiler,
+    cut,
     max_chars,
     parse_signal,
-    signal_schema,
+    schema_grammar,
 )
 from synthpm.signals import Signal
 
@@ -68,13 +69,8 @@ class HFSignalDecoder:
         info = xgr.TokenizerInfo.from_huggingface(
             tokenizer, vocab_size=self.vocab, stop_token_ids=_stop_ids(model, tokenizer, self.vocab)
         )
-        schema = signal_schema(True, max_reasoning, max_item, max_items)
-        # xgrammar's compile cache (cache_enabled=True) fails an internal check on this
-        # schema (0.2.8); the decoder compiles once and keeps the result instead.
-        compiler = xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
-        self.grammar = compiler.compile_json_schema(
-            json.dumps(schema), any_whitespace=False, separators=(",", ":"), strict_mode=True
-        )
+        schema = schema_grammar(max_reasoning, max_item, max_items)
+        self.grammar = compiler(info).compile_grammar(schema)
         self._bytes: list[bytes] = [bytes(b) for b in info.decoded_vocab][: self.vocab]
         self._bytes += [b""] * (self.vocab - len(self._bytes))
         added = getattr(tokenizer, "added_tokens_decoder", {})
@@ -119,18 +115,9 @@ class HFSignalDecoder:
         self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int = 8
     ) -> list[bytes]:
         """The raw JSON the model wrote (signal mode: up to the character after the hold)."""
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        # Sorted by length, so a batch's prompts need little padding.
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        out: list[bytes] = [b""] * len(prompts)
-        for s in range(0, len(order), batch_size):
-            batch = order[s : s + batch_size]
-            texts = self._decode_batch([list(prompts[i]) for i in batch], mode == "signal")
-            for i, text in zip(batch, texts, strict=True):
-                end = _HOLD_END.search(text) if mode == "signal" else None
-                out[i] = text if end is None else text[: end.end()]  # a jump may overshoot
-        return out
+        signal_only = check_mode(mode)
+        texts = by_length(prompts, batch_size, lambda b: self._decode_batch(b, signal_only))
+        return [cut(text, signal_only) for text in texts]
 
     @torch.no_grad()
     def _decode_batch(self, prompts: list[list[int]], signal_only: bool) -> list[bytes]:

@@ -25,11 +25,6 @@ Every = Literal["week", "month"]
 _PERIOD = {"week": "W", "month": "M"}
 
 
-def _check_every(every: str) -> None:
-    if every not in _PERIOD:
-        raise ConfigError(f"every must be 'week' or 'month', not {every!r}")
-
-
 def new_period(date: pd.Timestamp, previous: pd.Timestamp | None, every: str) -> bool:
     """True on the first decision date of a calendar week (Mon-Sun) or month, i.e. when the
     last rebalance was in an earlier period (or there was none)."""
@@ -37,6 +32,21 @@ def new_period(date: pd.Timestamp, previous: pd.Timestamp | None, every: str) ->
         return True
     freq = _PERIOD[every]
     return pd.Timestamp(date).to_period(freq) != pd.Timestamp(previous).to_period(freq)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scheduled:
+    """What every rule shares: it rebalances on the first decision date of each calendar
+    week or month (`every`)."""
+
+    every: Every = "week"
+
+    def __post_init__(self) -> None:
+        if self.every not in _PERIOD:
+            raise ConfigError(f"every must be 'week' or 'month', not {self.every!r}")
+
+    def rebalance(self, date: pd.Timestamp, previous: pd.Timestamp | None) -> bool:
+        return new_period(date, previous, self.every)
 
 
 def _empty() -> pd.Series:
@@ -58,18 +68,12 @@ def _expected(contexts: Contexts, horizon: str) -> pd.Series:
     return values[~values.index.duplicated()]
 
 
-@dataclass(frozen=True)
-class EqualWeight:
+@dataclass(frozen=True, kw_only=True)
+class EqualWeight(Scheduled):
     """1/n in every ticker of the date's contexts, rebalanced each month (or week)."""
 
     every: Every = "month"
     name: str = field(default="equal_weight", init=False)
-
-    def __post_init__(self) -> None:
-        _check_every(self.every)
-
-    def rebalance(self, date: pd.Timestamp, previous: pd.Timestamp | None) -> bool:
-        return new_period(date, previous, self.every)
 
     def weights(self, date: pd.Timestamp, contexts: Contexts, closes: pd.DataFrame) -> pd.Series:
         tickers = _tickers(contexts)
@@ -78,24 +82,20 @@ class EqualWeight:
         return pd.Series(1.0 / len(tickers), index=tickers, name="weight")
 
 
-@dataclass(frozen=True)
-class TopK:
+@dataclass(frozen=True, kw_only=True)
+class TopK(Scheduled):
     """'LightGBM top-k': equal weight in the k highest walk-forward expected returns at
     `horizon` (fewer names when fewer have a forecast; all cash before the first fold)."""
 
     k: int = 20
     horizon: str = "1m"
-    every: Every = "week"
     name: str = field(default="lgbm_topk", init=False)
 
     def __post_init__(self) -> None:
         check_horizon(self.horizon)
-        _check_every(self.every)
+        super().__post_init__()
         if self.k < 1:
             raise ConfigError(f"k must be at least 1, not {self.k}")
-
-    def rebalance(self, date: pd.Timestamp, previous: pd.Timestamp | None) -> bool:
-        return new_period(date, previous, self.every)
 
     def weights(self, date: pd.Timestamp, contexts: Contexts, closes: pd.DataFrame) -> pd.Series:
         expected = _expected(contexts, self.horizon)
@@ -106,24 +106,20 @@ class TopK:
         return pd.Series(1.0 / len(top), index=top, name="weight")
 
 
-@dataclass(frozen=True)
-class MagnitudeChoice:
+@dataclass(frozen=True, kw_only=True)
+class MagnitudeChoice(Scheduled):
     """The 'alfred' rule: one position in the ticker whose expected return at `horizon` is
     largest in absolute value; long `weight` if positive, short (-`weight`) if negative."""
 
     horizon: str = "1w"
     weight: float = 1.0
-    every: Every = "week"
     name: str = field(default="magnitude", init=False)
 
     def __post_init__(self) -> None:
         check_horizon(self.horizon)
-        _check_every(self.every)
+        super().__post_init__()
         if not 0.0 < self.weight <= 1.0:
             raise ConfigError(f"weight must be in (0, 1], not {self.weight}")
-
-    def rebalance(self, date: pd.Timestamp, previous: pd.Timestamp | None) -> bool:
-        return new_period(date, previous, self.every)
 
     def weights(self, date: pd.Timestamp, contexts: Contexts, closes: pd.DataFrame) -> pd.Series:
         expected = _expected(contexts, self.horizon)
@@ -136,8 +132,8 @@ class MagnitudeChoice:
         return pd.Series([sign * self.weight], index=pd.Index([best], name="ticker"), name="weight")
 
 
-@dataclass(frozen=True)
-class RiskParity:
+@dataclass(frozen=True, kw_only=True)
+class RiskParity(Scheduled):
     """skfolio `HierarchicalRiskParity` ("hrp") or `MeanRisk` minimum variance
     ("min_variance"), long only and fully invested, fitted on the trailing `lookback` daily
     returns of the date's tickers that have a complete window (no missing close).
@@ -157,16 +153,13 @@ class RiskParity:
     name: str = field(default="hrp", init=False)
 
     def __post_init__(self) -> None:
-        _check_every(self.every)
+        super().__post_init__()
         if self.method not in ("hrp", "min_variance"):
             raise ConfigError(f"method must be 'hrp' or 'min_variance', not {self.method!r}")
         if self.lookback < 20:
             raise ConfigError(f"lookback must be at least 20 days, not {self.lookback}")
         if self.max_assets is not None and self.max_assets < 2:
             raise ConfigError(f"max_assets must be at least 2 (or None), not {self.max_assets}")
-
-    def rebalance(self, date: pd.Timestamp, previous: pd.Timestamp | None) -> bool:
-        return new_period(date, previous, self.every)
 
     def returns(self, date: pd.Timestamp, contexts: Contexts, closes: pd.DataFrame) -> pd.DataFrame:
         """The trailing daily returns the fit uses (columns: the eligible tickers)."""
