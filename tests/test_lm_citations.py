@@ -63,6 +63,7 @@ def test_literals_are_the_prompts_digit_bearing_chunks():
         "3m +8.4%, 8.4% above the 50-day SMA (RSI 67); 6/10 positions.",
         "Price $45.45 on 2018-06-01 [conf 0.26]: 0.0% below the 52-week high!",
         "No numbers at all, just words & punctuation - fine.",
+        "(conf 0.26), then 8.4%; RSI 67).",
         "",
     ],
 )
@@ -82,6 +83,7 @@ def test_citing_the_prompts_chunks_is_allowed(compiler, reasoning):
         "RSI 67.5",  # more digits after a literal
         "in 1w1m",  # two literals glued
         "3m+8.4%",  # a literal may only follow a space or a bracket
+        "RSI 67:high",  # glued to a word through punctuation
     ],
 )
 def test_anything_else_with_digits_is_not(compiler, reasoning):

@@ -11,10 +11,19 @@ import re
 
 import pytest
 import torch
+import xgrammar as xgr
 from lm_corpus import SYSTEM, answer, user
 
+from synthpm.lm import decode
 from synthpm.lm.citations import MAX_LITERAL, literals
-from synthpm.lm.decode import DecodeError, SignalDecoder, parse_signal, signal_schema
+from synthpm.lm.decode import (
+    DecodeError,
+    SignalDecoder,
+    conviction_tokens,
+    cut,
+    parse_signal,
+    signal_schema,
+)
 from synthpm.lm.model import GPT, GPTConfig
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import Signal, signal_json
@@ -71,7 +80,8 @@ def test_an_untrained_model_still_writes_valid_compact_signals(decoder, tokenize
         for string, limit in [(signal.reasoning, 300)] + [
             (item, 80) for item in signal.risk_factors + signal.catalysts + signal.exit_triggers
         ]:
-            assert set(literals(string)) <= stated and len(string) <= limit + MAX_LITERAL
+            assert set(literals(string)) <= stated
+            assert len(string) <= limit + MAX_LITERAL + max(map(len, decoder._bytes))
 
 
 def test_signal_only_mode_stops_after_the_hold(decoder, prompts):
@@ -86,6 +96,22 @@ def test_signal_only_mode_stops_after_the_hold(decoder, prompts):
         )
         assert (s.reasoning, s.risk_factors, s.catalysts, s.exit_triggers) == ("", [], [], [])
         assert b"reasoning" not in text and compact(text)
+
+
+def test_offering_the_best_tokens_first_equals_masking_first(decoder, prompts, monkeypatch):
+    some = prompts[60:72]
+    fast = decoder.decode_text(some, batch_size=6)
+
+    def mask_first(matcher, logits, bitmask, j):
+        matcher.fill_next_token_bitmask(bitmask, j)
+        xgr.apply_token_bitmask_inplace(logits, bitmask, indices=[j])
+        token = int(logits[j].argmax())
+        assert matcher.accept_token(token)
+        return token
+
+    monkeypatch.setattr(decode, "choose", mask_first)
+    assert decoder.decode_text(some, batch_size=6) == fast
+    assert decoder.decode_text(some, "signal", 6) == [cut(t, True) for t in fast]
 
 
 def test_batched_equals_one_at_a_time(decoder, prompts):
@@ -110,34 +136,42 @@ def test_a_shared_prefix_is_computed_once_and_changes_nothing(decoder, tokenizer
     assert [fresh.decode_text([p])[0] for p in some] == alone  # from the kept prefix
 
 
+def test_conviction_tokens_are_valued_at_the_convictions_they_begin(decoder):
+    ids, values = conviction_tokens(decoder._bytes)
+    value = {decoder._bytes[i]: float(v) for i, v in zip(ids, values, strict=True)}
+    assert value[b"1"] == 1.0 and value[b"0"] == pytest.approx(0.495)  # 1.00; 0.00 .. 0.99
+    assert b"2" not in value and b"." not in value
+    assert conviction_tokens([b"0.58", b"0.5", b"1.0", b"1.5", b"0.581", b"x"])[0].tolist() == [
+        0,
+        1,
+        2,
+    ]
+    assert conviction_tokens([b"0.58", b"0.5", b"1.0"])[1].tolist() == pytest.approx(
+        [0.58, 0.545, 1.0]
+    )
+
+
 def test_expected_conviction_is_the_mean_under_the_model(decoder, tokenizer, prompts):
-    digits = [tokenizer.encode(str(d))[0] for d in range(10)]
+    ids, values = conviction_tokens(decoder._bytes)
     net = copy.deepcopy(decoder.model)
-    with torch.no_grad():  # "0" as likely as "1" (a tie goes to the lower id, "0")
-        net.head.weight[digits[0]] = net.head.weight[digits[1]]
-    assert digits[0] < digits[1]
     decoder, fed = SignalDecoder(net, tokenizer), []
     net.register_forward_pre_hook(lambda _, args: fed.extend(args[0][0].tolist()))
-
-    def next_logits(tokens: list[int], ending: bytes) -> torch.Tensor:
-        """A plain forward over the tokens fed up to where the answer ends with `ending`."""
-        answer = tokens[len(prompt) :]
-        texts = list(itertools.accumulate(decoder._bytes[t] for t in answer))
-        k = next(i for i, text in enumerate(texts) if text.endswith(ending))
-        with torch.no_grad():
-            return net(torch.tensor([tokens[: len(prompt) + k + 1]]))[0, -1]
-
+    differs = 0
     for prompt in prompts[50:56]:
         fed.clear()  # one row, nothing cached: the prompt, then the answer's tokens
         ((text, expected),) = decoder.decode_scored([prompt])
         tokens = list(fed)
-        assert text.startswith(b'{"decision":"') and b'"conviction":0.' in text
-        p_one = float(next_logits(tokens, b'"conviction":')[digits[:2]].softmax(-1)[1])  # 0/1
-        p = next_logits(tokens, b'"conviction":0.')[digits].softmax(-1)
-        decimal = float((p * torch.arange(10)).sum())
-        assert expected == pytest.approx(p_one + (1 - p_one) * (decimal + 0.45) / 10, abs=1e-5)
+        # a plain forward up to where the answer ends with `"conviction":`
+        answer = tokens[len(prompt) :]
+        texts = list(itertools.accumulate(decoder._bytes[t] for t in answer))
+        k = next(i for i, t in enumerate(texts) if t.endswith(b'"conviction":'))
+        with torch.no_grad():
+            p = net(torch.tensor([tokens[: len(prompt) + k + 1]]))[0, -1].softmax(-1)[ids]
+        assert expected == pytest.approx(float((p * values).sum() / p.sum()), abs=1e-5)
         (signal,) = decoder.decode([prompt], conviction="expected")
         assert signal.conviction == round(expected, 2)
+        differs += round(expected, 2) != parse_signal(text).conviction
+    assert differs  # not the number it wrote
     with pytest.raises(ValueError, match="conviction"):
         decoder.decode(prompts[:1], conviction="mean")
 

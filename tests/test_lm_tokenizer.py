@@ -43,7 +43,7 @@ def fake_example(rng: random.Random) -> tuple[str, str]:
 
 def corpus(n: int = 300, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    return [SYSTEM] + [text for _ in range(n) for text in fake_example(rng)]
+    return [text for _ in range(n) for text in (SYSTEM, *fake_example(rng))]
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +126,22 @@ def test_text_cannot_inject_control_tokens(tok):
     assert tok.decode([i for i, m in zip(ids, mask, strict=True) if m]) == "{}"
 
 
-def test_digits_are_single_consistent_tokens(tok):
-    digits = [tok.encode(str(d)) for d in range(10)]
-    assert all(len(d) == 1 for d in digits)
-    one = {str(d): ids[0] for d, ids in enumerate(digits)}
-    # The same number gives the same digit tokens with or without a leading space.
-    assert [i for i in tok.encode(" 2012") if i in one.values()] == [one[c] for c in "2012"]
-    assert tok.encode("VIX 31.5")[-4:] == tok.encode("31.5")
+def test_a_number_is_a_piece_of_its_own(tok):
+    # The same number gives the same tokens wherever it stands: never merged with the space,
+    # sign-less text or punctuation around it, so an answer copies a prompt's tokens.
+    for number in ("31.5", "+3.21%", "-0.5%", "$1,030,000", "2012", "0.91"):
+        alone = tok.encode(number)
+        for context in (f"VIX {number}", f"x ({number}), y", f'"conviction":{number},"'):
+            ids = tok.encode(context)
+            assert any(ids[i : i + len(alone)] == alone for i in range(len(ids))), context
+    assert tok.encode("2012-03-16") == tok.encode("2012") + tok.encode("-03") + tok.encode("-16")
 
 
-def test_json_keys_are_compact(tok):
-    assert len(tok.encode('{"decision":"')) == 3
-    assert len(tok.encode('","conviction":')) == 3  # `","` `conviction` `":`
+def test_fixed_wording_merges_across_words(tok):
+    # The answers' opening, keys and punctuation included, is one token up to the number.
+    assert len(tok.encode('{"decision":"BUY","conviction":')) == 1
+    assert len(tok.encode(',"hold_duration_days":')) == 1
+    assert len(tok.encode(SYSTEM)) <= 3  # as often in the corpus as the conversations
 
 
 def test_save_load_gives_identical_ids(tok, examples, tmp_path):

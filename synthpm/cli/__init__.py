@@ -101,7 +101,7 @@ def demo(
         out=out / "lm",
         depth=2,
         steps=DEMO_STEPS,
-        batch_size=16,
+        batch_size=64,
         grad_accum=1,
         lr=3e-3,
         schedule="cosine",

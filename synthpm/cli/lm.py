@@ -25,14 +25,14 @@ def lm_train(
     ),
     depth: Annotated[int, typer.Option(help="the size knob: width = 64 x depth")] = 2,
     steps: int = 300,
-    batch_size: int = 16,
+    batch_size: int = 64,
     grad_accum: int = 1,
     lr: float = 3e-3,
     schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
     max_examples: Annotated[int, typer.Option(help="training rows read")] = 200_000,
     seed: int = 0,
-    seq_len: Annotated[int, typer.Option(help="longest training sequence, tokens")] = 1152,
-    vocab_size: Annotated[int, typer.Option(help="tokenizer size (first run in OUT)")] = 2048,
+    seq_len: Annotated[int, typer.Option(help="longest training sequence, tokens")] = 512,
+    vocab_size: Annotated[int, typer.Option(help="tokenizer size (first run in OUT)")] = 4096,
     eval_every: Annotated[int, typer.Option(help="steps between validation losses")] = 100,
 ) -> None:
     """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only.

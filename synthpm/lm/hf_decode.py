@@ -36,6 +36,7 @@ from synthpm.lm.decode import (
     by_length,
     check_budget,
     check_mode,
+    choose,
     compiler,
     cut,
     max_chars,
@@ -162,17 +163,13 @@ class HFSignalDecoder:
             )
             cache = out.past_key_values
             logits = out.logits[:, -1].float()
-            live = [j for j, s in enumerate(seqs) if s is not None]
-            for j in live:
-                matchers[rows[j]].fill_next_token_bitmask(bitmask, j)
-            xgr.apply_token_bitmask_inplace(logits, bitmask[: len(rows)].to(device), indices=live)
             if len(banned):
                 logits[:, banned] = float("-inf")
-            choice = logits.argmax(-1).tolist()
-            for j in live:
+            for j in (j for j, s in enumerate(seqs) if s is not None):
                 r = rows[j]
+                token = choose(matchers[r], logits, bitmask, j)
                 seq, done = advance(
-                    matchers[r], choice[j], self._bytes, text[r], self._jump, signal_only
+                    matchers[r], token, self._bytes, text[r], self._jump, signal_only
                 )
                 count[r] += len(seq)
                 seqs[j] = None if done else seq

@@ -8,7 +8,9 @@ on CPU, and every choice is visible; the choices follow nanochat's GPT:
   attention logits bounded at any depth), ReLU² MLP, untied input and output embeddings,
   no biases, and a tanh soft cap on the logits;
 - output projections start at zero, so each block starts as the identity;
-- a KV cache for decoding: the prompt is one forward pass, each new token one more.
+- a KV cache for decoding: the prompt is one forward pass, each new token one more;
+- inference in bfloat16 where the CPU multiplies it natively (`inference_dtype`): weights
+  are trained and stored in float32.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return torch.cat((a * cos + b * sin, b * cos - a * sin), dim=-1)
 
 
+def inference_dtype() -> torch.dtype:
+    """bfloat16 on a GPU or a CPU with native bf16 dot products (AVX512-BF16 or AMX), else
+    float32. On this project's 2-core CPU a (2000 x 128) @ (128 x 384) product takes 0.49 ms
+    in bf16 against 2.26 ms in fp32 (measured), and decoding gave the same signals in both
+    (518 of 518 prompts of a backtest's dates)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, private
+    native = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return torch.bfloat16 if torch.cuda.is_available() or native else torch.float32
+
+
 class KVCache:
     """Keys and values of every layer for a batch, filled as decoding advances."""
 
@@ -83,9 +95,11 @@ class Block(nn.Module):
 
     def forward(self, x, cos, sin, cache: KVCache | None, attn_mask: torch.Tensor | None = None):
         b, t, w = x.shape
-        q, k, v = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM).unbind(2)
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, D)
-        q, k = _norm(_rotate(q, cos, sin)), _norm(_rotate(k, cos, sin))
+        qkv = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        # (3, B, H, T, D). QK-norm before the rotation, which keeps norms: the same result in
+        # one norm and one rotation for q and k together.
+        q, k = _rotate(_norm(qkv[:2]), cos, sin).unbind(0)
+        v = qkv[2]
         if attn_mask is not None:  # a padded batch: GPT.forward built the (B, 1, T, S) mask
             if cache is not None:
                 k, v = cache.update(self.layer, k, v)
@@ -99,7 +113,8 @@ class Block(nn.Module):
             visible = torch.arange(k.size(2))[None, :] <= start + torch.arange(t)[:, None]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, w))
-        return x + self.down(F.relu(self.up(_norm(x))).square())
+        hidden = F.relu(self.up(_norm(x)))
+        return x + self.down(hidden * hidden)  # ReLU²; a product is cheaper than pow in bf16
 
 
 class GPT(nn.Module):
@@ -146,7 +161,8 @@ class GPT(nn.Module):
         positions: torch.Tensor | None = None,
         last_only: bool = False,
     ):
-        """Logits (B, T, V); with `targets`, the mean cross-entropy over `loss_mask` positions.
+        """Logits (B, T, V); with `targets`, the mean cross-entropy (over the positions where
+        `loss_mask` is nonzero, when given: a 0/1 mask).
 
         For padded batches (the batched decoder): `key_mask` (B, S) is True at the real tokens
         of the S = cache.pos + T sequence slots, so pads are never attended to; `positions`
@@ -170,21 +186,25 @@ class GPT(nn.Module):
             # next layer would store as a (masked, but NaN * 0 = NaN) value.
             mask = ((keys <= queries) & key_mask[:, None, None, : start + t]) | (keys == queries)
         x = _norm(self.embed(idx))
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # float32 tables, bf16 inference
         for block in self.blocks:
             x = block(x, cos, sin, cache, mask)
         if cache is not None:
             cache.pos += t
         if last_only:
             x = x[:, -1:]
+        if targets is not None and loss_mask is not None:
+            # The head only where the loss looks (the answer, a sixth of a conversation):
+            # over thousands of entries it is a small model's costliest layer.
+            keep = loss_mask.flatten() > 0
+            x, targets = x.flatten(0, 1)[keep], targets.flatten()[keep]
         logits = self.head(_norm(x)).float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:
             return logits
-        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        if loss_mask is None:
-            return losses.mean()
-        weights = loss_mask.flatten().float()
-        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+        if not targets.numel():  # nothing to learn from: a zero that still backpropagates
+            return logits.sum()
+        return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
 
     @torch.no_grad()
     def generate(

@@ -41,7 +41,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
-from synthpm.lm.model import GPT, GPTConfig
+from synthpm.lm.model import GPT, GPTConfig, inference_dtype
 from synthpm.lm.tokenizer import ChatTokenizer
 
 
@@ -49,9 +49,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     depth: int = Field(2, ge=1)
-    seq_len: int = Field(1152, ge=32)  # a full example: mean 684 tokens, max 1,049 measured
-    vocab_size: int = Field(2048, ge=300)
-    batch_size: int = Field(16, ge=1)
+    seq_len: int = Field(512, ge=32)  # a full example: mean 211 tokens, max 258 measured
+    vocab_size: int = Field(4096, ge=300)
+    batch_size: int = Field(64, ge=1)
     grad_accum: int = Field(1, ge=1)
     steps: int = Field(300, ge=1)
     lr: float = Field(3e-3, gt=0)
@@ -146,13 +146,15 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
 
 
-def load_model(out: str | Path) -> tuple[GPT, ChatTokenizer]:
+def load_model(out: str | Path, dtype: torch.dtype | None = None) -> tuple[GPT, ChatTokenizer]:
+    """The trained model, for inference in `dtype` (default: `inference_dtype()`)."""
     out = Path(out)
     if not (out / "model.pt").exists():
         raise ConfigError(f"no trained model in {out} (run `synthpm lm train --out {out}`)")
     payload = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
     model = GPT(GPTConfig(**payload["config"]))
     model.load_state_dict(payload["model"])
+    model = model.to(dtype or inference_dtype())
     return model.eval(), ChatTokenizer.load(out / "tokenizer")
 
 
@@ -183,8 +185,9 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     frame = read_split(data, "train", config.max_examples)
     tokenizer = None
     if main and not (out / "tokenizer" / "tokenizer.json").exists():
-        texts = pd.concat([frame["user"].iloc[:20_000], frame["assistant"].iloc[:20_000]])
-        tokenizer = ChatTokenizer.train([frame["system"].iloc[0], *texts], config.vocab_size)
+        sample = frame.iloc[:20_000]
+        texts = pd.concat([sample["system"], sample["user"], sample["assistant"]])
+        tokenizer = ChatTokenizer.train(texts, config.vocab_size)
         tokenizer.save(out / "tokenizer")
     if world > 1:
         dist.barrier()  # the others load the tokenizer rank 0 has just written
