@@ -11,9 +11,12 @@ from `synthpm lm lora`, or a plain converted model (`HFSignalDecoder` over the t
 own chat template; conviction as written).
 
 Conviction, for our GPT, is by default the model's expectation ("expected": read from its
-token probabilities, see `decode`), not the digits it wrote ("read"): on the demo model's
-1,000 test prompts the expectation ranked outcomes better (rank IC +0.035 vs +0.028) and was
-better calibrated (Brier 0.30 vs 0.43), and the portfolio manager sizes positions by it.
+token probabilities, see `decode`), not the value it wrote ("read"). Each conviction is one
+token, so greedy decoding writes the single most frequent value, 0.00 (a fifth of the
+training answers: every SELL and many SKIPs) far more often than the labels hold it. On
+the demo model's 1,000 test prompts the expectation is much better calibrated (Brier 0.29
+vs 0.69, ECE 0.30 vs 0.69) and ranks outcomes about as well (rank IC +0.086 vs +0.107),
+and the portfolio manager sizes positions by it.
 """
 
 from __future__ import annotations

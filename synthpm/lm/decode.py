@@ -7,12 +7,13 @@
   which the strings can hold digits only as the prompt's own chunks copied whole, so the
   reasoning cannot misquote a number; compiled per prompt (~5 ms). Such a string is closed
   once it reaches its limit (300 / 80 characters): a literal being written finishes first.
-- Greedy under the grammar, mask last: each row's unmasked argmax is offered to the grammar
-  first, and only if it is refused is the row's token mask computed and the argmax taken
-  over the allowed tokens. The result is the same as masking first (an allowed argmax is
-  the argmax of the allowed), but a trained model's choice is nearly always allowed, and
-  with the default tokenizer's long tokens a mask costs ~0.4-0.7 ms against ~20 us to
-  accept a token.
+- Greedy under the grammar, mask last (`choose`): a row's best tokens are offered to the
+  grammar in order (the argmax, then the rest of the top 16), and only if all are refused
+  is its token mask computed and the argmax taken over the allowed tokens. The result is
+  the same as masking first (the first allowed token in logit order is the allowed
+  argmax), at less cost: with the default tokenizer's long tokens a cited grammar's mask
+  costs ~0.3 ms, a token check ~3 us, and the demo model's argmax is allowed for 65% of
+  its tokens, one of its top 16 for 76% (measured on 64 test prompts).
 - Batching: prompts are sorted by length, cut into batches and left-padded. The model gets a
   key mask (pads are never attended to) and per-row rotary positions, so a padded row computes
   what it would alone: batched output equals one-at-a-time output.

@@ -211,7 +211,8 @@ class GPT(nn.Module):
         self, prompt: list[int], max_new_tokens: int, stop: int | None = None
     ) -> list[int]:
         """Greedy continuation with the KV cache (the reference for faster decoders)."""
-        cache = KVCache(self.config, 1, min(self.config.seq_len, len(prompt) + max_new_tokens))
+        length = min(self.config.seq_len, len(prompt) + max_new_tokens)
+        cache = KVCache(self.config, 1, length, self.embed.weight.dtype)
         logits = self(torch.tensor([prompt]), cache=cache)
         out: list[int] = []
         for _ in range(max_new_tokens):
