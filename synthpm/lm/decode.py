@@ -182,8 +182,7 @@ class SignalDecoder:
     def _close(self, matcher, logits, bitmask, j: int) -> int:
         """Row j's token in a string at its limit: a closing one, if the grammar allows one
         here (not mid-literal)."""
-        matcher.fill_next_token_bitmask(bitmask, j)
-        xgr.apply_token_bitmask_inplace(logits, bitmask, indices=[j])
+        _mask_row(matcher, logits, bitmask, j)
         closing = logits[j].masked_fill(~self._closes, -torch.inf)
         token = int((closing if closing.isfinite().any() else logits[j]).argmax())
         accept_tokens(matcher, [token])
@@ -402,11 +401,16 @@ def choose(matcher: xgr.GrammarMatcher, logits: torch.Tensor, bitmask: torch.Ten
     for _, token in sorted((-v, t) for v, t in zip(values, ids, strict=True) if v > values[-1]):
         if matcher.accept_token(token):
             return token
-    matcher.fill_next_token_bitmask(bitmask, j)
-    xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device), indices=[j])
+    _mask_row(matcher, logits, bitmask, j)
     token = int(logits[j].argmax())
     accept_tokens(matcher, [token])
     return token
+
+
+def _mask_row(matcher: xgr.GrammarMatcher, logits: torch.Tensor, bitmask: torch.Tensor, j: int):
+    """Disallowed tokens of row j to -inf, in place."""
+    matcher.fill_next_token_bitmask(bitmask, j)
+    xgr.apply_token_bitmask_inplace(logits, bitmask.to(logits.device), indices=[j])
 
 
 def advance(

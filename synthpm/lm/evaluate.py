@@ -8,7 +8,7 @@ On `n` examples of the test split (dates the model never trained on):
 - conviction as a probability that the stock beats the benchmark after costs (the label's
   meaning): Brier score and expected calibration error (10 equal-width bins) against the
   realised outcome > 0, and the rank IC (Spearman) of conviction with the realised net excess
-  return; for both readings of conviction (`decode`): the digits written ("read") and the
+  return; for both readings of conviction (`decode`): the value written ("read") and the
   mean under the model's probabilities ("expected", keys `conviction_expected_*`);
 - faithfulness: the share of full-mode answers whose text cites only what the prompt states
   (with the cited-text grammar by default; `cite=False` measures the model unaided);
