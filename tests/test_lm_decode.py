@@ -102,7 +102,7 @@ def test_offering_the_best_tokens_first_equals_masking_first(decoder, prompts, m
     some = prompts[60:72]
     fast = decoder.decode_text(some, batch_size=6)
 
-    def mask_first(matcher, logits, bitmask, j):
+    def mask_first(matcher, logits, bitmask, j, best):
         matcher.fill_next_token_bitmask(bitmask, j)
         xgr.apply_token_bitmask_inplace(logits, bitmask, indices=[j])
         token = int(logits[j].argmax())

@@ -60,7 +60,8 @@ import xgrammar as xgr
 
 from synthpm.data.errors import SynthpmError
 from synthpm.lm.citations import MAX_LITERAL, cited_grammar
-from synthpm.lm.model import GPT, HEAD_DIM, KVCache
+from synthpm.lm.heap import keep_freed_memory
+from synthpm.lm.model import GPT, KVCache
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import DECISIONS, Signal, signal_json
 
@@ -126,6 +127,7 @@ class SignalDecoder:
         max_items: int = 3,
         cite: bool = True,
     ) -> None:
+        keep_freed_memory()  # large activations reuse the heap (`heap`)
         self.model, self.tokenizer = model.eval(), tokenizer
         self._dtype = model.embed.weight.dtype  # the cache's too (`inference_dtype`)
         self.cite, self._string_max = cite, (max_reasoning, max_item)
@@ -193,8 +195,8 @@ class SignalDecoder:
         self._prefix_kv(prefix, store=True)
 
     @torch.no_grad()
-    def _prefix_kv(self, prefix: list[int], store: bool) -> tuple[int, torch.Tensor | None]:
-        """(length, keys and values) of the longest kept prefix of `prefix`; with `store`,
+    def _prefix_kv(self, prefix: list[int], store: bool) -> tuple[int, KVCache | None]:
+        """(length, one-row cache) of the longest kept prefix of `prefix`; with `store`,
         first extend it to all of `prefix` and keep that."""
         kept = [k for k in self._prefixes if len(k) <= len(prefix) and tuple(prefix[: len(k)]) == k]
         best = max(kept, key=len, default=())
@@ -205,12 +207,12 @@ class SignalDecoder:
             return len(best), kv
         cache = KVCache(self.model.config, 1, len(prefix), self._dtype)
         if kv is not None:
-            cache.kv[..., : len(best), :], cache.pos = kv, len(best)
+            cache.start_from(kv)
         self.model(torch.tensor([prefix[len(best) :]]), cache=cache, last_only=True)
-        self._prefixes[tuple(prefix)] = cache.kv
+        self._prefixes[tuple(prefix)] = cache
         while len(self._prefixes) > PREFIXES_KEPT:
             self._prefixes.popitem(last=False)
-        return len(prefix), cache.kv
+        return len(prefix), cache
 
     def decode(
         self,
@@ -266,39 +268,49 @@ class SignalDecoder:
         seqs: list[list[int] | None] = [p[cached:] + lead for p in prompts]
         rows = list(range(b))  # cache row -> prompt index (finished rows are dropped)
         cache = KVCache(self.model.config, b, max(pos) + 64, self._dtype)
-        valid = torch.zeros(b, cache.kv.size(4), dtype=torch.bool)
-        if kv is not None:  # the shared prefix: rows 0..cached-1 of every row's cache
-            cache.kv[..., :cached, :], cache.pos = kv, cached
+        valid = torch.zeros(b, cache.length, dtype=torch.bool)
+        if kv is not None:  # the shared prefix: slots 0..cached-1 of every row
+            cache.start_from(kv)
             valid[:, :cached] = True
         start_pos = [cached] * b
         expected: list[float | None] = [None] * b  # the mean conviction under the model
         bitmask = xgr.allocate_token_bitmask(b, self.model.config.vocab_size)
         while True:
             # One forward call: each live row's pending tokens, left-padded to the longest.
+            # Built as lists and converted once: per-row tensor writes cost more than the step.
             width = max(len(s) for s in seqs if s is not None)
             valid = _grow(cache, valid, cache.pos + width)
-            ids = torch.full((len(rows), width), pad)
-            positions = torch.zeros(len(rows), width, dtype=torch.long)
+            ids, positions, pads = [], [], []
             for j, s in enumerate(seqs):
-                if s:
-                    ids[j, width - len(s) :] = torch.tensor(s)
-                    positions[j, width - len(s) :] = torch.arange(len(s)) + start_pos[j]
-                    valid[j, cache.pos + width - len(s) : cache.pos + width] = True
+                s = s or []
+                ids.append([pad] * (width - len(s)) + s)
+                positions.append(
+                    [0] * (width - len(s)) + list(range(start_pos[j], start_pos[j] + len(s)))
+                )
+                pads.append(width - len(s))
             end = cache.pos + width
+            valid[:, cache.pos : end] = torch.arange(width)[None, :] >= torch.tensor(pads)[:, None]
             logits = self.model(
-                ids, cache=cache, key_mask=valid[:, :end], positions=positions, last_only=True
+                torch.tensor(ids),
+                cache=cache,
+                key_mask=valid[:, :end],
+                positions=torch.tensor(positions),
+                last_only=True,
             )[:, 0].contiguous()
             live = [j for j, s in enumerate(seqs) if s is not None]
+            best = logits.argmax(-1).tolist()
+            starting = [j for j in live if text[rows[j]].endswith(b'"conviction":')]
+            if starting:  # the conviction's first token comes next: its expectation
+                p = logits[starting].softmax(-1)[:, self._conviction_ids]
+                means = (p @ self._conviction_values) / p.sum(-1).clamp(min=1e-12)
+                for j, mean in zip(starting, means.tolist(), strict=True):
+                    expected[rows[j]] = mean
             for j in live:
                 r = rows[j]
-                if text[r].endswith(b'"conviction":'):  # the number starts here
-                    p = logits[j].softmax(-1)[self._conviction_ids]
-                    mean = (p * self._conviction_values).sum() / p.sum().clamp(min=1e-12)
-                    expected[r] = float(mean)
                 if cite and self._string_full(text[r]):
                     token = self._close(matchers[r], logits, bitmask, j)
                 else:
-                    token = choose(matchers[r], logits, bitmask, j)
+                    token = choose(matchers[r], logits, bitmask, j, best[j])
                 seq, done = advance(
                     matchers[r], token, self._bytes, text[r], self._jump, signal_only
                 )
@@ -314,7 +326,8 @@ class SignalDecoder:
                 ]
             if len(left) <= len(rows) // 2:  # drop finished rows; halving bounds the copying
                 keep = torch.tensor(left)
-                cache.kv, valid = cache.kv[:, :, keep], valid[keep]
+                cache.keep(keep)
+                valid = valid[keep]
                 rows, seqs = [rows[j] for j in left], [seqs[j] for j in left]
                 start_pos = [start_pos[j] for j in left]
 
@@ -386,11 +399,14 @@ def _expected(text: bytes, expected: float | None) -> float:
     return expected
 
 
-def choose(matcher: xgr.GrammarMatcher, logits: torch.Tensor, bitmask: torch.Tensor, j: int) -> int:
+def choose(
+    matcher: xgr.GrammarMatcher, logits: torch.Tensor, bitmask: torch.Tensor, j: int, best: int
+) -> int:
     """Row j's greedy token under its grammar, accepted by `matcher`: the best of the top
     `CANDIDATES` the grammar takes, else the argmax over the allowed tokens (row j of
-    `logits` is then masked in place). Equal to masking first, at a fraction of the cost."""
-    token = int(logits[j].argmax())
+    `logits` is then masked in place). Equal to masking first, at a fraction of the cost.
+    `best` is row j's argmax (taken for the whole batch at once)."""
+    token = best
     if matcher.accept_token(token):  # a refusal leaves the matcher as it was
         return token
     # The next best, in order (ties by id, as argmax breaks them): the first the grammar
@@ -451,14 +467,11 @@ def accept_tokens(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
 
 def _grow(cache: KVCache, valid: torch.Tensor, need: int) -> torch.Tensor:
     """Room for `need` slots: double the cache (jump-forward steps leave padded slots)."""
-    have = cache.kv.size(4)
+    have = cache.length
     if need <= have:
         return valid
-    size = max(need, 2 * have)
-    kv = cache.kv.new_zeros(*cache.kv.shape[:4], size, HEAD_DIM)
-    kv[..., :have, :] = cache.kv
-    cache.kv = kv
-    return F.pad(valid, (0, size - have))
+    cache.grow(max(need, 2 * have))
+    return F.pad(valid, (0, cache.length - have))
 
 
 def parse_signal(text: bytes, signal_only: bool = False) -> Signal:

@@ -43,6 +43,7 @@ from synthpm.lm.decode import (
     parse_signal,
     schema_grammar,
 )
+from synthpm.lm.heap import keep_freed_memory
 from synthpm.signals import Signal
 
 # End-of-turn tokens of common chat templates: stop ids besides eos, where the vocab has them.
@@ -61,6 +62,7 @@ class HFSignalDecoder:
         max_item: int = 80,
         max_items: int = 3,
     ) -> None:
+        keep_freed_memory()  # large activations reuse the heap (`heap`)
         self.model, self.tokenizer = model.eval(), tokenizer
         bound = max_chars(max_reasoning, max_item, max_items)
         # Default: the grammar's ceiling, which a row cannot exceed (one char >= one token).
@@ -167,7 +169,7 @@ class HFSignalDecoder:
                 logits[:, banned] = float("-inf")
             for j in (j for j, s in enumerate(seqs) if s is not None):
                 r = rows[j]
-                token = choose(matchers[r], logits, bitmask, j)
+                token = choose(matchers[r], logits, bitmask, j, int(logits[j].argmax()))
                 seq, done = advance(
                     matchers[r], token, self._bytes, text[r], self._jump, signal_only
                 )

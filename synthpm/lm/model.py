@@ -44,18 +44,32 @@ class GPTConfig:
 
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
-    return F.rms_norm(x, (x.size(-1),))
+    """RMSNorm, as F.rms_norm, from a float32 vector norm: in bf16 on a 2-core CPU it takes
+    1.1 ms where F.rms_norm takes 1.9 (q and k of 64 prompts of 189 tokens; measured), and
+    it is no slower in float32."""
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+    return x * torch.rsqrt(norm.square() / x.size(-1) + torch.finfo(x.dtype).eps).to(x.dtype)
 
 
 def _rotary(seq_len: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
     freqs = 1.0 / base ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)
-    return angles.cos()[None, None], angles.sin()[None, None]  # (1, 1, T, D/2)
+    return angles.cos(), angles.sin()  # (T, D/2)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     a, b = x[..., : HEAD_DIM // 2], x[..., HEAD_DIM // 2 :]
     return torch.cat((a * cos + b * sin, b * cos - a * sin), dim=-1)
+
+
+def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
+    """Attention with an additive mask (0 or -inf) and transposed keys (`KVCache`), written
+    out: with 2 heads of 64 on a 2-core CPU, PyTorch's SDPA kernel takes 12.9 ms where these
+    three products take 6.6 ms (a prefill of 64 rows x 150 queries x 230 keys, bf16), and
+    1.75 ms against 0.28 ms for a decoding step of 64 rows (measured). Training keeps SDPA
+    (causal, fused backward)."""
+    scores = (q @ k_t) * HEAD_DIM**-0.5 + bias
+    return scores.softmax(-1) @ v
 
 
 def inference_dtype() -> torch.dtype:
@@ -70,18 +84,45 @@ def inference_dtype() -> torch.dtype:
 
 
 class KVCache:
-    """Keys and values of every layer for a batch, filled as decoding advances."""
+    """Keys and values of every layer for a batch, filled as decoding advances.
+
+    Keys are kept transposed, (D, L) per head. A step multiplies its queries by the first
+    `pos` keys, and that slice of a (D, L) matrix is a plain strided matrix for the BLAS,
+    while the same slice of (L, D) keys is copied first: 0.30 against 0.93 ms a layer for
+    a step of 64 rows over 197 keys (bf16, 2 cores; measured)."""
 
     def __init__(self, config: GPTConfig, batch: int, length: int, dtype=torch.float32):
-        shape = (config.depth, 2, batch, config.heads, length, HEAD_DIM)
-        self.kv = torch.zeros(shape, dtype=dtype)
+        layers, heads = config.depth, config.heads
+        self.k = torch.zeros(layers, batch, heads, HEAD_DIM, length, dtype=dtype)
+        self.v = torch.zeros(layers, batch, heads, length, HEAD_DIM, dtype=dtype)
         self.pos = 0
 
+    @property
+    def length(self) -> int:
+        return self.v.size(3)
+
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store (B, H, T, D) keys and values at `pos`; all so far: keys (B, H, D, S) and
+        values (B, H, S, D). `GPT.forward` advances `pos` after its last layer."""
         end = self.pos + k.size(2)
-        self.kv[layer, 0, :, :, self.pos : end] = k
-        self.kv[layer, 1, :, :, self.pos : end] = v
-        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]
+        self.k[layer, ..., self.pos : end] = k.transpose(-1, -2)
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, ..., :end], self.v[layer, :, :, :end]
+
+    def start_from(self, prefix: KVCache) -> None:
+        """Every row begins with the filled slots of `prefix`, a one-row cache."""
+        n = self.pos = prefix.pos
+        self.k[..., :n], self.v[:, :, :, :n] = prefix.k[..., :n], prefix.v[:, :, :, :n]
+
+    def grow(self, length: int) -> None:
+        """Room for `length` slots, the filled ones kept."""
+        have = self.length
+        self.k = F.pad(self.k, (0, length - have))
+        self.v = F.pad(self.v, (0, 0, 0, length - have))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only these rows, in this order."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
 
 
 class Block(nn.Module):
@@ -94,27 +135,22 @@ class Block(nn.Module):
         self.up = nn.Linear(w, 4 * w, bias=False)
         self.down = nn.Linear(4 * w, w, bias=False)
 
-    def forward(self, x, cos, sin, cache: KVCache | None, attn_mask: torch.Tensor | None = None):
+    def forward(self, x, cos, sin, cache: KVCache | None, bias: torch.Tensor | None = None):
         b, t, w = x.shape
-        qkv = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        # (3, B, H, T, D). QK-norm before the rotation, which keeps norms: the same result in
-        # one norm and one rotation for q and k together.
-        q, k = _rotate(_norm(qkv[:2]), cos, sin).unbind(0)
-        v = qkv[2]
-        if attn_mask is not None:  # a padded batch: GPT.forward built the (B, 1, T, S) mask
-            if cache is not None:
-                k, v = cache.update(self.layer, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        elif cache is None:
+        qkv = self.qkv(_norm(x)).view(b, t, 3, self.heads, HEAD_DIM)
+        # QK-norm before the rotation, which keeps norms: the same result in one norm and one
+        # rotation for q and k together, in the projection's (B, T, ., H, D) layout (no copy).
+        q, k = _rotate(_norm(qkv[:, :, :2]), cos, sin).permute(2, 0, 3, 1, 4).unbind(0)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, D)
+        if bias is None:  # training, or a whole sequence at once
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            start = cache.pos
-            k, v = cache.update(self.layer, k, v)
-            # new token i (at start + i) sees every cached position up to itself
-            visible = torch.arange(k.size(2))[None, :] <= start + torch.arange(t)[:, None]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+            k_t, v = (
+                cache.update(self.layer, k, v) if cache is not None else (k.transpose(-1, -2), v)
+            )
+            y = _attend(q, k_t, v, bias)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, w))
-        hidden = F.relu(self.up(_norm(x)))
+        hidden = F.relu(self.up(_norm(x)), inplace=True)  # in place: half the time
         return x + self.down(hidden * hidden)  # ReLU²; a product is cheaper than pow in bf16
 
 
@@ -145,7 +181,7 @@ class GPT(nn.Module):
         """Rotary tables for n positions when decoding runs past seq_len (a long answer to a
         long prompt): the grammar still bounds the output, though the model never trained
         that far."""
-        if n > self.cos.size(2):
+        if n > self.cos.size(0):
             cos, sin = _rotary(n)
             self.cos, self.sin = cos.to(self.cos.device), sin.to(self.sin.device)
 
@@ -173,23 +209,28 @@ class GPT(nn.Module):
         start = cache.pos if cache is not None else 0
         t = idx.size(1)
         end = start + t if positions is None else int(positions.max()) + 1
-        if end > self.cos.size(2):
-            raise ValueError(f"sequence of {end} tokens exceeds seq_len {self.cos.size(2)}")
+        if end > self.cos.size(0):
+            raise ValueError(f"sequence of {end} tokens exceeds seq_len {self.cos.size(0)}")
         if positions is None:
-            cos, sin = self.cos[:, :, start : start + t], self.sin[:, :, start : start + t]
+            cos, sin = self.cos[None, start : start + t], self.sin[None, start : start + t]
         else:
-            cos, sin = self.cos[0, 0][positions][:, None], self.sin[0, 0][positions][:, None]
-        mask = None
-        if key_mask is not None:
-            keys = torch.arange(start + t, device=idx.device)[None, :]
-            queries = start + torch.arange(t, device=idx.device)[:, None]
-            # A pad query sees itself only: a softmax with no term would give NaN, which the
-            # next layer would store as a (masked, but NaN * 0 = NaN) value.
-            mask = ((keys <= queries) & key_mask[:, None, None, : start + t]) | (keys == queries)
+            cos, sin = self.cos[positions], self.sin[positions]
+        cos, sin = cos[:, :, None, None], sin[:, :, None, None]  # (B or 1, T, 1, 1, D/2)
         x = _norm(self.embed(idx))
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # float32 tables, bf16 inference
+        bias = None  # None: plain causal attention over x alone
+        if cache is not None or key_mask is not None:
+            keys = torch.arange(start + t, device=idx.device)[None, :]
+            queries = start + torch.arange(t, device=idx.device)[:, None]
+            visible = keys <= queries  # (T, S): new token i sees the cache and itself
+            if key_mask is not None:  # (B, 1, T, S): and no pads
+                # A pad query sees itself only: a softmax with no term would give NaN, which
+                # the next layer would store as a (masked, but NaN * 0 = NaN) value.
+                visible = (visible & key_mask[:, None, None, : start + t]) | (keys == queries)
+            zero = torch.zeros((), dtype=x.dtype, device=x.device)
+            bias = torch.where(visible, zero, -torch.inf)
         for block in self.blocks:
-            x = block(x, cos, sin, cache, mask)
+            x = block(x, cos, sin, cache, bias)
         if cache is not None:
             cache.pos += t
         if last_only:
@@ -219,7 +260,7 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             token = int(logits[0, -1].argmax())
             out.append(token)
-            if token == stop or cache.pos >= cache.kv.size(4):
+            if token == stop or cache.pos >= cache.length:
                 break
             logits = self(torch.tensor([[token]]), cache=cache)
         return out

@@ -41,6 +41,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
+from synthpm.lm.heap import keep_freed_memory
 from synthpm.lm.model import GPT, GPTConfig, inference_dtype
 from synthpm.lm.tokenizer import ChatTokenizer
 
@@ -181,6 +182,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     log = log if main else (lambda _: None)
     if main:
         out.mkdir(parents=True, exist_ok=True)
+    keep_freed_memory()  # activations reuse the heap (`heap`)
     torch.manual_seed(config.seed)
     frame = read_split(data, "train", config.max_examples)
     tokenizer = None
