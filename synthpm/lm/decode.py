@@ -267,7 +267,8 @@ class SignalDecoder:
         cached, kv = self._prefix_kv(prompts[0][:shared], store=b > 1)
         seqs: list[list[int] | None] = [p[cached:] + lead for p in prompts]
         rows = list(range(b))  # cache row -> prompt index (finished rows are dropped)
-        cache = KVCache(self.model.config, b, max(pos) + 64, self._dtype)
+        # Room for the signal's few tokens: attention runs over every slot (`KVCache`).
+        cache = KVCache(self.model.config, b, max(pos) + 8, self._dtype)
         valid = torch.zeros(b, cache.length, dtype=torch.bool)
         if kv is not None:  # the shared prefix: slots 0..cached-1 of every row
             cache.start_from(kv)
@@ -293,7 +294,7 @@ class SignalDecoder:
             logits = self.model(
                 torch.tensor(ids),
                 cache=cache,
-                key_mask=valid[:, :end],
+                key_mask=valid,
                 positions=torch.tensor(positions),
                 last_only=True,
             )[:, 0].contiguous()
@@ -466,11 +467,12 @@ def accept_tokens(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
 
 
 def _grow(cache: KVCache, valid: torch.Tensor, need: int) -> torch.Tensor:
-    """Room for `need` slots: double the cache (jump-forward steps leave padded slots)."""
+    """Room for `need` slots, and 64 more: attention runs over every slot (`KVCache`), and
+    each growth copies the cache (jump-forward steps leave padded slots too)."""
     have = cache.length
     if need <= have:
         return valid
-    cache.grow(max(need, 2 * have))
+    cache.grow(need + 64)
     return F.pad(valid, (0, cache.length - have))
 
 

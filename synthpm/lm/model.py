@@ -68,8 +68,8 @@ def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     three products take 6.6 ms (a prefill of 64 rows x 150 queries x 230 keys, bf16), and
     1.75 ms against 0.28 ms for a decoding step of 64 rows (measured). Training keeps SDPA
     (causal, fused backward)."""
-    scores = (q @ k_t) * HEAD_DIM**-0.5 + bias
-    return scores.softmax(-1) @ v
+    scores = (q * HEAD_DIM**-0.5) @ k_t  # scaling q: a smaller tensor than the scores
+    return scores.add_(bias).softmax(-1) @ v
 
 
 def inference_dtype() -> torch.dtype:
@@ -86,10 +86,10 @@ def inference_dtype() -> torch.dtype:
 class KVCache:
     """Keys and values of every layer for a batch, filled as decoding advances.
 
-    Keys are kept transposed, (D, L) per head. A step multiplies its queries by the first
-    `pos` keys, and that slice of a (D, L) matrix is a plain strided matrix for the BLAS,
-    while the same slice of (L, D) keys is copied first: 0.30 against 0.93 ms a layer for
-    a step of 64 rows over 197 keys (bf16, 2 cores; measured)."""
+    Keys are kept transposed, (D, L) per head, so a step's scores are a plain product of
+    contiguous matrices, queries by keys, over all L slots (`update`): 0.17 ms a layer for a
+    step of 64 rows over 197 keys, where a slice of (L, D) keys is copied first and takes
+    0.93 ms (bf16, 2 cores; measured). Callers keep L close to what they fill."""
 
     def __init__(self, config: GPTConfig, batch: int, length: int, dtype=torch.float32):
         layers, heads = config.depth, config.heads
@@ -102,12 +102,14 @@ class KVCache:
         return self.v.size(3)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
-        """Store (B, H, T, D) keys and values at `pos`; all so far: keys (B, H, D, S) and
-        values (B, H, S, D). `GPT.forward` advances `pos` after its last layer."""
+        """Store (B, H, T, D) keys and values at `pos`; return the layer's whole buffers,
+        keys (B, H, D, L) and values (B, H, L, D), slots not yet filled included (the
+        attention mask hides them): a batched matrix product copies a sliced operand
+        first, which cost more than the step's own products (measured)."""
         end = self.pos + k.size(2)
         self.k[layer, ..., self.pos : end] = k.transpose(-1, -2)
         self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer, ..., :end], self.v[layer, :, :, :end]
+        return self.k[layer], self.v[layer]
 
     def start_from(self, prefix: KVCache) -> None:
         """Every row begins with the filled slots of `prefix`, a one-row cache."""
@@ -201,8 +203,9 @@ class GPT(nn.Module):
         """Logits (B, T, V); with `targets`, the mean cross-entropy (over the positions where
         `loss_mask` is nonzero, when given: a 0/1 mask).
 
-        For padded batches (the batched decoder): `key_mask` (B, S) is True at the real tokens
-        of the S = cache.pos + T sequence slots, so pads are never attended to; `positions`
+        With a cache, attention runs over all its slots (`KVCache.update`). For padded
+        batches (the batched decoder): `key_mask` (B, S) is True at the real tokens of the S
+        slots (the cache's length, else T), so pads are never attended to; `positions`
         (B, T) are each row's rotary positions (its count of real tokens before), so a padded
         row computes what it would alone. `last_only` computes logits at the last slot only:
         decoding needs no more, and the head is a large share of a small model's work."""
@@ -220,13 +223,14 @@ class GPT(nn.Module):
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # float32 tables, bf16 inference
         bias = None  # None: plain causal attention over x alone
         if cache is not None or key_mask is not None:
-            keys = torch.arange(start + t, device=idx.device)[None, :]
+            slots = cache.length if cache is not None else t
+            keys = torch.arange(slots, device=idx.device)[None, :]
             queries = start + torch.arange(t, device=idx.device)[:, None]
             visible = keys <= queries  # (T, S): new token i sees the cache and itself
             if key_mask is not None:  # (B, 1, T, S): and no pads
                 # A pad query sees itself only: a softmax with no term would give NaN, which
                 # the next layer would store as a (masked, but NaN * 0 = NaN) value.
-                visible = (visible & key_mask[:, None, None, : start + t]) | (keys == queries)
+                visible = (visible & key_mask[:, None, None, :slots]) | (keys == queries)
             zero = torch.zeros((), dtype=x.dtype, device=x.device)
             bias = torch.where(visible, zero, -torch.inf)
         for block in self.blocks:
