@@ -28,7 +28,7 @@ from synthpm.cli.dataset import dataset_app, dataset_build
 from synthpm.cli.lm import lm_app, lm_eval, lm_train
 from synthpm.data.errors import SynthpmError
 
-DEMO_STEPS = 500  # about 6 minutes of the tiny model on 2 cores (~20k tokens/s)
+DEMO_STEPS = 500  # about 5 minutes of the tiny model on 2 cores (~24k tokens/s)
 
 app = typer.Typer(
     help="synthpm: a synthetic portfolio manager.",
