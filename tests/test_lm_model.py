@@ -67,3 +67,9 @@ def test_it_learns_and_generates_greedily():
 def test_too_long_a_sequence_is_refused():
     with pytest.raises(ValueError, match="exceeds seq_len 64"):
         model()(torch.zeros(1, 65, dtype=torch.long))
+
+
+def test_a_key_mask_without_a_cache_is_refused():
+    ids = torch.zeros(2, 5, dtype=torch.long)
+    with pytest.raises(ValueError, match="key_mask needs a cache"):
+        model()(ids, key_mask=torch.ones(2, 5, dtype=torch.bool))

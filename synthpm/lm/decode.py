@@ -148,7 +148,7 @@ class SignalDecoder:
         self.grammar = self._compiler.compile_grammar(schema)
         self._closes = torch.tensor([b.startswith(b'"') for b in self._bytes])
         self._jumps: dict[str, tuple[list[int], bytes]] = {}
-        self._prefixes: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+        self._prefixes: OrderedDict[tuple[int, ...], KVCache] = OrderedDict()
         self._conviction_ids, self._conviction_values = conviction_tokens(self._bytes)
         # Every answer opens with the same forced run: it goes in with the prompt.
         self._lead = self._jump(self._matcher().find_jump_forward_string())

@@ -53,7 +53,7 @@ def evaluate(
     model, tokenizer = load_model(model_dir)
     if untrained:
         torch.manual_seed(0)
-        model = GPT(model.config).eval()
+        model = GPT(model.config).to(model.embed.weight.dtype).eval()  # same dtype
     decoder = SignalDecoder(model, tokenizer, cite=cite)
     columns = ("system", "user", "decision", "conviction", "outcome")
     test = read_split(Path(data), "test", None, columns)

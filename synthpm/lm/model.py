@@ -144,12 +144,10 @@ class Block(nn.Module):
         # rotation for q and k together, in the projection's (B, T, ., H, D) layout (no copy).
         q, k = _rotate(_norm(qkv[:, :, :2]), cos, sin).permute(2, 0, 3, 1, 4).unbind(0)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, H, T, D)
-        if bias is None:  # training, or a whole sequence at once
+        if cache is None:  # training, or a whole sequence at once
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            k_t, v = (
-                cache.update(self.layer, k, v) if cache is not None else (k.transpose(-1, -2), v)
-            )
+            k_t, v = cache.update(self.layer, k, v)
             y = _attend(q, k_t, v, bias)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, w))
         hidden = F.relu(self.up(_norm(x)), inplace=True)  # in place: half the time
@@ -203,9 +201,9 @@ class GPT(nn.Module):
         """Logits (B, T, V); with `targets`, the mean cross-entropy (over the positions where
         `loss_mask` is nonzero, when given: a 0/1 mask).
 
-        With a cache, attention runs over all its slots (`KVCache.update`). For padded
-        batches (the batched decoder): `key_mask` (B, S) is True at the real tokens of the S
-        slots (the cache's length, else T), so pads are never attended to; `positions`
+        With a cache, attention runs over all its S slots (`KVCache.update`). For padded
+        batches (the batched decoder, with a cache): `key_mask` (B, S) is True at the real
+        tokens of the slots, so pads are never attended to; `positions`
         (B, T) are each row's rotary positions (its count of real tokens before), so a padded
         row computes what it would alone. `last_only` computes logits at the last slot only:
         decoding needs no more, and the head is a large share of a small model's work."""
@@ -221,16 +219,17 @@ class GPT(nn.Module):
         cos, sin = cos[:, :, None, None], sin[:, :, None, None]  # (B or 1, T, 1, 1, D/2)
         x = _norm(self.embed(idx))
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # float32 tables, bf16 inference
-        bias = None  # None: plain causal attention over x alone
-        if cache is not None or key_mask is not None:
-            slots = cache.length if cache is not None else t
-            keys = torch.arange(slots, device=idx.device)[None, :]
+        bias = None  # without a cache: plain causal attention over x alone
+        if key_mask is not None and cache is None:
+            raise ValueError("key_mask needs a cache: it marks the cache's slots")
+        if cache is not None:
+            keys = torch.arange(cache.length, device=idx.device)[None, :]
             queries = start + torch.arange(t, device=idx.device)[:, None]
             visible = keys <= queries  # (T, S): new token i sees the cache and itself
             if key_mask is not None:  # (B, 1, T, S): and no pads
                 # A pad query sees itself only: a softmax with no term would give NaN, which
                 # the next layer would store as a (masked, but NaN * 0 = NaN) value.
-                visible = (visible & key_mask[:, None, None, :slots]) | (keys == queries)
+                visible = (visible & key_mask[:, None, None, :]) | (keys == queries)
             zero = torch.zeros((), dtype=x.dtype, device=x.device)
             bias = torch.where(visible, zero, -torch.inf)
         for block in self.blocks:
