@@ -169,7 +169,7 @@ def main() -> None:
     )
     cache = KVCache(net.config, 1, len(prompts[0]), net.embed.weight.dtype)
     with torch.no_grad():
-        prefill, _ = timed(lambda: net(torch.tensor([prompts[0]]), cache=cache, last_only=True))
+        prefill, _ = timed(lambda: net(torch.tensor([prompts[0]]), cache=cache, last=1))
     print(f"  prefill of one prompt: {prefill * 1e3:.1f} ms")
     n, r = len(prompts), args.repeats
     for batch in (32, 64):
@@ -191,7 +191,7 @@ def main() -> None:
     def prefill() -> None:  # as the decoder runs it: into a KV cache
         cache = KVCache(net.config, 64, short, net.embed.weight.dtype)
         with torch.no_grad():
-            net(ids, cache=cache, last_only=True)
+            net(ids, cache=cache, last=1)
 
     print(f"  prefill alone, 64 prompts of {short} tokens: {rate(prefill, 64, r)} contexts/s")
     masked, checked = grammar_costs(decoder, prompts[:40], texts[:40])

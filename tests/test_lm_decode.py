@@ -155,6 +155,7 @@ def test_expected_conviction_is_the_mean_under_the_model(decoder, tokenizer, pro
     ids, values = conviction_tokens(decoder._bytes)
     net = copy.deepcopy(decoder.model)
     decoder, fed = SignalDecoder(net, tokenizer), []
+    decoder._guesses = lambda text: []  # no branches: the calls feed exactly the answer
     net.register_forward_pre_hook(lambda _, args: fed.extend(args[0][0].tolist()))
     differs = 0
     for prompt in prompts[50:56]:
@@ -176,6 +177,34 @@ def test_expected_conviction_is_the_mean_under_the_model(decoder, tokenizer, pro
         decoder.decode(prompts[:1], conviction="mean")
 
 
+def scored_and_calls(decoder, prompts, mode, guess=True):
+    """decode_scored's output, and the model calls it took (with or without branches)."""
+    calls = []
+    hook = decoder.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    fresh = SignalDecoder(decoder.model, decoder.tokenizer)  # nothing cached
+    if not guess:
+        fresh._guesses = lambda text: []
+    try:
+        return fresh.decode_scored(prompts, mode, 8), len(calls)
+    finally:
+        hook.remove()
+
+
+def same_scores(a, b) -> bool:
+    return [t for t, _ in a] == [t for t, _ in b] and all(
+        x == pytest.approx(y, abs=1e-5) for (_, x), (_, y) in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("mode", ["full", "signal"])
+def test_guessed_branches_change_nothing_but_the_number_of_calls(decoder, prompts, mode):
+    some = prompts[100:124]
+    guessed, calls = scored_and_calls(decoder, some, mode)
+    plain, plain_calls = scored_and_calls(decoder, some, mode, guess=False)
+    assert same_scores(guessed, plain)
+    assert calls <= plain_calls
+
+
 def test_a_trained_model_gives_its_answer_back(tokenizer):
     target = signal_json(
         "BUY", 0.91, 33, "Earnings beat and guidance rose.", ["Rate risk."], [], ["Miss."]
@@ -194,6 +223,11 @@ def test_a_trained_model_gives_its_answer_back(tokenizer):
     decoder = SignalDecoder(net, tokenizer)
     assert decoder.decode_text([prompt]) == [target.encode()]
     assert decoder.decode([prompt])[0] == Signal.model_validate_json(target)
+    # the opening and the hold key, as guessed, are what it writes: two calls fewer
+    for mode in ("full", "signal"):
+        guessed, calls = scored_and_calls(decoder, [prompt] * 3, mode)
+        plain, plain_calls = scored_and_calls(decoder, [prompt] * 3, mode, guess=False)
+        assert same_scores(guessed, plain) and calls == plain_calls - 2
 
 
 def test_running_out_of_tokens_is_an_error(tokenizer, prompts):

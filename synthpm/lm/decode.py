@@ -53,7 +53,9 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import xgrammar as xgr
@@ -71,6 +73,8 @@ PREFIXES_KEPT = 8  # the system prompt, a backtest date's shared part, ...
 CANDIDATES = 16  # tokens offered to the grammar in turn before computing its mask
 # End of the hold number: the first non-digit after it (signal-only mode stops there).
 _HOLD_END = re.compile(rb'"hold_duration_days":\d+\D')
+# A text that ends inside the conviction number (the hold key is guessed next).
+_IN_CONVICTION = re.compile(rb'"conviction":[0-9.]+$')
 # Forced runs that a number follows (see jump-forward in the module docstring).
 _BEFORE_NUMBER = ('"conviction":', '"hold_duration_days":')
 
@@ -152,6 +156,25 @@ class SignalDecoder:
         self._conviction_ids, self._conviction_values = conviction_tokens(self._bytes)
         # Every answer opens with the same forced run: it goes in with the prompt.
         self._lead = self._jump(self._matcher().find_jump_forward_string())
+        self._openings, self._hold_key = self._branches(self._lead[1])
+
+    def _branches(self, lead_text: bytes) -> tuple[list[list[int]], list[int]]:
+        """Tokens of the runs a row is guessed to write next (speculation, module docstring),
+        as training spelled them (`signal_json`): after the lead, each decision's opening up
+        to the conviction (`{"decision":"BUY","conviction":`); after the conviction, the hold
+        key (`,"hold_duration_days":`)."""
+        spelled = [signal_json(d, 0.5, 7, "", [], [], []).encode() for d in DECISIONS]
+        openings = [s[: s.index(b"0.50")] for s in spelled]  # up to the conviction
+        hold_key = spelled[0].split(b"0.50")[1].split(b"7")[0]
+        encode = self.tokenizer.encode
+        rest = [o[len(lead_text) :].decode() for o in openings if o.startswith(lead_text)]
+        return [encode(o) for o in rest if o], encode(hold_key.decode())
+
+    def _guesses(self, text: bytes) -> list[list[int]]:
+        """The branches worth feeding after a row's pending tokens, given its text so far."""
+        if text == self._lead[1]:
+            return self._openings
+        return [self._hold_key] if _IN_CONVICTION.search(text) else []
 
     def _matcher(self, grammar: xgr.CompiledGrammar | None = None) -> xgr.GrammarMatcher:
         # Terminate on the closing brace: no model step is spent on the forced <|end|>.
@@ -208,7 +231,7 @@ class SignalDecoder:
         cache = KVCache(self.model.config, 1, len(prefix), self._dtype)
         if kv is not None:
             cache.start_from(kv)
-        self.model(torch.tensor([prefix[len(best) :]]), cache=cache, last_only=True)
+        self.model(torch.tensor([prefix[len(best) :]]), cache=cache, last=1)
         self._prefixes[tuple(prefix)] = cache
         while len(self._prefixes) > PREFIXES_KEPT:
             self._prefixes.popitem(last=False)
@@ -276,50 +299,64 @@ class SignalDecoder:
         start_pos = [cached] * b
         expected: list[float | None] = [None] * b  # the mean conviction under the model
         bitmask = xgr.allocate_token_bitmask(b, self.model.config.vocab_size)
+        guesses = [self._guesses(t) for t in text]  # per cache row: branches for next call
         while True:
-            # One forward call: each live row's pending tokens, left-padded to the longest.
-            # Built as lists and converted once: per-row tensor writes cost more than the step.
-            width = max(len(s) for s in seqs if s is not None)
-            valid = _grow(cache, valid, cache.pos + width)
-            ids, positions, pads = [], [], []
-            for j, s in enumerate(seqs):
-                s = s or []
-                ids.append([pad] * (width - len(s)) + s)
-                positions.append(
-                    [0] * (width - len(s)) + list(range(start_pos[j], start_pos[j] + len(s)))
-                )
-                pads.append(width - len(s))
-            end = cache.pos + width
-            valid[:, cache.pos : end] = torch.arange(width)[None, :] >= torch.tensor(pads)[:, None]
+            # One forward call: each live row's pending tokens, then its guessed branches,
+            # left-padded to the longest (`_layout`).
+            parts = [None if s is None else [s, *g] for s, g in zip(seqs, guesses, strict=True)]
+            call = _layout(parts, pad, start_pos)
+            first, width = cache.pos, call.ids.size(1)
+            valid = _grow(cache, valid, first + width)
+            valid[:, first : first + width] = call.real
             logits = self.model(
-                torch.tensor(ids),
+                call.ids,
                 cache=cache,
-                key_mask=valid,
-                positions=torch.tensor(positions),
-                last_only=True,
-            )[:, 0].contiguous()
-            live = [j for j, s in enumerate(seqs) if s is not None]
-            best = logits.argmax(-1).tolist()
-            starting = [j for j in live if text[rows[j]].endswith(b'"conviction":')]
-            if starting:  # the conviction's first token comes next: its expectation
-                p = logits[starting].softmax(-1)[:, self._conviction_ids]
-                means = (p @ self._conviction_values) / p.sum(-1).clamp(min=1e-12)
-                for j, mean in zip(starting, means.tolist(), strict=True):
-                    expected[rows[j]] = mean
-            for j in live:
-                r = rows[j]
-                if cite and self._string_full(text[r]):
-                    token = self._close(matchers[r], logits, bitmask, j)
-                else:
-                    token = choose(matchers[r], logits, bitmask, j, best[j])
-                seq, done = advance(
-                    matchers[r], token, self._bytes, text[r], self._jump, signal_only
-                )
-                count[r] += len(seq)
-                start_pos[j], seqs[j] = pos[r], None if done else seq
-                pos[r] += len(seq)
-                if not done:
-                    check_budget(count[r], self.max_new_tokens, r, text[r])
+                key_mask=_branch_mask(valid, call.group, first) if call.branched else valid,
+                positions=call.positions,
+                last=call.last,
+            )
+            # (row, part): the logits at the end of that part of the row choose its next token;
+            # part 0, the pending tokens, first; then a branch, if the row wrote just that.
+            phase = [(j, 0) for j, s in enumerate(seqs) if s is not None]
+            while phase:
+                at = [call.spans[j][g][1] - 1 - (width - call.last) for j, g in phase]
+                step = logits[[j for j, _ in phase], at]  # (rows of the phase, vocab)
+                best = step.argmax(-1).tolist()
+                starting = [
+                    i for i, (j, _) in enumerate(phase) if text[rows[j]].endswith(b'"conviction":')
+                ]
+                if starting:  # the conviction's first token comes next: its expectation
+                    p = step[starting].softmax(-1)[:, self._conviction_ids]
+                    means = (p @ self._conviction_values) / p.sum(-1).clamp(min=1e-12)
+                    for i, mean in zip(starting, means.tolist(), strict=True):
+                        expected[rows[phase[i][0]]] = mean
+                hits = []
+                for i, (j, g) in enumerate(phase):
+                    r = rows[j]
+                    if cite and self._string_full(text[r]):
+                        token = self._close(matchers[r], step, bitmask, i)
+                    else:
+                        token = choose(matchers[r], step, bitmask, i, best[i])
+                    seq, done = advance(
+                        matchers[r], token, self._bytes, text[r], self._jump, signal_only
+                    )
+                    count[r] += len(seq)
+                    if not done:
+                        check_budget(count[r], self.max_new_tokens, r, text[r])
+                    hit = 0  # the branch the row just wrote, if any: its tokens are in the cache
+                    for k, branch in enumerate(parts[j][1:] if g == 0 else [], 1):
+                        if branch == seq and not done and not hit:
+                            hit = k
+                        else:  # a branch not taken: its slots are never attended to again
+                            begin, end = call.spans[j][k]
+                            valid[j, first + begin : first + end] = False
+                    pos[r] += len(seq)
+                    if hit:
+                        hits.append((j, hit))
+                    else:
+                        start_pos[j], seqs[j] = pos[r] - len(seq), None if done else seq
+                        guesses[j] = [] if done else self._guesses(text[r])
+                phase = hits
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
                 return [
@@ -330,7 +367,7 @@ class SignalDecoder:
                 cache.keep(keep)
                 valid = valid[keep]
                 rows, seqs = [rows[j] for j in left], [seqs[j] for j in left]
-                start_pos = [start_pos[j] for j in left]
+                start_pos, guesses = [start_pos[j] for j in left], [guesses[j] for j in left]
 
 
 def schema_grammar(max_reasoning: int, max_item: int, max_items: int) -> xgr.Grammar:
@@ -464,6 +501,64 @@ def accept_tokens(matcher: xgr.GrammarMatcher, tokens: list[int]) -> None:
     for token in tokens:
         if not matcher.accept_token(token):  # the mask allowed it: a bug, never the model
             raise DecodeError(f"grammar rejected token {token}")
+
+
+@dataclass
+class _Call:
+    """One forward call of the batched decoder, laid out by `_layout`."""
+
+    ids: torch.Tensor  # (rows, width), left-padded
+    real: torch.Tensor  # (rows, width): True at tokens, False at pads
+    positions: torch.Tensor  # (rows, width): rotary positions, 0 at pads
+    group: torch.Tensor  # (rows, width): 0 at pending tokens and pads, k at branch k's
+    spans: list[list[tuple[int, int]]]  # per row, the columns [begin, end) of each part
+    last: int  # logits are needed at the last `last` columns: every part's end is there
+    branched: bool
+
+
+def _layout(parts: list[list[list[int]] | None], pad: int, start: list[int]) -> _Call:
+    """Row j's parts: its pending tokens (rotary positions from start[j]), then the branches
+    guessed to follow them, each from the position after the pending tokens; None for a
+    finished row (all pads). Filled in numpy: building the ids of 64 prompts from Python
+    lists took 1.3 ms, this 0.19 (measured)."""
+    lengths = [sum(map(len, p)) if p else 0 for p in parts]
+    width = max(lengths)
+    ids = np.full((len(parts), width), pad, dtype=np.int64)
+    positions = np.zeros((len(parts), width), dtype=np.int64)
+    group = np.zeros((len(parts), width), dtype=np.int64)
+    spans: list[list[tuple[int, int]]] = []
+    for j, row in enumerate(parts):
+        col, row_spans = width - lengths[j], []
+        for k, tokens in enumerate(row or []):
+            end = col + len(tokens)
+            ids[j, col:end], group[j, col:end] = tokens, k
+            first = start[j] + (len(row[0]) if k else 0)
+            positions[j, col:end] = np.arange(first, first + len(tokens))
+            row_spans.append((col, end))
+            col = end
+        spans.append(row_spans)
+    real = torch.arange(width)[None, :] >= torch.tensor([width - n for n in lengths])[:, None]
+    earliest = min(row[0][1] - 1 for row in spans if row)  # the first column needed
+    return _Call(
+        torch.from_numpy(ids),
+        real,
+        torch.from_numpy(positions),
+        torch.from_numpy(group),
+        spans,
+        width - earliest,
+        bool(group.any()),
+    )
+
+
+def _branch_mask(valid: torch.Tensor, group: torch.Tensor, first: int) -> torch.Tensor:
+    """(rows, width, slots) per-query key mask for a call with branches at slots first..: a
+    branch's tokens see the slots before the call, the pending tokens, and their own branch
+    (causality hides later slots), never another branch."""
+    width = group.size(1)
+    mask = valid[:, None, :].repeat(1, width, 1)
+    own = (group[:, None, :] == 0) | (group[:, None, :] == group[:, :, None])
+    mask[:, :, first : first + width] &= own
+    return mask
 
 
 def _grow(cache: KVCache, valid: torch.Tensor, need: int) -> torch.Tensor:
