@@ -26,6 +26,16 @@
   `,"hold_duration_days":` was a whole piece in training and is forced whole. Rows of a step
   feed different counts of tokens; the shorter ones are left-padded inside the step, masked
   like the prompt pads.
+- Speculation (guessed branches): where the next run a row writes is one of a few known
+  ones, the call that feeds its pending tokens also feeds those guesses, each a branch that
+  sees the tokens before it and itself only (a per-query key mask), with logits at every
+  branch's end. If the row then writes a branch exactly (its token and the forced run after
+  it), that branch's logits choose the token after it, with no call of their own; the other
+  branches' slots are masked for good. Guessed: each decision's opening as training spelled
+  it (`{"decision":"BUY","conviction":`, one token with the default tokenizer), with the
+  prompt; the hold key after the conviction. A signal then takes 3 calls, not 5 (prompt ->
+  decision and conviction; conviction + hold key -> hold; hold -> its end). A wrong guess
+  costs its slots only, and the output is the same either way (tested).
 - Prefix cache: the prompts of a batch share a prefix (always the system prompt; in a
   backtest also the date's market, book and limits, which `prompt` puts first). Its keys and
   values are computed once, for one row, and copied into every row of the batch; the rows
