@@ -328,6 +328,7 @@ class SignalDecoder:
             # (row, part): the logits at the end of that part of the row choose its next token;
             # part 0, the pending tokens, first; then a branch, if the row wrote just that.
             phase = [(j, 0) for j, s in enumerate(seqs) if s is not None]
+            taken = [0] * len(seqs)  # per row, the branch it wrote (0: none)
             while phase:
                 at = [call.spans[j][g][1] - 1 - (width - call.last) for j, g in phase]
                 step = logits[[j for j, _ in phase], at]  # (rows of the phase, vocab)
@@ -353,20 +354,20 @@ class SignalDecoder:
                     count[r] += len(seq)
                     if not done:
                         check_budget(count[r], self.max_new_tokens, r, text[r])
-                    hit = 0  # the branch the row just wrote, if any: its tokens are in the cache
-                    for k, branch in enumerate(parts[j][1:] if g == 0 else [], 1):
-                        if branch == seq and not done and not hit:
-                            hit = k
-                        else:  # a branch not taken: its slots are never attended to again
-                            begin, end = call.spans[j][k]
-                            valid[j, first + begin : first + end] = False
+                    # the branch the row just wrote, if any: its tokens are in the cache
+                    branches = parts[j][1:] if g == 0 and not done else []
+                    hit = next((k for k, br in enumerate(branches, 1) if br == seq), 0)
                     pos[r] += len(seq)
                     if hit:
+                        taken[j] = hit
                         hits.append((j, hit))
                     else:
                         start_pos[j], seqs[j] = pos[r] - len(seq), None if done else seq
                         guesses[j] = [] if done else self._guesses(text[r])
                 phase = hits
+            if call.branched:  # branches not taken: their slots are never attended to again
+                taken_group = torch.tensor(taken)[:, None]
+                valid[:, first : first + width] &= (call.group == 0) | (call.group == taken_group)
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
                 return [
@@ -538,14 +539,20 @@ def _layout(parts: list[list[list[int]] | None], pad: int, start: list[int]) -> 
     group = np.zeros((len(parts), width), dtype=np.int64)
     spans: list[list[tuple[int, int]]] = []
     for j, row in enumerate(parts):
-        col, row_spans = width - lengths[j], []
-        for k, tokens in enumerate(row or []):
-            end = col + len(tokens)
-            ids[j, col:end], group[j, col:end] = tokens, k
-            first = start[j] + (len(row[0]) if k else 0)
-            positions[j, col:end] = np.arange(first, first + len(tokens))
-            row_spans.append((col, end))
-            col = end
+        if not row:
+            spans.append([])
+            continue
+        pending, col = row[0], width - lengths[j]
+        after = start[j] + len(pending)  # every branch's first position
+        ids[j, col:] = [t for part in row for t in part]
+        at = list(range(start[j], after))
+        row_spans = [(col, col + len(pending))]
+        for k, branch in enumerate(row[1:], 1):
+            begin = row_spans[-1][1]
+            group[j, begin : begin + len(branch)] = k
+            at += range(after, after + len(branch))
+            row_spans.append((begin, begin + len(branch)))
+        positions[j, col:] = at
         spans.append(row_spans)
     real = torch.arange(width)[None, :] >= torch.tensor([width - n for n in lengths])[:, None]
     earliest = min(row[0][1] - 1 for row in spans if row)  # the first column needed
