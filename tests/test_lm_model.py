@@ -73,3 +73,27 @@ def test_a_key_mask_without_a_cache_is_refused():
     ids = torch.zeros(2, 5, dtype=torch.long)
     with pytest.raises(ValueError, match="key_mask needs a cache"):
         model()(ids, key_mask=torch.ones(2, 5, dtype=torch.bool))
+
+
+def test_last_rows_and_branches_with_a_per_query_mask_match_separate_passes():
+    """`last` computes the final rows only; a (B, T, S) key mask lets two branches follow the
+    same tokens in one call, each computing what it would alone."""
+    net = model().eval()
+    ids = torch.randint(0, 97, (1, 12))
+    cache = KVCache(net.config, 1, 16)
+    torch.testing.assert_close(net(ids, cache=cache, last=3), net(ids)[:, -3:])
+    a, b = torch.tensor([[5, 6]]), torch.tensor([[7]])
+    alone = [net(torch.cat((ids, branch), 1))[:, -1] for branch in (a, b)]
+    cache = KVCache(net.config, 1, 16)
+    net(ids, cache=cache)
+    seen = torch.ones(1, 3, 16, dtype=torch.bool)
+    seen[0, 2, 12:14] = False  # the token of branch b does not see branch a
+    out = net(
+        torch.cat((a, b), 1),
+        cache=cache,
+        key_mask=seen,
+        positions=torch.tensor([[12, 13, 12]]),  # both branches start after the tokens
+        last=2,
+    )
+    torch.testing.assert_close(out[:, 0], alone[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out[:, 1], alone[1], atol=1e-5, rtol=1e-4)
