@@ -15,7 +15,7 @@ token probabilities, see `decode`), not the value it wrote ("read"). Each convic
 token, so greedy decoding writes the single most frequent value, 0.00 (a fifth of the
 training answers: every SELL and many SKIPs) far more often than the labels hold it. On
 the demo model's 1,000 test prompts the expectation is much better calibrated (Brier 0.29
-vs 0.70, ECE 0.30 vs 0.69) and ranks outcomes about as well (rank IC +0.082 vs +0.101),
+vs 0.69, ECE 0.30 vs 0.69) and ranks outcomes about as well (rank IC +0.086 vs +0.108),
 and the portfolio manager sizes positions by it.
 """
 

@@ -9,10 +9,10 @@ three runs) and 87-129 ms median to 60-62 ms and 63-66 ms, with 0 faults (measur
 The cost is memory the process keeps once it has used it; a decoder or a training run
 reuses it at once. PyTorch's CPU allocator calls glibc's malloc, so `mallopt` is the knob.
 
-Caveat, measured and not understood: where pyarrow was imported before torch (the CLI, via
-the store), glibc still grows the heap anew for some of torch's large allocations: 2,944
-page faults per 64-prompt signal decode against 1 where torch came first (`lm_bench`).
-Without the knob a 64-prompt prefill alone made 13,000-20,000.
+The first batch of a new shape still faults its memory in once (5,365 faults for a
+64-prompt signal decode), the next ones make none, whether pyarrow (the CLI, via the store)
+or torch was imported first (measured; an earlier decoder made 2,944 a batch where pyarrow
+came first). Without the knob a 64-prompt prefill alone made 13,000-20,000.
 """
 
 from __future__ import annotations
