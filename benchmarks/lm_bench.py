@@ -13,7 +13,7 @@ Prompts are synthetic, ~1,400 characters (system + user). Without --model the de
 is trained for --steps steps on synthetic answers of realistic length (~260 characters), so
 it writes answers of that length rather than an untrained model's short ones. Figures: full
 decision with reasoning one at a time (p50/p95 latency), signal-only and full mode batched
-(contexts/s), prefill share, and the grammar's costs per token (a full mask; a check).
+(contexts/s), the prefill alone, and the grammar's costs per token (a full mask; a check).
 Targets from the issue: full p50 <= 100 ms single; signal-only >= 1,000 contexts/s batched;
 full >= 50 decisions/s batched.
 """

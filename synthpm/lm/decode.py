@@ -524,7 +524,10 @@ class _Call:
     group: torch.Tensor  # (rows, width): 0 at pending tokens and pads, k at branch k's
     spans: list[list[tuple[int, int]]]  # per row, the columns [begin, end) of each part
     last: int  # logits are needed at the last `last` columns: every part's end is there
-    branched: bool
+
+    @property
+    def branched(self) -> bool:
+        return bool(self.group.any())
 
 
 def _layout(parts: list[list[list[int]] | None], pad: int, start: list[int]) -> _Call:
@@ -563,7 +566,6 @@ def _layout(parts: list[list[list[int]] | None], pad: int, start: list[int]) -> 
         torch.from_numpy(group),
         spans,
         width - earliest,
-        bool(group.any()),
     )
 
 

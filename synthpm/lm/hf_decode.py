@@ -167,9 +167,10 @@ class HFSignalDecoder:
             logits = out.logits[:, -1].float()
             if len(banned):
                 logits[:, banned] = float("-inf")
+            best = logits.argmax(-1).tolist()  # once for the batch, as in `SignalDecoder`
             for j in (j for j, s in enumerate(seqs) if s is not None):
                 r = rows[j]
-                token = choose(matchers[r], logits, bitmask, j, int(logits[j].argmax()))
+                token = choose(matchers[r], logits, bitmask, j, best[j])
                 seq, done = advance(
                     matchers[r], token, self._bytes, text[r], self._jump, signal_only
                 )
