@@ -5,6 +5,13 @@ into the same prompt the training data used, and decodes a `Signal` under the JS
 so every answer is valid. `mode="signal"` decodes decision, conviction and hold days only
 (fast, for backtests); `mode="full"` adds reasoning, risks, catalysts and exit triggers.
 
+**One prompt.** The agent renders with `render_prompt`, the function that wrote the
+training prompts, and with the limits of the run it trades in (`Contexts.limits`, set by
+the engine), which are the ones the portfolio manager enforces; outside a backtest, with
+the limits the model was trained with (`dataset.json` beside the model). `trained` is that
+record: its `test_start` is the first date the model has not seen, which `backtest` and
+`compare` check.
+
 `load` takes either a `synthpm lm train` folder (our GPT: `SignalDecoder`, with the system
 prompt's keys and values computed once up front) or a transformers folder: a LoRA adapter
 from `synthpm lm lora`, or a plain converted model (`HFSignalDecoder` over the tokenizer's
@@ -21,6 +28,7 @@ and the portfolio manager sizes positions by it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from synthpm.dataset.context import Context, Contexts
@@ -42,7 +50,11 @@ class PortfolioAgent:
         limits: Limits | None = None,
         mode: str = "signal",
         conviction: str = "expected",
+        trained: dict | None = None,
     ):
+        self.trained = trained or {}  # the model's `dataset.json`: limits, split dates, ...
+        if limits is None and "limits" in self.trained:
+            limits = Limits(**self.trained["limits"])
         self.tokenizer, self.limits, self.mode = tokenizer, limits or Limits(), mode
         self.options = {}
         if isinstance(tokenizer, ChatTokenizer):
@@ -58,6 +70,9 @@ class PortfolioAgent:
     @classmethod
     def load(cls, path: str | Path, **options) -> PortfolioAgent:
         path = Path(path)
+        record = path / "dataset.json"
+        if record.is_file():
+            options.setdefault("trained", json.loads(record.read_text()))
         if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
             from synthpm.lm.lora import load_adapter
 
@@ -65,8 +80,12 @@ class PortfolioAgent:
         model, tokenizer = load_model(path)
         return cls(model, tokenizer, **options)
 
-    def prompt_ids(self, context: Context) -> list[int]:
-        user = render_prompt(context, self.limits)
+    def prompt(self, context: Context, limits: Limits | None = None) -> str:
+        """The user prompt, exactly as the training data renders it for this context and book."""
+        return render_prompt(context, limits or self.limits)
+
+    def prompt_ids(self, context: Context, limits: Limits | None = None) -> list[int]:
+        user = self.prompt(context, limits)
         if isinstance(self.tokenizer, ChatTokenizer):
             return self.tokenizer.render(SYSTEM_PROMPT, user)[0]
         from synthpm.lm.lora import chat_prompt_ids
@@ -77,9 +96,10 @@ class PortfolioAgent:
         return self.decoder.decode([self.prompt_ids(context)], mode=mode, **self.options)[0]
 
     def signals(self, contexts: Contexts, mode: str | None = None) -> list[Signal]:
-        prompts = [self.prompt_ids(c) for c in contexts]
+        prompts = [self.prompt_ids(c, contexts.limits) for c in contexts]
         return self.decoder.decode(prompts, mode=mode or self.mode, **self.options)
 
-    def analyze_opportunity(self, ticker: str, date, price: float, **fields) -> Signal:
-        """The seed system's call: a context from keyword fields (see `Context`)."""
-        return self.analyze(Context(ticker=ticker, date=date, price=price, **fields))
+    def analyze_opportunity(self, ticker: str, date, **fields) -> Signal:
+        """The seed system's call: a context from keyword fields (see `Context`; there is no
+        price field: a back-adjusted price level would leak later splits and dividends)."""
+        return self.analyze(Context(ticker=ticker, date=date, **fields))

@@ -28,3 +28,50 @@ class Limits(BaseModel):
     base_allocation: float = Field(
         0.10, gt=0, le=1, description="size = conviction x base_allocation x equity"
     )
+
+
+MIN_ORDER = 0.001  # of equity: smaller buys are not worth their costs
+LIMIT_REASONS = ("drawdown", "max_positions", "cash_floor", "sector_limit", "position_limit")
+
+
+def drawdown(equity: float, peak: float) -> float:
+    """The one drawdown: the fall of equity from the peak of the trailing `derisk_window`
+    trading days (the caller's `peak`); 0 at or above the peak."""
+    return equity / peak - 1.0 if peak > 0 else 0.0
+
+
+def room_for_buy(
+    limits: Limits,
+    *,
+    wanted: float,
+    drawdown: float,
+    holds: int,
+    holding: bool,
+    cash: float,
+    sector: float,
+    position: float,
+    cost_rate: float = 0.0,
+) -> tuple[float, str]:
+    """How much of a BUY the limits allow, and why: (size, reason), all as shares of equity.
+
+    The one place a limit is judged: the portfolio manager sizes real orders with it and the
+    hindsight labels call it on a scenario's book, so a disciplined SKIP in training is
+    exactly a trade the manager refuses. `cash`, `sector` and `position` are the weights
+    already committed (after the date's earlier orders); `holds` counts names held. The
+    reason is "" when the whole `wanted` fits, the binding limit when it is cut or refused,
+    and "too_small" when what is left is under `MIN_ORDER` without any limit binding.
+    """
+    if drawdown <= -limits.derisk_drawdown:
+        return 0.0, "drawdown"
+    if not holding and holds >= limits.max_positions:
+        return 0.0, "max_positions"
+    rooms = {
+        "position_limit": limits.max_position - position,
+        "sector_limit": limits.max_sector - sector,
+        "cash_floor": (cash - limits.cash_floor) / (1 + cost_rate),
+    }
+    binding = min(rooms, key=rooms.__getitem__)
+    size = min(wanted, rooms[binding])
+    if size < MIN_ORDER:
+        return 0.0, binding if rooms[binding] < wanted else "too_small"
+    return size, binding if size < wanted else ""

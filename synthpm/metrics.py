@@ -202,3 +202,80 @@ def compute_metrics(
     if exposure is not None:
         m["exposure"] = exposure.astype(float).mean()  # empyrical has no positions input here
     return {k: _clean(m[k]) for k in METRIC_NAMES}
+
+
+def rank_ic_by_date(dates: object, score: object, outcome: object, min_names: int = 5) -> pd.Series:
+    """Spearman correlation of `score` with `outcome` within each date, indexed by date (sorted).
+
+    Only finite (score, outcome) pairs count. A date with fewer than `min_names` of them, or
+    whose score or outcome is constant there (nothing to rank), is left out rather than
+    given 0: an undefined IC is not evidence of no skill. Ties get average ranks, as scipy's
+    `spearmanr`. Vectorised over dates (ranks within groups, then Pearson of the ranks).
+    """
+    frame = pd.DataFrame(
+        {
+            "date": pd.to_datetime(np.asarray(dates)),
+            "s": np.asarray(score, dtype=float),
+            "o": np.asarray(outcome, dtype=float),
+        }
+    )
+    frame = frame[np.isfinite(frame["s"]) & np.isfinite(frame["o"])]
+    empty = pd.Series([], dtype=float, index=pd.DatetimeIndex([], name="date"), name="rank_ic")
+    if frame.empty:
+        return empty
+    by = frame.groupby("date", sort=True)
+    size, distinct = by.size(), by[["s", "o"]].nunique().min(axis=1)
+    keep = size.index[(size >= min_names) & (distinct > 1)]
+    frame = frame[frame["date"].isin(keep)]
+    if frame.empty:
+        return empty
+    by = frame.groupby("date", sort=True)
+    rs, ro = by["s"].rank(), by["o"].rank()
+    ds = rs - rs.groupby(frame["date"]).transform("mean")
+    do = ro - ro.groupby(frame["date"]).transform("mean")
+    sums = pd.DataFrame({"so": ds * do, "ss": ds * ds, "oo": do * do}).groupby(frame["date"]).sum()
+    ic = sums["so"] / np.sqrt(sums["ss"] * sums["oo"])
+    ic.index.name, ic.name = "date", "rank_ic"
+    return ic.sort_index()
+
+
+def block_bootstrap_t(
+    series: pd.Series, block: str = "M", n_boot: int = 2000, seed: int = 0
+) -> dict[str, Value]:
+    """Mean of a per-date series, its block-bootstrap standard error and t = mean / se.
+
+    Why blocks: a per-date IC measures outcomes over windows (up to 63 trading days for the
+    hindsight labels) that overlap between neighbouring dates, so the dates' values are
+    serially correlated and 1/sqrt(dates) understates the error; resampling whole calendar
+    periods (`block`, a pandas period alias: "M" months, "Q" quarters) with replacement keeps
+    that correlation inside each block. Correlation across a block's edge is still ignored, so
+    with windows longer than a block the se is a lower bound; a longer block is the check.
+
+    The index must be dates (anything `pd.to_datetime` reads); non-finite values are dropped.
+    A resample's mean is the mean over all dates of its drawn blocks (months hold unequal
+    numbers of dates). Returns `mean`, `se` (bootstrap, ddof=1 over resamples), `t`,
+    `se_iid` (the naive std/sqrt(dates), for comparison), `dates` and `blocks`; None where
+    undefined (under 2 blocks, or a zero se). Seeded: the same inputs give the same figures.
+    """
+    s = pd.Series(np.asarray(series, dtype=float), index=pd.to_datetime(series.index))
+    s = s[np.isfinite(s.to_numpy())].sort_index()
+    codes, uniques = pd.factorize(s.index.to_period(block), sort=True)
+    n, b = len(s), len(uniques)
+    out: dict[str, object] = {"mean": s.mean() if n else None, "se": None, "t": None}
+    out["se_iid"] = s.std(ddof=1) / math.sqrt(n) if n > 1 else None
+    out |= {"dates": n, "blocks": b}
+    if b < 2 or n_boot < 2:
+        return {k: _clean(v) for k, v in out.items()}
+    sums = np.bincount(codes, weights=s.to_numpy(), minlength=b)
+    counts = np.bincount(codes, minlength=b).astype(float)
+    rng = np.random.default_rng(seed)
+    means = []
+    rows = max(1, 4_000_000 // b)  # chunks bound the n_boot x blocks index array's memory
+    for done in range(0, n_boot, rows):
+        draw = rng.integers(0, b, size=(min(rows, n_boot - done), b))  # b blocks per resample
+        means.append(sums[draw].sum(axis=1) / counts[draw].sum(axis=1))
+    # a constant series has no error; round-off in the resampled means would fake one
+    se = 0.0 if np.ptp(s.to_numpy()) == 0 else float(np.std(np.concatenate(means), ddof=1))
+    out["se"] = se
+    out["t"] = out["mean"] / se if se > 0 else None
+    return {k: _clean(v) for k, v in out.items()}

@@ -155,9 +155,10 @@ def strong_context():
 
 def test_the_portfolio_changes_the_decision(strong_context):
     ctx, limits = strong_context, Limits()
-    names = {
-        t: ("Energy" if i % 2 else "Tech") for i, t in enumerate(f"S{i:02d}" for i in range(40))
-    }
+    # four sectors: a nearly invested book of two would hold one above the 40% sector cap,
+    # and the sector room, not the cash floor, would be the limit that binds
+    sectors = ("Energy", "Tech", "Health", "Utilities")
+    names = {t: sectors[i % 4] for i, t in enumerate(f"S{i:02d}" for i in range(40))}
     names[ctx.ticker] = ctx.sector
     book = ScenarioBook(np.datetime64(ctx.date), names, limits)
     scenarios = {s.name: s for s in book.for_context(ctx.ticker, ctx.sector)}
@@ -223,7 +224,8 @@ def test_contexts_show_only_recent_known_events_and_trades():
 
 def test_prompt_has_every_section_and_is_deterministic(strong_context):
     prompt = render_prompt(strong_context)
-    order = ["DATE", "MARKET", "PORTFOLIO", "LIMITS", "COMPANY", "PRICE", "FORECASTS"]
+    # no PRICE: a back-adjusted level encodes later splits and dividends
+    order = ["DATE", "MARKET", "PORTFOLIO", "LIMITS", "COMPANY", "FORECASTS"]
     order += ["EVENTS", "INSIDER ACTIVITY", "TRENDS", "POSITION", "DECISION REQUIRED"]
     starts = [line.split(":")[0].split(" (")[0] for line in prompt.splitlines() if line[0] != " "]
     assert starts == order

@@ -193,7 +193,7 @@ def test_the_agent_loads_a_transformers_folder(setup):
     _, base, _, _, tokenizer, _ = setup
     agent = PortfolioAgent.load(base)
     assert isinstance(agent.decoder, HFSignalDecoder)
-    context = Context(ticker="T1", date="2021-03-05", price=12.5, sector="Tech")
+    context = Context(ticker="T1", date="2021-03-05", sector="Tech")
     ids = agent.prompt_ids(context)
     assert tokenizer.decode(ids).endswith("<|assistant|>") and "COMPANY: T1" in tokenizer.decode(
         ids

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import tiny_dataset
@@ -141,3 +143,31 @@ def _step(path) -> int:
         return torch.load(path, weights_only=False)["step"]
     except Exception:  # being replaced at this instant
         return 0
+
+
+def test_a_training_budget_samples_every_date_not_the_first_rows(tmp_path):
+    from synthpm.lm.train import sample_split
+
+    dates = pd.bdate_range("2000-01-03", periods=40)
+    for part in range(4):  # shards in date order, as `dataset build` writes them
+        days = dates[part * 10 : (part + 1) * 10]
+        frame = pd.DataFrame(
+            {
+                "date": np.repeat(days, 50),
+                "decision": np.tile(["SKIP"] * 45 + ["BUY"] * 3 + ["SELL"] * 2, 10),
+                "system": "s",
+                "user": "u",
+                "assistant": "a",
+            }
+        )
+        (tmp_path / "train").mkdir(exist_ok=True)
+        frame.to_parquet(tmp_path / "train" / f"part-{part:05d}.parquet")
+    columns = ("date", "decision", "user")
+    drawn = sample_split(tmp_path, "train", 200, seed=1, columns=columns)
+    assert len(drawn) == 200 and drawn["date"].is_monotonic_increasing
+    assert drawn["date"].nunique() >= 35  # all four shards, not the first 200 rows
+    shares = drawn["decision"].value_counts(normalize=True)
+    assert shares["BUY"] > 0.2 and shares["SELL"] > 0.2  # balanced, against 6% and 4%
+    again = sample_split(tmp_path, "train", 200, seed=1, columns=columns)
+    pd.testing.assert_frame_equal(drawn, again)
+    assert len(sample_split(tmp_path, "train", None)) == 2000

@@ -8,11 +8,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from synthpm.metrics import (
     CONVENTION,
     METRIC_NAMES,
+    block_bootstrap_t,
     compute_metrics,
+    rank_ic_by_date,
     returns_from_equity,
     sharpe_ci,
 )
@@ -208,3 +211,91 @@ def test_sharpe_ci_blocks_keep_autocorrelation():
 def test_sharpe_ci_degenerate():
     assert all(math.isnan(x) for x in sharpe_ci(pd.Series([0.01])))
     assert all(math.isnan(x) for x in sharpe_ci(pd.Series(np.zeros(50))))
+
+
+def test_rank_ic_by_date_equals_scipy_per_date():
+    nan = math.nan
+    frame = pd.DataFrame(
+        [
+            # 2021-01-04: six names, a tie in score and a NaN outcome (5 finite pairs remain)
+            ("2021-01-04", 1.0, 0.3),
+            ("2021-01-04", 2.0, 0.1),
+            ("2021-01-04", 2.0, -0.2),
+            ("2021-01-04", 4.0, 0.5),
+            ("2021-01-04", 5.0, 0.4),
+            ("2021-01-04", 6.0, nan),
+            # 2021-01-05: too few names (4)
+            ("2021-01-05", 1.0, 0.1),
+            ("2021-01-05", 2.0, 0.2),
+            ("2021-01-05", 3.0, 0.3),
+            ("2021-01-05", 4.0, 0.4),
+            # 2021-01-06: constant score, nothing to rank
+            *[("2021-01-06", 1.0, x) for x in (0.1, 0.2, 0.3, 0.4, 0.5)],
+            # 2021-01-07: five names, perfectly reversed
+            *[("2021-01-07", s, -s) for s in (1.0, 2.0, 3.0, 4.0, 5.0)],
+        ],
+        columns=["date", "score", "outcome"],
+    ).sample(frac=1.0, random_state=1)  # the order of rows must not matter
+    ic = rank_ic_by_date(frame["date"], frame["score"], frame["outcome"])
+    assert list(ic.index) == [pd.Timestamp("2021-01-04"), pd.Timestamp("2021-01-07")]
+    day = frame[(frame["date"] == "2021-01-04") & frame["outcome"].notna()]
+    assert ic.iloc[0] == pytest.approx(spearmanr(day["score"], day["outcome"]).statistic)
+    assert ic.iloc[1] == pytest.approx(-1.0)
+    four = rank_ic_by_date(frame["date"], frame["score"], frame["outcome"], min_names=4)
+    assert pd.Timestamp("2021-01-05") in four.index and four.loc["2021-01-05"] == pytest.approx(1)
+    assert rank_ic_by_date([], [], []).empty
+
+
+def _monthly(values_per_day, months: int = 60, per_month: int = 4, seed: int = 0) -> pd.Series:
+    """`per_month` dates in each of `months` months, values from `values_per_day(rng, n)`."""
+    rng = np.random.default_rng(seed)
+    starts = pd.date_range("2010-01-01", periods=months, freq="MS")
+    dates = [s + pd.Timedelta(days=7 * k) for s in starts for k in range(per_month)]
+    return pd.Series(values_per_day(rng, len(dates)), index=pd.DatetimeIndex(dates))
+
+
+def test_block_bootstrap_t_tells_signal_from_noise():
+    noise = block_bootstrap_t(_monthly(lambda rng, n: rng.normal(0.0, 0.1, n)))
+    assert abs(noise["t"]) < 3
+    assert noise["dates"] == 240 and noise["blocks"] == 60
+    strong = block_bootstrap_t(_monthly(lambda rng, n: rng.normal(0.05, 0.1, n)))
+    assert strong["t"] > 4 and strong["mean"] == pytest.approx(0.05, abs=0.02)
+    # i.i.d. dates: the monthly blocks' se is about the naive one
+    assert strong["se"] == pytest.approx(strong["se_iid"], rel=0.25)
+
+
+def test_block_bootstrap_t_is_seeded():
+    s = _monthly(lambda rng, n: rng.normal(0.02, 0.1, n))
+    assert block_bootstrap_t(s, seed=3) == block_bootstrap_t(s, seed=3)
+    assert block_bootstrap_t(s, seed=3)["se"] != block_bootstrap_t(s, seed=4)["se"]
+
+
+def test_block_bootstrap_se_sees_within_month_correlation():
+    # One value per month, repeated on each of its 4 dates (as overlapping outcome windows
+    # make neighbouring dates repeat each other): 60 independent values, not 240, so the se
+    # is about twice (sqrt 4) the naive iid one, which the block bootstrap must see.
+    months, per_month = 60, 4
+    rng = np.random.default_rng(5)
+    level = np.repeat(rng.normal(0.0, 0.1, months), per_month)
+    s = _monthly(lambda _, n: level[:n], months, per_month)
+    out = block_bootstrap_t(s)
+    assert out["se"] > 1.5 * out["se_iid"]
+    assert out["se"] == pytest.approx(
+        np.std(level[::per_month], ddof=1) / math.sqrt(months), rel=0.2
+    )
+    # quarterly blocks keep the same correlation (a month is inside one quarter)
+    assert block_bootstrap_t(s, block="Q")["se"] > 1.5 * out["se_iid"]
+
+
+def test_block_bootstrap_t_degenerate():
+    one_month = pd.Series(
+        [0.1, 0.2, 0.3], index=pd.to_datetime(["2021-01-04", "2021-01-11", "2021-01-18"])
+    )
+    out = block_bootstrap_t(one_month)
+    assert out["se"] is None and out["t"] is None and out["blocks"] == 1
+    assert out["mean"] == pytest.approx(0.2)
+    flat = block_bootstrap_t(_monthly(lambda _, n: np.full(n, 0.1)))
+    assert flat["se"] == 0.0 and flat["t"] is None
+    empty = block_bootstrap_t(pd.Series([], dtype=float, index=pd.DatetimeIndex([])))
+    assert empty == {"mean": None, "se": None, "t": None, "se_iid": None, "dates": 0, "blocks": 0}
+    json.dumps(out, allow_nan=False)

@@ -18,7 +18,11 @@ Semantics (the assumptions a reader needs to trust the figures):
   costs, so a trade's realised P&L is net of both sides. Shares are fractional.
 - **Dividends** are not paid separately: returns are those of the stored closes (adjusted
   closes, as in the embedded data, include dividends; raw closes do not). The run's
-  metrics.json states which fills and closes were used.
+  metrics.json states which fills and closes were used, and the benchmark's kind: a total
+  return index, or a price index (no dividends: every excess figure leans positive).
+- **Universe.** Strategies see only the contexts of each date's index members. A held name
+  that leaves the index is sold at the next bar (`left_universe`), like a stop loss, for
+  every strategy: the book holds only what the strategy may choose from.
 """
 
 from __future__ import annotations
@@ -30,14 +34,25 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthpm.data.universe import membership
 from synthpm.dataset.context import Contexts, PortfolioState, Position
-from synthpm.features.market import benchmark_close
+from synthpm.features.market import benchmark_close, benchmark_kind
 from synthpm.features.panel import PanelInputs
 from synthpm.limits import Limits
 from synthpm.portfolio.manager import MIN_ORDER, Book, Order, PortfolioManager
 from synthpm.strategies.base import PortfolioRule
 
 HISTORY = 13  # decision dates of equity history a context's portfolio state shows
+# The S&P 500 price index's CAGR trails SPY's total return by 2.06 points a year over
+# 2005-01-03 .. 2022-12-28 (1.81 over 2018-06 .. 2022-12), as measured by
+# `benchmarks/benchmark_gap.py` (skfolio's index against ../shared's SPY adjusted closes).
+BENCHMARK_NOTES = {
+    "total_return": "total return index (dividends reinvested)",
+    "price": "price index without dividends, while the stocks' adjusted closes include "
+    "them: excess return, alpha and information ratio lean positive by the dividend yield "
+    "(the S&P 500 price index trails its total return by about 2 points a year, 2005-2022)",
+    "universe": "equal-weight universe of the stored closes (no index stored)",
+}
 
 
 class BacktestConfig(BaseModel):
@@ -63,6 +78,8 @@ class Market:
     mark: np.ndarray  # close carried forward: a held name's last known value
     benchmark: np.ndarray
     benchmark_name: str
+    benchmark_kind: str  # "total_return", "price" or "universe" (`features.market`)
+    member: np.ndarray  # dates x tickers: in the universe that day (all True without one)
     sectors: np.ndarray  # per ticker, an int code into sector_names
     sector_names: list[str]
     closes: pd.DataFrame = field(repr=False)  # `close` as a frame, for portfolio rules
@@ -75,7 +92,8 @@ class Market:
         )
         close = closes.to_numpy(dtype=np.float64)
         mark = closes.ffill().to_numpy(dtype=np.float64)
-        bench, source = benchmark_close(inputs.market, closes)
+        bench, _ = benchmark_close(inputs.market, closes)
+        kind, source = benchmark_kind(inputs.market)
         names = closes.columns.map(inputs.sectors).fillna("Unknown")
         codes, sector_names = pd.factorize(names)
         return cls(
@@ -86,6 +104,8 @@ class Market:
             mark=mark,
             benchmark=bench.to_numpy(dtype=np.float64),
             benchmark_name=source,
+            benchmark_kind=kind,
+            member=membership(inputs.universe, closes.index, closes.columns),
             sectors=codes.astype(np.int64),
             sector_names=list(sector_names),
             closes=closes,
@@ -246,8 +266,7 @@ def run_backtest(
         equity = account.cash + values.sum()
         marks.append(equity)
         peak = max(marks[-lim.derisk_window :])
-        if not is_rule:
-            pending = _exits(account, market, t, lim)
+        pending = _exits(account, market, t, lim, signals=not is_rule)
         if t in decision_day:
             day = frame.iloc[decision_day[t]]
             date = market.dates[t]
@@ -263,8 +282,8 @@ def run_backtest(
                     pending = _rebalance(account, market, t, weights, equity)
             else:
                 history.append(equity)
-                state = _state(account, market, t, equity, history)
-                signals = strategy.signals(Contexts(day, contexts.benchmark, state))
+                state = _state(account, market, t, equity, history, peak)
+                signals = strategy.signals(Contexts(day, contexts.benchmark, state, lim))
                 book = Book(account.cash, account.shares, np.nan_to_num(market.mark[t]), peak)
                 leaving = {o.column for o in pending}
                 cols = columns[decision_day[t]]
@@ -296,16 +315,23 @@ def run_backtest(
     )
 
 
-def _exits(account: _Account, market: Market, t: int, lim: Limits) -> list[Order]:
-    """Stop loss, take profit and hold expiry of long positions, judged on the close of t."""
-    held = np.flatnonzero(account.shares > 0)
+def _exits(
+    account: _Account, market: Market, t: int, lim: Limits, signals: bool = True
+) -> list[Order]:
+    """Positions that leave the universe at t (any strategy's), and for signal strategies the
+    stop loss, take profit and hold expiry of long positions, judged on the close of t."""
+    held = np.flatnonzero(account.shares != 0 if not signals else account.shares > 0)
     if not len(held):
         return []
     price = market.mark[t, held]
     change = price / account.basis[held] - 1.0
     orders = []
     for col, move in zip(held, change, strict=True):
-        if move <= -lim.stop_loss:
+        if not market.member[t, col]:
+            reason = "left_universe"
+        elif not signals:
+            continue
+        elif move <= -lim.stop_loss:
             reason = "stop_loss"
         elif move >= lim.take_profit:
             reason = "take_profit"
@@ -342,7 +368,7 @@ def _rebalance(account, market, t, weights: pd.Series, equity: float) -> list[Or
     return orders
 
 
-def _state(account, market, t, equity, history) -> PortfolioState:
+def _state(account, market, t, equity, history, peak) -> PortfolioState:
     """The live book as a `PortfolioState`, for signal sources that read it (the LM agent)."""
     held = np.flatnonzero(account.shares > 0)
     mark = market.mark[t]
@@ -363,6 +389,7 @@ def _state(account, market, t, equity, history) -> PortfolioState:
         positions=positions,
         equity_history=[float(v) for v in history[-HISTORY:]],
         recent_trades=[round(r, 4) for r in account.closed[-10:]],
+        peak=max(peak, equity),  # the manager's trailing peak: one drawdown for both
     )
 
 
@@ -419,6 +446,8 @@ def _notes(market: Market, config: BacktestConfig, dropped: int) -> dict:
         "dividends": "not paid separately: returns of the stored closes (adjusted closes "
         "include dividends, raw closes do not)",
         "benchmark": market.benchmark_name,
+        "benchmark_kind": market.benchmark_kind,
+        "benchmark_note": BENCHMARK_NOTES[market.benchmark_kind],
         "costs": {"commission_bps": config.commission_bps, "slippage_bps": config.slippage_bps},
         "orders_dropped_no_bar": dropped,
         "limits": config.limits.model_dump(),

@@ -14,9 +14,35 @@ from pathlib import Path
 import pandas as pd
 
 from synthpm.backtest.engine import BacktestConfig, BacktestResult, Market, run_backtest
+from synthpm.data.errors import ConfigError
 from synthpm.dataset.context import Contexts
 from synthpm.metrics import CONVENTION, METRIC_NAMES, compute_metrics
 from synthpm.report import write_report
+
+
+def model_dates(strategy, start: str, allow_in_sample: bool = False) -> dict | None:
+    """Where a run starting at `start` stands against the dates its model has seen.
+
+    A strategy that learned from a dataset (the language model) carries that dataset's
+    record as `trained`, whose `test_start` is the first date it never trained or chose
+    settings on. A run from before it is in sample: refused unless `allow_in_sample`, and
+    then marked as such in `metrics.json` and the report."""
+    test_start = (getattr(strategy, "trained", None) or {}).get("test_start")
+    if not test_start:
+        return None
+    inside = pd.Timestamp(start) < pd.Timestamp(test_start)
+    if inside and not allow_in_sample:
+        raise ConfigError(
+            f"{strategy.name}: its model trained and was validated on dates before "
+            f"{test_start}, and this run starts {pd.Timestamp(start).date()}: start on or "
+            "after that date, or pass --allow-in-sample to run in sample on purpose"
+        )
+    note = (
+        f"IN SAMPLE: the model saw dates before {test_start}"
+        if inside
+        else f"out of sample: the model's data end before {test_start}"
+    )
+    return {"test_start": test_start, "in_sample": bool(inside), "note": note}
 
 
 def metrics_of(result: BacktestResult) -> dict:
@@ -50,14 +76,20 @@ def compare(
     config: BacktestConfig,
     out: str | Path,
     log=print,
+    allow_in_sample: bool = False,
 ) -> pd.DataFrame:
     """Run every strategy on the same contexts, dates and costs; write each run, the
-    comparison table (`comparison.csv`) and one report over all of them (`report.html`)."""
+    comparison table (`comparison.csv`) and one report over all of them (`report.html`).
+    A model is refused on dates it trained on unless `allow_in_sample` (`model_dates`)."""
     out = Path(out)
+    start = config.start or str(contexts.frame["date"].min().date())
+    sample = {s.name: model_dates(s, start, allow_in_sample) for s in strategies}  # before any run
     runs, table = {}, {}
     for strategy in strategies:
         started = time.perf_counter()
         result = run_backtest(strategy, contexts, market, config)
+        if sample[strategy.name]:
+            result.notes["model_dates"] = sample[strategy.name]
         seconds = time.perf_counter() - started
         metrics = metrics_of(result)
         runs[result.name] = save_run(result, out / result.name, metrics, seconds)

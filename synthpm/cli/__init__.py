@@ -105,7 +105,7 @@ def demo(
         grad_accum=1,
         lr=3e-3,
         schedule="cosine",
-        max_examples=50_000,
+        max_examples=50_000,  # drawn across every training date (`sample_split`)
         seed=0,
     )
     lm_eval(model=out / "lm", data=out / "dataset", n=300, batch_size=32)
@@ -122,12 +122,13 @@ def demo(
         forecasts=out / "forecast",
         commission_bps=5.0,
         slippage_bps=5.0,
-        max_positions=10,
+        max_positions=None,  # the model's own training limits (10): one truth for both
         # a top-k of 20 in a 20-stock universe would be equal weight
         param=["lgbm_topk.k=5"],
         model=out / "lm",
         out=out / "compare",
         cache=None,
+        allow_in_sample=False,  # from test_start: refused on the model's own years
     )
     console.print(f"report: {(out / 'compare' / 'report.html').resolve()}")
     console.print(f"\nresults in {out.resolve()}")

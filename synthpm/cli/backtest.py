@@ -9,8 +9,14 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, Market, run_backtest
-from synthpm.backtest.run import compare, metrics_of, save_run
+from synthpm.backtest.engine import (
+    BENCHMARK_NOTES,
+    BacktestConfig,
+    BenchmarkHold,
+    Market,
+    run_backtest,
+)
+from synthpm.backtest.run import compare, metrics_of, model_dates, save_run
 from synthpm.cli.analysts import Cache, End, Start, Tickers, load_panel, parse_params
 from synthpm.cli.common import StoreOption, console, print_frame
 from synthpm.data.errors import ConfigError, SynthpmError
@@ -21,13 +27,22 @@ from synthpm.strategies import STRATEGIES, make_strategy
 
 BASELINES = ("benchmark", *STRATEGIES)
 ModelDir = Annotated[Path, typer.Option("--model", help="the `lm` strategy's model folder")]
-DEFAULT_MAX_POSITIONS = Limits().max_positions
 Forecasts = Annotated[
     Path, typer.Option(help="a `forecast train` output folder (or its forecasts.parquet)")
 ]
 Commission = Annotated[float, typer.Option(help="commission, basis points of traded value")]
 Slippage = Annotated[float, typer.Option(help="slippage, basis points of price")]
-MaxPositions = Annotated[int, typer.Option(help="portfolio limit")]
+MaxPositions = Annotated[
+    int | None,
+    typer.Option(help="portfolio limit [default: the model's training limit with lm, else 20]"),
+]
+AllowInSample = Annotated[
+    bool,
+    typer.Option(
+        "--allow-in-sample",
+        help="let the lm strategy trade dates its model trained on (marked in the run)",
+    ),
+]
 
 
 Params = Annotated[
@@ -52,6 +67,10 @@ def strategy_named(name: str, settings: list[str] | None = None, model: Path | N
     return make_strategy(name, **mine)
 
 
+def _learned(strategy) -> bool:
+    return bool((getattr(strategy, "trained", None) or {}).get("test_start"))
+
+
 def _check_params(settings: list[str] | None, names) -> None:
     for item in settings or []:
         if "." not in item.split("=", 1)[0] or item.split(".", 1)[0] not in names:
@@ -66,6 +85,7 @@ def prepare(store, tickers, start, end, forecasts: Path, cache):
             f"no forecasts at {file}: run `synthpm forecast train --out {forecasts}` first"
         )
     inputs, panel = load_panel(store, tickers, None, end, None, cache)
+    universe = not inputs.universe.empty
     predicted = pd.read_parquet(file)
     first = predicted.index.get_level_values("date").min()
     start = max(pd.Timestamp(start), first) if start else first  # no forecasts, no decisions
@@ -74,17 +94,31 @@ def prepare(store, tickers, start, end, forecasts: Path, cache):
         contexts = build_contexts(inputs, panel, predicted, points)
         market = Market.from_inputs(inputs)
     console.print(f"{len(contexts):,} decision points from {start.date()}")
-    return contexts, market, str(start.date())
+    return contexts, market, str(start.date()), universe
 
 
-def _config(start, end, commission, slippage, max_positions) -> BacktestConfig:
+def _config(start, end, commission, slippage, max_positions, chosen) -> BacktestConfig:
+    """The run's settings; the limits are the model's training limits where an `lm` runs (the
+    prompts then state what the model learned under), with `--max-positions` applied."""
+    trained = next((s.trained for s in chosen if getattr(s, "trained", None)), {})
+    limits = Limits(**trained["limits"]) if "limits" in trained else Limits()
+    if max_positions is not None:
+        limits = limits.model_copy(update={"max_positions": max_positions})
     return BacktestConfig(
-        start=start,
-        end=end,
-        commission_bps=commission,
-        slippage_bps=slippage,
-        limits=Limits(max_positions=max_positions),
+        start=start, end=end, commission_bps=commission, slippage_bps=slippage, limits=limits
     )
+
+
+def caveats(market: Market, inputs_universe: bool) -> list[str]:
+    """What a reader of the table must know: the benchmark's kind and the universe's."""
+    lines = [f"benchmark: {market.benchmark_name}, {BENCHMARK_NOTES[market.benchmark_kind]}"]
+    if not inputs_universe:
+        lines.append(
+            "universe: every stored ticker on every date (no point-in-time membership "
+            "stored): a list of today's index members is a list of survivors, which flatters "
+            "equal weight and every stock-picking strategy against the index"
+        )
+    return lines
 
 
 def backtest(
@@ -96,24 +130,30 @@ def backtest(
     forecasts: Forecasts = Path("runs/forecast"),
     commission_bps: Commission = 5.0,
     slippage_bps: Slippage = 5.0,
-    max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
+    max_positions: MaxPositions = None,
     param: Params = None,
     model: ModelDir = Path("runs/lm"),
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/backtest"),
     cache: Cache = None,
+    allow_in_sample: AllowInSample = False,
 ) -> None:
     """Backtest one strategy: equity, trades, decisions, metrics and report in OUT."""
     _check_params(param, [strategy])
     chosen = strategy_named(strategy, param, model)
-    contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
-    config = _config(start, end, commission_bps, slippage_bps, max_positions)
+    contexts, market, start, universe = prepare(store, tickers, start, end, forecasts, cache)
+    config = _config(start, end, commission_bps, slippage_bps, max_positions, [chosen])
+    sample = model_dates(chosen, start, allow_in_sample)
     started = time.perf_counter()
     result = run_backtest(chosen, contexts, market, config)
+    if sample:
+        result.notes["model_dates"] = sample
     seconds = time.perf_counter() - started
     metrics = metrics_of(result)
     save_run(result, out, metrics, seconds)
     write_report({result.name: out}, out / "report.html", f"synthpm backtest: {result.name}")
     print_frame(pd.DataFrame({result.name: metrics}).dropna(), "metrics")
+    for line in [*caveats(market, universe), *([sample["note"]] if sample else [])]:
+        console.print(line)
     console.print(f"{seconds:.1f}s; fills: {result.notes['fills']}; wrote {out}/report.html")
 
 
@@ -128,11 +168,12 @@ def compare_command(
     forecasts: Forecasts = Path("runs/forecast"),
     commission_bps: Commission = 5.0,
     slippage_bps: Slippage = 5.0,
-    max_positions: MaxPositions = DEFAULT_MAX_POSITIONS,
+    max_positions: MaxPositions = None,
     param: Params = None,
     model: ModelDir = Path("runs/lm"),
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
     cache: Cache = None,
+    allow_in_sample: AllowInSample = False,
 ) -> pd.DataFrame:
     """Compare strategies in one run: same contexts, dates and costs; a table and a report."""
     names = BASELINES if strategies == "all" else [s.strip() for s in strategies.split(",")]
@@ -140,9 +181,15 @@ def compare_command(
         raise ConfigError("--strategies wants comma-separated names")
     _check_params(param, names)
     chosen = [strategy_named(n, param, model) for n in names]
-    contexts, market, start = prepare(store, tickers, start, end, forecasts, cache)
-    config = _config(start, end, commission_bps, slippage_bps, max_positions)
-    table = compare(chosen, contexts, market, config, out, log=console.print)
+    contexts, market, start, universe = prepare(store, tickers, start, end, forecasts, cache)
+    config = _config(start, end, commission_bps, slippage_bps, max_positions, chosen)
+    table = compare(chosen, contexts, market, config, out, console.print, allow_in_sample)
     print_frame(table, f"comparison {start} .. {end or 'end'} (costs included)")
+    notes = [*caveats(market, universe)]
+    notes += [f"{s.name}: {model_dates(s, start, True)['note']}" for s in chosen if _learned(s)]
+    notes.append(f"limits: {config.limits.max_positions} positions at most")
+    for line in notes:
+        console.print(line)
+    (out / "caveats.txt").write_text("\n".join(notes) + "\n")
     console.print(f"wrote {out}/comparison.csv and {out}/report.html")
     return table

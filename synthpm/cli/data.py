@@ -15,7 +15,7 @@ from synthpm.cli.common import StoreOption, console
 from synthpm.cli.common import store_at as _store
 from synthpm.data.errors import SynthpmError
 from synthpm.data.importers import KINDS, init_embedded, read_source
-from synthpm.data.store import ImportReport
+from synthpm.data.store import ImportReport, Store
 
 data_app = typer.Typer(help="The point-in-time store: load, import, inspect.", no_args_is_help=True)
 fetch_app = typer.Typer(help="Live downloads (network; only when you ask).", no_args_is_help=True)
@@ -62,15 +62,34 @@ def data_import(
     ticker: Annotated[
         str | None, typer.Option(help="market import: take this ticker's rows from a long panel")
     ] = None,
+    total_return: Annotated[
+        bool,
+        typer.Option(
+            "--total-return", help="market import: the index includes dividends (an adjusted close)"
+        ),
+    ] = False,
+    from_prices: Annotated[
+        bool,
+        typer.Option(
+            "--from-prices",
+            help="universe import: membership spells from a price file's own rows",
+        ),
+    ] = False,
 ) -> None:
     """Validate a source, then import it as one all-or-nothing transaction."""
     target = _store(store)
     started = time.perf_counter()
-    options = {"strict": strict} if kind in ("csv", "parquet", "stooq") else {}
+    if total_return and (kind != "market" or series != "index"):
+        raise SynthpmError("--total-return applies to `market FILE --series index` only")
+    if from_prices and kind != "universe":
+        raise SynthpmError("--from-prices applies to `universe FILE` only")
+    options: dict = {"strict": strict} if kind in ("csv", "parquet", "stooq") else {}
     if kind == "market":
         if series not in ("vix", "index"):
             raise SynthpmError(f"--series must be vix or index, not {series!r}")
-        options = {"series": series, "ticker": ticker}
+        options = {"series": series, "ticker": ticker, "total_return": total_return}
+    if kind == "universe":
+        options = {"from_prices": from_prices}
     with console.status(f"reading and validating {path}"):
         batch = read_source(kind, path, store=target, **options)
     with console.status(
@@ -89,8 +108,12 @@ def data_info(
     """Tickers, date ranges and row counts per table."""
     target = _store(store)
     info = target.info()
+    covered = _coverage(target) if info.get("universe", {}).get("rows") else None
     if as_json:
-        print(json.dumps({"store": str(target.path), "tables": info}, indent=2, default=str))
+        out = {"store": str(target.path), "tables": info}
+        if covered is not None:
+            out["universe_coverage"] = covered
+        print(json.dumps(out, indent=2, default=str))
         return
     console.print(f"[bold]store[/] {escape(str(target.path))}")
     table = Table()
@@ -106,10 +129,40 @@ def data_info(
             str(entry.get("last") or ""),
         )
     console.print(table)
+    for kind, rows in info.get("market", {}).get("index_kinds", {}).items():
+        console.print(f"  index kind {kind}: {rows:,} days")
     for source, span in info.get("market", {}).get("vix_sources", {}).items():
         console.print(
             f"  vix from {source}: {span['rows']:,} days, {span['first']} .. {span['last']}"
         )
+    if covered is not None:
+        _show_coverage(covered)
+
+
+def _coverage(target: Store) -> dict:
+    """Universe coverage by the stored prices; reads only (ticker, date) to stay cheap."""
+    from synthpm.data.universe import coverage
+
+    return coverage(target.universe(), target.prices(columns=["ticker", "date"]))
+
+
+def _show_coverage(covered: dict) -> None:
+    share = covered["share"]
+    if share is None:
+        console.print("  universe coverage: no member-days on the dates of the stored prices")
+        return
+    console.print(
+        f"  universe coverage: {covered['priced_member_days']:,} of "
+        f"{covered['member_days']:,} member-days have prices ({share:.1%})"
+    )
+    by_year = covered["by_year"].items()
+    years = [f"{year} {v['share']:.0%}" for year, v in by_year if v["share"] is not None]
+    if years:
+        console.print(f"  by year: {', '.join(years)}", soft_wrap=True)
+    unpriced = covered["unpriced_tickers"]
+    if unpriced:
+        shown = ", ".join(unpriced[:15]) + (" ..." if len(unpriced) > 15 else "")
+        console.print(f"  {len(unpriced)} member ticker(s) without prices: {shown}", soft_wrap=True)
 
 
 @fetch_app.command("prices")

@@ -68,15 +68,50 @@ def lm_eval(
     cite: Annotated[
         bool, typer.Option(help="strings may cite only the prompt's numbers (the default)")
     ] = True,
+    ic_dates: Annotated[
+        int | None, typer.Option(help="test dates for the per-date IC, spread evenly; default all")
+    ] = None,
 ) -> None:
-    """Validity, accuracy and macro-F1 vs the majority class, calibration, faithfulness, speed."""
+    """Validity, accuracy and macro-F1 vs the majority class and the scenario rule,
+    calibration, per-date rank IC vs the forecaster and reversal, faithfulness, speed."""
     import pandas as pd
 
     from synthpm.lm.evaluate import evaluate
 
-    report = evaluate(model, data, n, batch_size, untrained, cite)
-    table = pd.DataFrame({"value": {k: v for k, v in report.items() if k != "majority_class"}})
-    print_frame(table, f"test split, {report['examples']} examples")
+    report = evaluate(model, data, n, batch_size, untrained, cite, ic_dates)
+    flat = {k: v for k, v in report.items() if k != "majority_class" and not isinstance(v, dict)}
+    print_frame(pd.DataFrame({"value": flat}), f"test split, {report['examples']} examples")
+    per_date = report["per_date"]
+    names = {
+        "lm_written": "LM (written)",
+        "lm_expected": "LM (expected)",
+        "forecaster_1m": "forecaster exp. 1m",
+        "reversal_1m": "reversal -r 1m",
+    }
+    ic = pd.DataFrame.from_dict(per_date["ic"], orient="index")
+    ic = ic.rename(index=names)[["mean", "se", "t", "se_iid", "dates", "blocks"]]
+    print_frame(
+        ic.astype(object).where(ic.notna(), None),
+        f"per-date rank IC, scenario {per_date['scenario']}: {per_date['examples']} contexts"
+        f" on {per_date['dates']} dates; se by {per_date['block']}-block bootstrap",
+    )
+    scenarios = pd.DataFrame.from_dict(report["by_scenario"], orient="index")
+    overall = {
+        "n": report["examples"],
+        "lm_macro_f1": report["macro_f1"],
+        "scenario_rule_macro_f1": report["scenario_rule_macro_f1"],
+        "majority_macro_f1": report["majority_macro_f1"],
+    }
+    scenarios.loc["all"] = pd.Series(overall)
+    columns = {
+        "n": "n",
+        "lm_macro_f1": "LM",
+        "scenario_rule_macro_f1": "scenario rule",
+        "majority_macro_f1": "majority",
+    }
+    table = scenarios[list(columns)].rename(columns=columns).astype(object)
+    table["n"] = table["n"].astype(int)
+    print_frame(table, "decision macro-F1 by scenario (rule: SELL if holding, else SKIP)")
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")
 
 

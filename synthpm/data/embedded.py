@@ -4,7 +4,7 @@
   (`skfolio.datasets.load_sp500_dataset`). Close-only: no open, high, low or volume.
 - Index: the S&P 500 close over the same dates (`skfolio.datasets.load_sp500_index`), with
   open/high/low from `arch.data.sp500` where it covers them (1999-2018; its close matches
-  skfolio's to 1e-8).
+  skfolio's to 1e-8). It is the price index, without dividends: `market.index_kind` "price".
 - VIX: CBOE's VIX from `arch.data.vix` where it covers (2014-01-03 .. 2019-01-03); on every
   other date a proxy, the index's realised volatility (21 trading days, annualised, in VIX
   points), labelled `proxy:realised_vol_21d` in `market.vix_source`. The proxy at t uses
@@ -50,7 +50,8 @@ def embedded_batch() -> ImportBatch:
     prices, warnings = validate_prices(long)
 
     index = load_sp500_index()["SP500"].rename("index_close").rename_axis("date")
-    market = index.to_frame().assign(index_source="skfolio:SP500")
+    # The S&P 500 *price* index: without dividends, so it lags a total-return benchmark.
+    market = index.to_frame().assign(index_source="skfolio:SP500", index_kind="price")
     ohlc = arch_sp500.load()[["Open", "High", "Low"]]
     ohlc.columns = ["index_open", "index_high", "index_low"]
     market = market.join(ohlc, how="left")

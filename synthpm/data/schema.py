@@ -7,6 +7,8 @@ from these definitions, so a column is added in one place.
 Point in time: a price row is known at the close of its `date`; an event or insider row is
 known from `date_known`, the first trading day the market could act on it (see
 `synthpm.data.calendar`). Readers filter on those columns, never on filing or report dates.
+A universe row is a membership spell: the ticker is a member from `start` until the day
+before `end`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class Table:
     required: tuple[str, ...]  # columns that may never be null
 
     def ddl(self) -> str:
-        cols = ", ".join(f"{c} {t}" for c, t in self.columns.items())
+        # Quoted: `end` (universe) is a reserved word in DuckDB.
+        cols = ", ".join(f'"{c}" {t}' for c, t in self.columns.items())
         return f"CREATE TABLE IF NOT EXISTS {self.name} ({cols})"
 
 
@@ -100,9 +103,21 @@ MARKET = Table(
         # series: e.g. "skfolio:SP500", "arch:vix", "proxy:realised_vol_21d".
         "index_source": "VARCHAR",
         "vix_source": "VARCHAR",
+        # "price" or "total_return": whether the stored index includes dividends. A benchmark
+        # of dividend-adjusted stock returns must be compared with a total-return index.
+        "index_kind": "VARCHAR",
     },
     key=("date",),
     required=("date",),
+)
+
+UNIVERSE = Table(
+    "universe",
+    {"ticker": "VARCHAR", "start": "DATE", "end": "DATE"},
+    key=("ticker", "start"),
+    # `end` is exclusive and null while the ticker is still a member: the universe on date t
+    # is the tickers with start <= t < end (see synthpm.data.universe).
+    required=("ticker", "start"),
 )
 
 COMPANIES = Table(
@@ -133,5 +148,5 @@ IMPORTS = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (PRICES, EVENTS, INSIDER, SECTORS, MARKET, COMPANIES, IMPORTS)
+    t.name: t for t in (PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS)
 }

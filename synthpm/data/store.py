@@ -10,6 +10,10 @@ rows with the same natural key, so re-importing a file is idempotent.
 Reads. Every read opens the file read-only and returns a pandas DataFrame. Event and
 insider reads take `as_of`: only rows whose `date_known` is on or before it, so code that
 asks "what was known at t" cannot see later filings.
+
+Schema changes. Every write creates missing tables and adds missing columns (a column added
+to `synthpm.data.schema` appears in older stores on their next import, null in old rows);
+reads of an older store fill absent columns with nulls and treat an absent table as empty.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import duckdb
 import pandas as pd
 
 from synthpm.data.errors import SynthpmError, UnknownTickerError
-from synthpm.data.schema import IMPORTS, MARKET, TABLES, Table
+from synthpm.data.schema import IMPORTS, MARKET, TABLES, UNIVERSE, Table
 
 DEFAULT_STORE = Path("synthpm.duckdb")
 DateLike = str | date | datetime | pd.Timestamp
@@ -81,8 +85,7 @@ class Store:
             shutil.copyfile(self.path, shadow)
         con = duckdb.connect(str(shadow))
         try:
-            for table in TABLES.values():
-                con.execute(table.ddl())
+            _create_or_migrate(con)
             yield con
             con.execute("CHECKPOINT")
             con.close()
@@ -103,6 +106,10 @@ class Store:
                 con.register("staged", frame)
                 if table is MARKET:
                     _merge_columns(con, table, frame.columns)
+                elif table is UNIVERSE:
+                    # A ticker's spells are replaced as a set: replacing by (ticker, start) alone
+                    # could keep an old spell that overlaps a corrected one.
+                    _replace_by_key(con, table, key=("ticker",))
                 else:
                     _replace_by_key(con, table)
                 if "ticker" in frame:
@@ -167,6 +174,7 @@ class Store:
         start: DateLike | None = None,
         end: DateLike | None = None,
         order: str = "ticker, date",
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         where, params = [], []
         wanted = self._check_tickers(tickers) if table == "prices" else _upper(tickers)
@@ -179,22 +187,29 @@ class Store:
         if end is not None:
             where.append(f"{date_column} <= ?")
             params.append(pd.Timestamp(end).date())
-        sql = f"SELECT * FROM {table}"
+        selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f"SELECT {selected} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return _dates(self._query(f"{sql} ORDER BY {order}", params))
+        frame = self._query(f"{sql} ORDER BY {order}", params)
+        for col in TABLES[table].columns if columns is None else ():
+            if col not in frame:  # a store written before the column existed
+                frame[col] = None
+        return _dates(frame)
 
     def prices(
         self,
         tickers: str | Iterable[str] | None = None,
         start: DateLike | None = None,
         end: DateLike | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Daily bars `ticker, date, open, high, low, close, volume`, start/end inclusive.
 
+        `columns` reads only those (e.g. `["ticker", "date"]`, cheap for coverage counts).
         Unknown tickers raise `UnknownTickerError`.
         """
-        return self._select("prices", tickers=tickers, start=start, end=end)
+        return self._select("prices", tickers=tickers, start=start, end=end, columns=columns)
 
     def closes(
         self,
@@ -243,6 +258,27 @@ class Store:
         """`ticker, sector` for every labelled ticker."""
         return self._query("SELECT * FROM sectors ORDER BY ticker")
 
+    def universe(self, tickers: str | Iterable[str] | None = None) -> pd.DataFrame:
+        """Membership spells `ticker, start, end` (datetime64; `end` exclusive, NaT while still
+        a member), sorted by ticker and start; empty when no universe is stored.
+
+        `synthpm.data.universe.membership` reads an empty frame as "everything is a member".
+        A `tickers` filter that matches no stored spell also returns an empty frame, so to
+        restrict a universe to some tickers, read it whole (about a thousand rows) and pass the
+        tickers to `membership`, which makes tickers without spells non-members.
+        """
+        with self._reader() as con:
+            if UNIVERSE.name not in _stored_columns(con):
+                frame = pd.DataFrame(columns=list(UNIVERSE.columns))
+            else:
+                wanted = _upper(tickers)
+                sql = 'SELECT ticker, "start", "end" FROM universe'
+                if wanted is not None:
+                    sql += " WHERE ticker IN (SELECT unnest(?))"
+                sql += ' ORDER BY ticker, "start"'
+                frame = con.execute(sql, [] if wanted is None else [wanted]).df()
+        return frame.astype({"start": "datetime64[ns]", "end": "datetime64[ns]"})
+
     def companies(self) -> pd.DataFrame:
         """EDGAR filers seen by imports: CIK, primary ticker, name, SIC."""
         return self._query("SELECT * FROM companies ORDER BY cik")
@@ -259,7 +295,8 @@ class Store:
         }
         out: dict[str, dict] = {}
         with self._reader() as con:
-            present = set(con.execute("SELECT table_name FROM duckdb_tables()").df()["table_name"])
+            columns = _stored_columns(con)
+            present = set(columns)
             for name, date_col in spans.items():
                 if name not in present:
                     continue
@@ -273,6 +310,14 @@ class Store:
                 out[name] = {
                     k: (v.isoformat() if isinstance(v, date) else v) for k, v in entry.items()
                 }
+            if UNIVERSE.name in present:
+                out["universe"] = _universe_info(con)
+            if "market" in columns and "index_kind" in columns["market"]:
+                kinds = con.execute(
+                    "SELECT coalesce(index_kind, 'unknown'), count(*) FROM market "
+                    "WHERE index_close IS NOT NULL GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+                out["market"]["index_kinds"] = dict(kinds)
             if "market" in present:
                 sources = con.execute(
                     "SELECT vix_source, count(*), min(date), max(date) FROM market "
@@ -319,9 +364,33 @@ def _conform(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return frame[cols]
 
 
-def _replace_by_key(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    if table.key:
-        match = " AND ".join(f"{table.name}.{k} = staged.{k}" for k in table.key)
+def _stored_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Stored tables and their columns (a store written by an older version may lack some)."""
+    rows = con.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall()
+    out: dict[str, set[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+def _create_or_migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables and add the columns an older store lacks (null in old rows)."""
+    stored = _stored_columns(con)
+    for table in TABLES.values():
+        if table.name not in stored:
+            con.execute(table.ddl())
+            continue
+        for column, kind in table.columns.items():
+            if column not in stored[table.name]:
+                con.execute(f'ALTER TABLE {table.name} ADD COLUMN "{column}" {kind}')
+
+
+def _replace_by_key(
+    con: duckdb.DuckDBPyConnection, table: Table, key: tuple[str, ...] | None = None
+) -> None:
+    key = table.key if key is None else key
+    if key:
+        match = " AND ".join(f'{table.name}."{k}" = staged."{k}"' for k in key)
         con.execute(f"DELETE FROM {table.name} USING staged WHERE {match}")
     con.execute(f"INSERT INTO {table.name} BY NAME SELECT * FROM staged")
 
@@ -329,14 +398,31 @@ def _replace_by_key(con: duckdb.DuckDBPyConnection, table: Table) -> None:
 def _merge_columns(con: duckdb.DuckDBPyConnection, table: Table, columns: Iterable[str]) -> None:
     """Upsert by key, touching only the given columns (a VIX file keeps the stored index)."""
     values = [c for c in columns if c not in table.key]
-    key = " AND ".join(f"{table.name}.{k} = staged.{k}" for k in table.key)
+    key = " AND ".join(f'{table.name}."{k}" = staged."{k}"' for k in table.key)
     if values:
-        sets = ", ".join(f"{c} = staged.{c}" for c in values)
+        sets = ", ".join(f'"{c}" = staged."{c}"' for c in values)
         con.execute(f"UPDATE {table.name} SET {sets} FROM staged WHERE {key}")
     con.execute(
         f"INSERT INTO {table.name} BY NAME SELECT * FROM staged "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table.name} WHERE {key})"
     )
+
+
+def _universe_info(con: duckdb.DuckDBPyConnection) -> dict:
+    """Spells, tickers, first start, last change (a start or an end), spells still open."""
+    rows, tickers, first, last, current = con.execute(
+        'SELECT count(*), count(DISTINCT ticker), min("start"), '
+        'greatest(max("start"), max("end")), count(*) FILTER (WHERE "end" IS NULL) '
+        "FROM universe"
+    ).fetchone()
+    iso = [d.isoformat() if isinstance(d, date) else d for d in (first, last)]
+    return {
+        "rows": rows,
+        "tickers": tickers,
+        "first": iso[0],
+        "last": iso[1],
+        "open_spells": current,
+    }
 
 
 def _unpriced(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:

@@ -47,12 +47,8 @@ from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import (
     SYSTEM_PROMPT,
     context_text,
-    date_text,
-    decision_text,
-    limits_text,
     market_text,
-    portfolio_text,
-    position_text,
+    render_prompt,
     scenario_market,
 )
 from synthpm.dataset.reasoning import write
@@ -149,17 +145,13 @@ def examples_for_context(
     tuples in `COLUMNS` order."""
     ctx = context_from_row(row, benchmark)
     text = context_text(ctx)
-    limits, decision_line = config.limits, decision_text(ctx.ticker)
-    plain_market = market_text(ctx.market)
-    rule, date_line = limits_text(limits), date_text(ctx)
-    # What every scenario's prompt states; each adds its portfolio (and the bear market).
-    evidence = Evidence("\n".join((date_line, plain_market[0], rule, text.head, decision_line)))
+    limits = config.limits
+    plain_facts = market_text(ctx.market)[1]
     for scenario in book.for_context(ctx.ticker, ctx.sector, config.scenarios):
-        market, market_facts = (
-            market_text(scenario_market(ctx, scenario)) if scenario.market else plain_market
+        market_facts = (
+            market_text(scenario_market(ctx, scenario))[1] if scenario.market else plain_facts
         )
-        portfolio = portfolio_text(scenario, limits)
-        position = position_text(scenario, ctx.ticker, ctx.sector)
+        user = render_prompt(ctx, limits, scenario, text)
         decision, reason = decide(
             label["conviction"],
             label["outcome"],
@@ -179,10 +171,7 @@ def examples_for_context(
             text.best,
             limits,
         )
-        shared = "\n".join((date_line, market, portfolio, rule))  # the same for a date's stocks
-        stressed = () if market is plain_market[0] else (market,)
-        scenario_text = "\n".join((*stressed, portfolio, position))
-        bad = evidence.extend(scenario_text).unsupported(
+        bad = Evidence(user).unsupported(
             " ".join([words.reasoning, *words.risk_factors, *words.catalysts, *words.exit_triggers])
         )
         if bad:
@@ -212,7 +201,7 @@ def examples_for_context(
             int(label["hold_days"]),
             float(label["outcome"]),
             SYSTEM_PROMPT,
-            "\n".join((shared, text.head, position, decision_line)),
+            user,
             answer,
         )
 

@@ -9,7 +9,9 @@ Two forms of the same thing:
   from a frame row on demand (`Contexts[i]`) for the API, the prompt and the agent.
 
 Frame columns (all values known by `date`):
-- `date`, `ticker`, `trigger` (`scheduled` | `filing`), `price` (close), `sector`;
+- `date`, `ticker`, `trigger` (`scheduled` | `filing`), `sector`; no price level: a vendor's
+  back-adjusted close encodes the splits and dividends that came later, so nothing a model
+  reads depends on one (everything is returns and ratios);
 - forecasts, named as the forecast schema: `return_class_h`, `confidence_h`,
   `expected_return_h`, `volatility_h`, `sharpe_h`, `max_drawdown_h` for h in 1d/1w/1m/3m,
   `best_horizon`, `event_prob_<group>` (NaN/missing before the first walk-forward fold);
@@ -38,6 +40,7 @@ from synthpm.features.filings import EVENT_GROUPS, day_numbers
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
 from synthpm.forecast.base import CLASSES, HORIZONS
+from synthpm.limits import Limits, drawdown
 
 WINDOW_DAYS = 90  # calendar days of events and insider trades a context shows
 RECENT = 3  # most recent 8-K items shown
@@ -150,8 +153,11 @@ class Position(_Model):
 class PortfolioState(_Model):
     """Cash, positions and recent history; consistent by construction (validated).
 
-    `equity_history` is weekly equity ending at `equity`, so the drawdown a state claims is
-    the one its history shows; `recent_trades` are closed trades' returns, oldest first.
+    `equity_history` is weekly equity ending at `equity`; `recent_trades` are closed trades'
+    returns, oldest first. `peak` is the equity peak the drawdown is measured from: the
+    engine passes the portfolio manager's own (the trailing `Limits.derisk_window` days of
+    daily equity), so the drawdown a prompt states is the one the manager acts on; left out
+    (simulated books), it is the history's peak.
     """
 
     cash: float = Field(ge=0)
@@ -159,6 +165,7 @@ class PortfolioState(_Model):
     positions: list[Position] = Field(default_factory=list)
     equity_history: list[float] = Field(default_factory=list)
     recent_trades: list[float] = Field(default_factory=list)
+    peak: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> PortfolioState:
@@ -172,15 +179,19 @@ class PortfolioState(_Model):
             raise ValueError("equity_history must end at the current equity")
         if len({p.ticker for p in self.positions}) != len(self.positions):
             raise ValueError("a ticker appears twice among the positions")
+        if self.peak is not None and self.peak < self.equity - 0.01:
+            raise ValueError(f"peak ({self.peak:,.2f}) is below equity ({self.equity:,.2f})")
         return self
 
     @property
     def peak_equity(self) -> float:
+        if self.peak is not None:
+            return self.peak
         return max([*self.equity_history, self.equity])
 
     @property
     def drawdown(self) -> float:
-        return self.equity / self.peak_equity - 1.0
+        return drawdown(self.equity, self.peak_equity)
 
     @property
     def cash_weight(self) -> float:
@@ -201,7 +212,6 @@ class Context(_Model):
     ticker: str
     date: Date
     trigger: Literal["scheduled", "filing"] = "scheduled"
-    price: float = Field(gt=0)
     sector: str = "Unknown"
     forecasts: list[HorizonForecast] = Field(default_factory=list)  # empty before fold one
     best_horizon: str | None = None
@@ -259,7 +269,6 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
         ticker=row["ticker"],
         date=pd.Timestamp(row["date"]).date(),
         trigger=row["trigger"],
-        price=row["price"],
         sector=row["sector"],
         forecasts=forecasts,
         best_horizon=row["best_horizon"] if forecasts else None,
@@ -288,7 +297,8 @@ class Contexts(Sequence[Context]):
 
     Signal sources that work on columns (baselines) read `.frame`; the language model reads
     the prompt rendered from each `Context`. In a backtest, `portfolio` is the live book on
-    the date, so every context's `portfolio` is the state the decision is made in.
+    the date, so every context's `portfolio` is the state the decision is made in, and
+    `limits` are the run's, which the prompt states and the manager enforces.
     """
 
     def __init__(
@@ -296,17 +306,19 @@ class Contexts(Sequence[Context]):
         frame: pd.DataFrame,
         benchmark: str = "index",
         portfolio: PortfolioState | None = None,
+        limits: Limits | None = None,
     ):
         self.frame = frame.reset_index(drop=True)
         self.benchmark = benchmark
         self.portfolio = portfolio
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def __getitem__(self, i):  # type: ignore[override]
         if isinstance(i, slice):
-            return Contexts(self.frame.iloc[i], self.benchmark, self.portfolio)
+            return Contexts(self.frame.iloc[i], self.benchmark, self.portfolio, self.limits)
         return context_from_row(self.frame.iloc[i].to_dict(), self.benchmark, self.portfolio)
 
     def __iter__(self) -> Iterator[Context]:
@@ -371,9 +383,6 @@ def build_contexts(
         }
     )
     closes = inputs.closes() if closes is None else closes
-    frame["price"] = closes.to_numpy()[
-        closes.index.get_indexer(frame["date"]), closes.columns.get_indexer(frame["ticker"])
-    ]
     frame["sector"] = frame["ticker"].map(inputs.sectors).fillna("Unknown").to_numpy(object)
     wanted = [
         *TREND_COLUMNS.values(),

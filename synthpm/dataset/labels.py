@@ -22,9 +22,11 @@ rank correlation with the realised excess return is meaningful for BUY, SELL and
 2. conviction below the bar (`buy_conviction`; `bear_conviction` in the bear-market
    scenario) → SKIP (`hold` when holding, `bear_bar` when only the bear bar failed, else
    `weak`);
-3. a limit binds → disciplined SKIP with the limit as its reason: `drawdown` (equity below
-   the de-risk drawdown), `max_positions`, `cash_floor`, `sector_limit`, `position_limit`
-   (already holding at the cap);
+3. the portfolio manager would refuse the trade → disciplined SKIP with the limit as its
+   reason: `drawdown` (equity below the de-risk drawdown), `max_positions`, `cash_floor`,
+   `sector_limit`, `position_limit` (already holding at the cap). This is
+   `limits.room_for_buy`, the function the manager sizes orders with, on the scenario's
+   book with the engine's costs (`cost_bps` per side); a BUY it would only cut stays a BUY;
 4. otherwise BUY.
 """
 
@@ -37,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from synthpm.dataset.scenarios import Scenario
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
-from synthpm.limits import Limits
+from synthpm.limits import LIMIT_REASONS, Limits, room_for_buy
 
 REASONS = (
     "buy",
@@ -51,7 +53,6 @@ REASONS = (
     "sector_limit",
     "position_limit",
 )
-LIMIT_REASONS = REASONS[5:]
 
 
 class LabelConfig(BaseModel):
@@ -148,14 +149,17 @@ def decide(
         if held is not None:
             return "SKIP", "hold"
         return "SKIP", "bear_bar" if conviction >= config.buy_conviction else "weak"
-    if state.drawdown <= -limits.derisk_drawdown:
-        return "SKIP", "drawdown"
-    if held is None and len(state.positions) >= limits.max_positions:
-        return "SKIP", "max_positions"
-    if state.cash_weight < limits.cash_floor:
-        return "SKIP", "cash_floor"
-    if state.sector_weight(sector) >= limits.max_sector:
-        return "SKIP", "sector_limit"
-    if held is not None and held.weight >= limits.max_position:
-        return "SKIP", "position_limit"
+    share, reason = room_for_buy(
+        limits,
+        wanted=conviction * limits.base_allocation,
+        drawdown=state.drawdown,
+        holds=len(state.positions),
+        holding=held is not None,
+        cash=state.cash_weight,
+        sector=state.sector_weight(sector),
+        position=held.weight if held is not None else 0.0,
+        cost_rate=config.cost_bps / 1e4,
+    )
+    if share == 0.0:  # the manager would refuse this trade: a disciplined SKIP
+        return "SKIP", reason if reason in LIMIT_REASONS else "weak"
     return "BUY", "buy"

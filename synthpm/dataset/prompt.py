@@ -2,7 +2,7 @@
 
 Sections, always in this order and always present (a section with no data says so in a
 few words rather than vanishing, so the model learns "no insider data" from text it sees):
-DATE, MARKET, PORTFOLIO, LIMITS, then COMPANY, PRICE, FORECASTS, EVENTS, INSIDER ACTIVITY,
+DATE, MARKET, PORTFOLIO, LIMITS, then COMPANY, FORECASTS, EVENTS, INSIDER ACTIVITY,
 TRENDS, POSITION, DECISION REQUIRED. What every stock of a decision date shares (the date,
 the market, the book, the limits) comes first and says nothing about the stock, so in a
 backtest the prompts of one date start with the same tokens and the decoder computes their
@@ -10,7 +10,8 @@ keys and values once (`decode`'s prefix cache); the stock's own part follows, an
 (what the book holds of this stock and its sector) sits just before the question.
 Numbers are rounded for reading: returns to 0.1% (expected excess returns to 0.01%),
 volatility to 1%, money to the dollar (insider values to $0.1M). Rendering is
-deterministic: the same context always gives the same bytes.
+deterministic: the same context always gives the same bytes. No price level is shown: a
+back-adjusted close encodes later splits and dividends (see `context`).
 
 Each section also yields `Fact`s: the phrases the training reasoning may cite, formatted by
 the same code as the prompt, with a score (> 0 supports buying, < 0 argues against) and a
@@ -216,7 +217,6 @@ def context_text(ctx: Context) -> ContextText:
     trigger = "8-K filing day" if ctx.trigger == "filing" else "weekly review"
     lines = [
         f"COMPANY: {ctx.ticker} ({ctx.sector}), {trigger}",
-        f"PRICE: ${ctx.price:,.2f}",
         *_forecasts(ctx, facts),
         *_events(ctx, facts),
         *_insider(ctx, facts),
@@ -324,11 +324,16 @@ def scenario_market(ctx: Context, scenario: Scenario | None) -> MarketContext:
 
 
 def render_prompt(
-    ctx: Context, limits: Limits | None = None, scenario: Scenario | None = None
+    ctx: Context,
+    limits: Limits | None = None,
+    scenario: Scenario | None = None,
+    text: ContextText | None = None,
 ) -> str:
-    """The full user prompt for a context (its own portfolio, or a scenario's)."""
+    """The user prompt for a context under its own portfolio or a scenario's: the one
+    renderer, called by the training data (with the stock's part, `text`, rendered once for
+    its ten scenarios) and by the agent, so the model reads at inference what it trained on."""
     limits = limits or Limits()
-    head = context_text(ctx).head
+    text = text or context_text(ctx)
     market = market_text(scenario_market(ctx, scenario))[0]
     scenario = scenario or Scenario("given", ctx.portfolio)
     return "\n".join(
@@ -337,7 +342,7 @@ def render_prompt(
             market,
             portfolio_text(scenario, limits),
             limits_text(limits),
-            head,
+            text.head,
             position_text(scenario, ctx.ticker, ctx.sector),
             decision_text(ctx.ticker),
         ]

@@ -47,6 +47,19 @@ def benchmark_close(market: pd.DataFrame, closes: pd.DataFrame) -> tuple[pd.Seri
     return (1.0 + daily).cumprod().rename("index_close"), "equal_weight_universe"
 
 
+def benchmark_kind(market: pd.DataFrame) -> tuple[str, str]:
+    """(kind, source) of the stored index: kind "total_return" (dividends reinvested) or
+    "price" (an index level without dividends; also any index stored without a kind), or
+    "universe" for the equal-weight stand-in, whose returns are the stored closes' own."""
+    if market.empty or not market["index_close"].notna().any():
+        return "universe", "equal-weight universe of the stored closes"
+    rows = market[market["index_close"].notna()]
+    kinds = set(rows["index_kind"].dropna()) if "index_kind" in rows else set()
+    sources = rows["index_source"].dropna() if "index_source" in rows else pd.Series([])
+    source = str(sources.iloc[-1]) if len(sources) else "index"
+    return ("total_return" if kinds == {"total_return"} else "price"), source
+
+
 def market_features(index_close: pd.Series, market: pd.DataFrame) -> pd.DataFrame:
     """Market context on the calendar of `index_close`: trend, volatility, VIX."""
     c = index_close.to_numpy(dtype=np.float64)

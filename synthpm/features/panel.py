@@ -5,10 +5,14 @@
 
 The panel is built from `PanelInputs` (the store's tables as frames), so a test can change
 the future of the inputs and check that the past of the panel is unchanged. Rows are the
-dates a ticker has a close; columns are float32 in `FEATURES` order. Per-ticker work runs
-one numeric kernel per ticker over contiguous arrays (TA-Lib is C); per-date work is
-grouped pandas. Results are cached as Parquet under a key that hashes the inputs, the config
-and `FEATURES_VERSION`, so an unchanged store rebuilds nothing.
+dates a ticker has a close **and is a member of the universe** (`data.universe`: with no
+universe stored, every priced ticker is); a ticker's indicators still read its whole price
+history, known before it joined. Cross-sectional features rank members against members, and
+everything downstream (forecasts, decision points, labels, baselines) starts from these
+rows, so each date sees only that date's members. Columns are float32 in `FEATURES` order.
+Per-ticker work runs one numeric kernel per ticker over contiguous arrays (TA-Lib is C);
+per-date work is grouped pandas. Results are cached as Parquet under a key that hashes the
+inputs, the config and `FEATURES_VERSION`, so an unchanged store rebuilds nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.data.store import DateLike, Store
+from synthpm.data.universe import membership
 from synthpm.features.filings import (
     EVENT_FEATURES,
     INSIDER_FEATURES,
@@ -41,7 +46,8 @@ from synthpm.features.market import (
 )
 from synthpm.features.technical import PRICE_FEATURES, price_features
 
-FEATURES_VERSION = 1  # bump when a feature's definition changes: invalidates caches
+UNIVERSE = ["ticker", "start", "end"]
+FEATURES_VERSION = 2  # bump when a feature's definition changes: invalidates caches
 FEATURES: dict[str, str] = {
     **PRICE_FEATURES,
     **CROSS_SECTION_FEATURES,
@@ -93,6 +99,8 @@ class PanelInputs:
     insider: pd.DataFrame
     market: pd.DataFrame
     sectors: pd.Series  # ticker -> sector
+    # index membership spells (ticker, start, end exclusive); empty: every ticker, always
+    universe: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNIVERSE))
 
     @classmethod
     def from_store(
@@ -116,16 +124,24 @@ class PanelInputs:
             insider=store.insider(names, as_of=end),
             market=store.market(start, end),
             sectors=store.sectors().set_index("ticker")["sector"],
+            # every spell, not only these names': a name without one is then not a member
+            universe=store.universe(),
         )
 
     def closes(self) -> pd.DataFrame:
         """Wide closes on the panel calendar (the union of the tickers' dates)."""
         return self.prices.pivot(index="date", columns="ticker", values="close")
 
+    def members(self, dates: pd.Index, tickers: pd.Index) -> np.ndarray:
+        """Per (date, ticker) pair of the two aligned arrays: a member on that date?"""
+        calendar, names = pd.DatetimeIndex(dates.unique()).sort_values(), pd.Index(tickers.unique())
+        grid = membership(self.universe, calendar, names)
+        return grid[calendar.get_indexer(dates), names.get_indexer(tickers)]
+
     def digest(self) -> str:
         """A hash of every input row: the cache key's data part."""
         h = hashlib.sha256()
-        for frame in (self.prices, self.events, self.insider, self.market):
+        for frame in (self.prices, self.events, self.insider, self.market, self.universe):
             h.update(str(list(frame.columns)).encode())
             h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         h.update(pd.util.hash_pandas_object(self.sectors).to_numpy().tobytes())
@@ -172,6 +188,8 @@ def build_features(
         ),
     )
     panel = panel.sort_index(level=["date", "ticker"])
+    dates, names = panel.index.get_level_values("date"), panel.index.get_level_values("ticker")
+    panel = panel[inputs.members(dates, names)]
     panel = pd.concat([panel, cross_section_features(panel, inputs.sectors)], axis=1)
     index_close, _ = benchmark_close(inputs.market, inputs.closes())
     context = market_features(index_close, inputs.market)

@@ -4,7 +4,9 @@
 named float arrays of the same length. Everything is trailing: row i reads bars 0..i only
 (TA-Lib's indicators are causal; its EMAs depend on where the series starts, which is still
 the past). Levels are made scale-free (ratios to the close, oscillators in their own
-units), so one model can read every ticker and every decade.
+units), so one model can read every ticker and every decade, and no feature depends on the
+level of a back-adjusted price, which encodes later splits and dividends: multiplying a
+ticker's whole history by a constant changes nothing (`tests/test_scale_invariance.py`).
 
 Bars with no open/high/low/volume (the embedded data is close-only) give NaN for the
 indicators that need them; `CLOSE_ONLY` lists the ones that never do.
@@ -53,7 +55,7 @@ NEEDS_OHLCV: dict[str, str] = {
     "ultosc": "momentum",
     "gap_1d": "momentum",
     "volume_z_20": "volume",
-    "dollar_volume_log": "volume",
+    "volume_ratio_20_252": "volume",
     "mfi_14": "volume",
     "obv_slope_20": "volume",
     "adosc": "volume",
@@ -127,7 +129,10 @@ def price_features(
     log_vol = np.log1p(volume)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["volume_z_20"] = (log_vol - talib.SMA(log_vol, 20)) / talib.STDDEV(log_vol, 20)
-    out["dollar_volume_log"] = np.log1p(talib.SMA(close * volume, 20))
+    # Volume against its own year, not dollar volume: close x volume is a back-adjusted
+    # level too (a later dividend scales the past closes, not the volumes).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["volume_ratio_20_252"] = np.log(talib.SMA(volume, 20) / talib.SMA(volume, 252))
     out["mfi_14"] = talib.MFI(high, low, close, volume, 14)
     obv = talib.OBV(close, volume)
     avg_volume = talib.SMA(volume, 20)

@@ -1,18 +1,51 @@
-"""Evaluation on held-out conversations: is the model valid, right, calibrated, faithful, fast?
+"""Evaluation on held-out conversations: is the model valid, right, calibrated, skilled, fast?
 
-On `n` examples of the test split (dates the model never trained on):
-- schema-valid rate (parsed as `Signal`; the constrained decoder makes it 100% by design,
-  and this counts it rather than assuming it);
-- decision accuracy and macro-F1 against the hindsight labels, beside the majority-class
-  baseline (always the most common training decision);
-- conviction as a probability that the stock beats the benchmark after costs (the label's
-  meaning): Brier score and expected calibration error (10 equal-width bins) against the
-  realised outcome > 0, and the rank IC (Spearman) of conviction with the realised net excess
-  return; for both readings of conviction (`decode`): the value written ("read") and the
-  mean under the model's probabilities ("expected", keys `conviction_expected_*`);
-- faithfulness: the share of full-mode answers whose text cites only what the prompt states
-  (with the cited-text grammar by default; `cite=False` measures the model unaided);
-- latency of one full decision (p50/p95) and batched throughput in both modes.
+Everything is measured on the test split (dates the model never trained on). Each context
+(a stock on a date) appears there under up to 10 portfolio scenarios (`empty`, `holding`,
+`bear_market`, ...), with the same outcome and the same conviction label in every copy.
+
+**Decisions**, on `n` rows sampled from every scenario, decoded in full mode:
+- `schema_valid_rate`: answers parsed as `Signal` (the constrained decoder makes it 100% by
+  design; this counts it rather than assuming it);
+- `accuracy`, `macro_f1` against the hindsight labels, beside two baselines that read no
+  market data at all: the majority class (`majority_*`, always the most common training
+  decision) and the scenario rule (`scenario_rule_*`: SELL when the scenario is `holding`,
+  SKIP otherwise). The labels depend on the portfolio as much as on the stock (a held loser is
+  a SELL, a binding limit a SKIP), so the rule alone scores well above the majority class; the
+  model's skill at decisions is its margin over the rule;
+- `by_scenario`: per scenario, `n` and accuracy / macro-F1 of the model (`lm_*`), the rule
+  and the majority class, to see where that margin comes from;
+- `signal_mode_agreement`: signal-only mode's decisions equal full mode's.
+
+**Conviction as a probability** that the stock beats the benchmark after costs (the label's
+meaning), on the same rows, for both readings (`decode`): as written (`conviction_*`) and as
+the mean under the model's probabilities (`conviction_expected_*`): Brier score and expected
+calibration error (10 equal-width bins) against outcome > 0. `*_rank_ic_pooled` is the
+Spearman correlation with the outcome over those rows pooled across dates, tickers and
+scenarios: kept for continuity, **pooled, not a skill measure**. Its rows are not independent
+(one context counted up to 10 times; outcome windows of neighbouring dates overlap) and it
+mixes the cross-section with moves of the whole market between dates, so its 1/sqrt(n) error
+is far too small.
+
+**Ranking skill**, `per_date` (the figure to read for conviction): the test split's `empty`
+scenario rows only (one row per context, no portfolio in the way), on up to `ic_dates` test
+dates spread evenly over the split (dates with at least `MIN_NAMES` contexts), decoded in
+signal mode. Per date, the Spearman IC of a score with the realised net excess return
+(`metrics.rank_ic_by_date`); then over dates their mean, a standard error from a block
+bootstrap that resamples whole calendar months (`metrics.block_bootstrap_t`: outcome windows
+overlap between neighbouring dates, so per-date ICs are serially correlated), t = mean / se,
+the naive se for comparison, and the numbers of dates and months. Scores, same rows:
+- `lm_written`, `lm_expected`: the model's conviction, both readings;
+- `forecaster_1m`: the walk-forward forecaster's 1-month expected return
+  (`expected_return_1m` of the dataset's `contexts/` frame, which the prompt shows the model;
+  missing before the first fold, such rows are left out): the model's edge over it is what
+  it adds to its own input;
+- `reversal_1m`: minus the stock's past 1-month return (`ret_21d`): short-term reversal, a
+  score that needs no model at all.
+
+**Speed**: latency of one full decision (p50/p95) and batched throughput in both modes.
+**Faithfulness**: the share of full-mode answers whose text cites only what the prompt
+states (with the cited-text grammar by default; `cite=False` measures the model unaided).
 """
 
 from __future__ import annotations
@@ -22,14 +55,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
 from synthpm.dataset.faithfulness import check_faithfulness
+from synthpm.dataset.scenarios import SCENARIOS
 from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.model import GPT
 from synthpm.lm.train import load_model, read_split
+from synthpm.metrics import block_bootstrap_t, rank_ic_by_date
+
+IC_SCENARIO = "empty"  # one row per context, and no portfolio to shape the answer
+MIN_NAMES = 5  # contexts a date needs for its IC (filing-only days have one or two)
+IC_BLOCK = "M"  # bootstrap blocks: calendar months
+# per-date baselines read from the contexts frame: name -> (column, sign)
+CONTEXT_BASELINES = {"forecaster_1m": ("expected_return_1m", 1.0), "reversal_1m": ("ret_21d", -1.0)}
+COLUMNS = ("date", "ticker", "scenario", "system", "user", "decision", "conviction", "outcome")
 
 
 def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -40,6 +84,87 @@ def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
     return float(sum(gaps))
 
 
+def scenario_rule(scenarios: object) -> np.ndarray:
+    """The decision baseline that reads only the scenario's name: SELL when the portfolio
+    holds the stock (`holding`: a held loser is labelled SELL), SKIP otherwise."""
+    return np.where(np.asarray(scenarios) == "holding", "SELL", "SKIP").astype(object)
+
+
+def decision_scores(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 (over the classes in truth or prediction, as sklearn's default;
+    a class never predicted scores 0)."""
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+    }
+
+
+def by_scenario(
+    scenarios: object, truth: object, predictions: dict[str, np.ndarray]
+) -> dict[str, dict[str, float | int]]:
+    """Per scenario (in `SCENARIOS` order, unknown names after): `n` and `<who>_accuracy`,
+    `<who>_macro_f1` of each named prediction."""
+    scenarios, truth = np.asarray(scenarios, dtype=object), np.asarray(truth, dtype=object)
+    found = set(scenarios)
+    names = [s for s in SCENARIOS if s in found] + sorted(found - set(SCENARIOS))
+    out: dict[str, dict[str, float | int]] = {}
+    for name in names:
+        rows = scenarios == name
+        out[name] = {"n": int(rows.sum())}
+        for who, predicted in predictions.items():
+            scores = decision_scores(truth[rows], np.asarray(predicted, dtype=object)[rows])
+            out[name] |= {f"{who}_{key}": value for key, value in scores.items()}
+    return out
+
+
+def ic_rows(test: pd.DataFrame, ic_dates: int | None, min_names: int = MIN_NAMES) -> pd.DataFrame:
+    """The `IC_SCENARIO` rows of up to `ic_dates` dates with at least `min_names` of them,
+    spread evenly over the split (neighbouring dates repeat each other's outcome windows,
+    so spreading them buys more independent evidence than taking the first ones)."""
+    rows = test[test["scenario"] == IC_SCENARIO].assign(date=lambda f: pd.to_datetime(f["date"]))
+    counts = rows.groupby("date").size()
+    usable = counts.index[counts >= min_names].sort_values()
+    if ic_dates is not None and len(usable) > ic_dates:
+        picks = np.linspace(0, len(usable) - 1, max(ic_dates, 0)).round().astype(int)
+        usable = usable[np.unique(picks)]
+    rows = rows[rows["date"].isin(usable)]
+    return rows.sort_values(["date", "ticker"]).reset_index(drop=True)
+
+
+def context_scores(data: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The `CONTEXT_BASELINES` scores of `rows` (by date and ticker) from the dataset's
+    `contexts/` frames; a baseline whose column is absent is left out, a missing value NaN."""
+    parts = sorted((Path(data) / "contexts").glob("part-*.parquet"))
+    if not parts or rows.empty:
+        return {}
+    present = set(pq.read_schema(parts[0]).names)
+    wanted = [c for c, _ in CONTEXT_BASELINES.values() if c in present]
+    if not wanted:
+        return {}
+    frames = [pd.read_parquet(p, columns=["date", "ticker", *wanted]) for p in parts]
+    ctx = pd.concat(frames, ignore_index=True).assign(date=lambda f: pd.to_datetime(f["date"]))
+    # a filing on a scheduled day is still one context: its values are the same
+    ctx = ctx.drop_duplicates(["date", "ticker"]).set_index(["date", "ticker"])
+    joined = ctx.reindex(pd.MultiIndex.from_arrays([rows["date"], rows["ticker"]]))
+    return {
+        name: sign * joined[column].to_numpy(dtype=float)
+        for name, (column, sign) in CONTEXT_BASELINES.items()
+        if column in wanted
+    }
+
+
+def per_date_ic(
+    rows: pd.DataFrame, scores: dict[str, np.ndarray], min_names: int = MIN_NAMES
+) -> dict[str, dict]:
+    """Per score: mean per-date rank IC with `rows['outcome']`, block-bootstrap se and t."""
+    return {
+        name: block_bootstrap_t(
+            rank_ic_by_date(rows["date"], score, rows["outcome"], min_names), IC_BLOCK
+        )
+        for name, score in scores.items()
+    }
+
+
 def evaluate(
     model_dir: str | Path,
     data: str | Path,
@@ -47,18 +172,19 @@ def evaluate(
     batch_size: int = 32,
     untrained: bool = False,
     cite: bool = True,
+    ic_dates: int | None = None,
 ) -> dict:
     """The report, also written to `model_dir/eval.json` (`eval-untrained.json` for a freshly
-    initialised model of the same size: the decoder's validity must not depend on training)."""
+    initialised model of the same size: the decoder's validity must not depend on training).
+    Flat scalars (the module docstring) plus the nested `by_scenario` and `per_date`."""
     model, tokenizer = load_model(model_dir)
     if untrained:
         torch.manual_seed(0)
         model = GPT(model.config).to(model.embed.weight.dtype).eval()  # same dtype
     decoder = SignalDecoder(model, tokenizer, cite=cite)
-    columns = ("system", "user", "decision", "conviction", "outcome")
-    test = read_split(Path(data), "test", None, columns)
-    test = test.sample(n, random_state=0) if len(test) > n else test
-    train = read_split(Path(data), "train", 200_000)
+    everything = read_split(Path(data), "test", None, COLUMNS)
+    test = everything.sample(n, random_state=0) if len(everything) > n else everything
+    train = read_split(Path(data), "train", 200_000, ("decision",))  # for the majority only
     majority = train["decision"].mode().iloc[0]
     prompts = [tokenizer.render(s, u)[0] for s, u in zip(test["system"], test["user"], strict=True)]
 
@@ -79,7 +205,11 @@ def evaluate(
         single.append(time.perf_counter() - tick)
 
     truth = test["decision"].to_numpy()
-    predicted = np.array([s.decision for s in full])
+    predicted = np.array([s.decision for s in full], dtype=object)
+    baselines = {
+        "majority": np.full(len(truth), majority, dtype=object),
+        "scenario_rule": scenario_rule(test["scenario"]),
+    }
     won = (test["outcome"].to_numpy() > 0).astype(float)
     readings = {
         "conviction": np.array([s.conviction for s in full]),
@@ -89,11 +219,13 @@ def evaluate(
     report = {
         "examples": len(prompts),
         "schema_valid_rate": (len(full) + len(fast)) / (2 * len(prompts)),
-        "accuracy": accuracy_score(truth, predicted),
-        "macro_f1": f1_score(truth, predicted, average="macro"),
+        **decision_scores(truth, predicted),
         "majority_class": majority,
-        "majority_accuracy": accuracy_score(truth, np.full(len(truth), majority)),
-        "majority_macro_f1": f1_score(truth, np.full(len(truth), majority), average="macro"),
+        **{
+            f"{who}_{k}": v
+            for who, p in baselines.items()
+            for k, v in decision_scores(truth, p).items()
+        },
         "signal_mode_agreement": float(
             np.mean([a.decision == b.decision for a, b in zip(fast, full, strict=True)])
         ),
@@ -109,17 +241,48 @@ def evaluate(
         "full_per_s_batched": full_rate,
     }
     report["cited_text_grammar"] = cite
+    report["by_scenario"] = by_scenario(test["scenario"], truth, {"lm": predicted, **baselines})
+    report["per_date"] = _per_date(decoder, tokenizer, everything, Path(data), ic_dates, batch_size)
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
     (Path(model_dir) / name).write_text(json.dumps(report, indent=1))
     return report
+
+
+def _per_date(
+    decoder: SignalDecoder,
+    tokenizer,
+    test: pd.DataFrame,
+    data: Path,
+    ic_dates: int | None,
+    batch_size: int,
+) -> dict:
+    """The `per_date` section: signal-mode convictions of the chosen rows and the baselines."""
+    rows = ic_rows(test, ic_dates)
+    prompts = [tokenizer.render(s, u)[0] for s, u in zip(rows["system"], rows["user"], strict=True)]
+    # one signal-mode pass gives both readings: the text holds the written conviction
+    scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size) if prompts else []
+    scores = {
+        "lm_written": np.array([parse_signal(text, True).conviction for text, _ in scored]),
+        "lm_expected": np.array([expected for _, expected in scored], dtype=float),
+        **context_scores(data, rows),
+    }
+    return {
+        "scenario": IC_SCENARIO,
+        "examples": len(rows),
+        "dates": int(rows["date"].nunique()),
+        "min_names": MIN_NAMES,
+        "block": IC_BLOCK,
+        "ic": per_date_ic(rows, scores),
+    }
 
 
 def _scores(conviction: np.ndarray, won: np.ndarray, outcome: np.ndarray) -> dict:
     return {
         "brier": float(np.mean((conviction - won) ** 2)),
         "ece": calibration_error(conviction, won),
+        # pooled over dates and scenarios: not a skill measure (module docstring);
         # a constant conviction ranks nothing: undefined, not zero
-        "rank_ic": float(spearmanr(conviction, outcome).statistic)
+        "rank_ic_pooled": float(spearmanr(conviction, outcome).statistic)
         if np.ptp(conviction) > 0
         else None,
     }

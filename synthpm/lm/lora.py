@@ -41,7 +41,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
-from synthpm.lm.train import read_split
+from synthpm.lm.train import dataset_record, sample_split
 
 IGNORE = -100
 
@@ -179,7 +179,9 @@ def train_adapter(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
 
-    frame = read_split(Path(data), "train", config.max_examples, ("system", "user", "assistant"))
+    frame = sample_split(
+        Path(data), "train", config.max_examples, config.seed, ("system", "user", "assistant")
+    )
     rows = [
         encode_example(tokenizer, s, u, a, config.max_len)
         for s, u, a in zip(frame["system"], frame["user"], frame["assistant"], strict=True)
@@ -226,6 +228,9 @@ def train_adapter(
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    record = dataset_record(Path(data))
+    if record:
+        (out / "dataset.json").write_text(json.dumps(record, indent=1))
     total_tokens = sum(e["tokens"] for e in steps_log)
     total_seconds = sum(e["tokens"] / e["tokens_per_s"] for e in steps_log)
     figures = {

@@ -1,9 +1,11 @@
 """Training: conversations → tokens (loss on the assistant turn only) → AdamW → checkpoints.
 
-- **Data.** The train and validation shards of a `dataset build` folder are rendered by the
-  chat tokenizer (trained on the training conversations and saved beside the model the first
-  time). Labels are 84% SKIP, so by default each batch samples decisions equally
-  (`balance`); the sampled rows of step s are a function of (seed, s) alone.
+- **Data.** Up to `max_examples` rows drawn across every training date, balanced by date
+  and decision (`sample_split`), rendered by the chat tokenizer (trained on the training
+  conversations and saved beside the model the first time). Labels are 84% SKIP, so by
+  default each batch samples decisions equally (`balance`); the sampled rows of step s are a
+  function of (seed, s) alone. `dataset.json` beside the model records the limits, label
+  settings, scenarios and split dates it was trained with (`dataset_record`).
 - **Exact resume.** Because the batch of a step depends only on (seed, step), a checkpoint
   needs just the weights, the optimizer state and the step: a run killed at any point (kill
   -9 included) and resumed from its last checkpoint ends with the same weights as one that
@@ -36,6 +38,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,9 +91,8 @@ CONVERSATION = ("system", "user", "assistant", "decision")
 def read_split(
     data: Path, split: str, limit: int | None, columns: tuple[str, ...] = CONVERSATION
 ) -> pd.DataFrame:
-    parts = sorted((Path(data) / split).glob("part-*.parquet"))
-    if not parts:
-        raise ConfigError(f"no {split} examples in {data} (run `synthpm dataset build`)")
+    """The split's first `limit` rows in date order (all with None); see `sample_split`."""
+    parts = _parts(data, split)
     frames, rows = [], 0
     for part in parts:
         frame = pd.read_parquet(part, columns=list(columns))
@@ -99,6 +101,71 @@ def read_split(
         if limit is not None and rows >= limit:
             break
     return pd.concat(frames, ignore_index=True).iloc[:limit]
+
+
+def sample_split(
+    data: Path,
+    split: str,
+    limit: int | None,
+    seed: int = 0,
+    columns: tuple[str, ...] = CONVERSATION,
+) -> pd.DataFrame:
+    """Up to `limit` rows drawn from every date of the split, balanced by date and decision.
+
+    The first rows of a split are its first years: a budget of 50,000 read in order once
+    trained the demo on 1994-1998 and traded it in 2018. Each row is weighted 1 / (rows on
+    its date) x 1 / (rows of its decision), so every date and every decision weigh alike,
+    and `limit` rows are drawn without replacement (Efraimidis-Spirakis keys: one vectorised
+    top-k). Rows come back in date order; the draw depends on the seed alone."""
+    parts = _parts(data, split)
+    # a hand-made shard may lack a column: its rows then weigh alike on that count
+    keys = [c for c in ("date", "decision") if c in pq.read_schema(parts[0]).names]
+    sizes = [pq.ParquetFile(p).metadata.num_rows for p in parts]
+    frame = pd.concat([pd.read_parquet(p, columns=keys) for p in parts], ignore_index=True)
+    if limit is None or limit >= sum(sizes):
+        chosen = np.arange(sum(sizes))
+    else:
+        weight = np.ones(sum(sizes))
+        for key in keys:
+            weight /= frame.groupby(key)[key].transform("size").to_numpy()
+        u = np.random.default_rng([seed, len(weight)]).random(len(weight))
+        draw = -np.log(u) / weight  # the smallest `limit` keys are the weighted draw
+        chosen = np.sort(np.argpartition(draw, limit - 1)[:limit])
+    out, offset = [], 0
+    for part, size in zip(parts, sizes, strict=True):
+        local = chosen[(chosen >= offset) & (chosen < offset + size)] - offset
+        if len(local):
+            out.append(pd.read_parquet(part, columns=list(columns)).iloc[local])
+        offset += size
+    return pd.concat(out, ignore_index=True)
+
+
+def _parts(data: Path, split: str) -> list[Path]:
+    parts = sorted((Path(data) / split).glob("part-*.parquet"))
+    if not parts:
+        raise ConfigError(f"no {split} examples in {data} (run `synthpm dataset build`)")
+    return parts
+
+
+def dataset_record(data: Path) -> dict:
+    """What a model was trained with, from its `dataset build` folder: the limits, label
+    and scenario settings the prompts and labels used, and the split dates. Saved beside the
+    model (`dataset.json`), so the agent renders the same prompts and a backtest knows which
+    dates the model has seen. Empty for a folder `dataset build` did not write."""
+    if not ((Path(data) / "config.json").is_file() and (Path(data) / "stats.json").is_file()):
+        return {}
+    config = json.loads((Path(data) / "config.json").read_text())
+    stats = json.loads((Path(data) / "stats.json").read_text())
+    return {
+        "data": str(Path(data).resolve()),
+        "limits": config["limits"],
+        "labels": config["labels"],
+        "scenarios": config["scenarios"],
+        "schedule": config["schedule"],
+        "seed": config["seed"],
+        "val_start": stats["val_start"],
+        "test_start": stats["test_start"],
+    }
 
 
 class Batches:
@@ -182,12 +249,15 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     log = log if main else (lambda _: None)
     if main:
         out.mkdir(parents=True, exist_ok=True)
+        record = dataset_record(data)
+        if record:
+            (out / "dataset.json").write_text(json.dumps(record, indent=1))
     keep_freed_memory()  # activations reuse the heap (`heap`)
     torch.manual_seed(config.seed)
-    frame = read_split(data, "train", config.max_examples)
+    frame = sample_split(data, "train", config.max_examples, config.seed)
     tokenizer = None
     if main and not (out / "tokenizer" / "tokenizer.json").exists():
-        sample = frame.iloc[:20_000]
+        sample = frame.sample(min(len(frame), 20_000), random_state=config.seed)
         texts = pd.concat([sample["system"], sample["user"], sample["assistant"]])
         tokenizer = ChatTokenizer.train(texts, config.vocab_size)
         tokenizer.save(out / "tokenizer")
@@ -198,7 +268,9 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     train_rows = Batches(frame, tokenizer, config)
     if not len(train_rows):
         raise ConfigError(f"no training conversation fits seq_len {config.seq_len} tokens")
-    held_out = read_split(data, "validation", 2 * config.batch_size * config.eval_batches)
+    held_out = sample_split(
+        data, "validation", 2 * config.batch_size * config.eval_batches, config.seed
+    )
     valid = Batches(held_out, tokenizer, config)
     model_config = GPTConfig(tokenizer.vocab_size, config.depth, config.seq_len)
     device = "cuda" if torch.cuda.is_available() else "cpu"

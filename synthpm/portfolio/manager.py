@@ -13,7 +13,8 @@ The model says what and how sure; this says how much (DESIGN §8). For each deci
    and rejected outright in a drawdown beyond `derisk_drawdown` from the peak of the last
    `derisk_window` days (`drawdown`), when the book
    already holds `max_positions` names (`max_positions`), or when the cut leaves less than
-   `min_order` of equity (the reason is the limit that bound).
+   `MIN_ORDER` of equity (the reason is the limit that bound). `limits.room_for_buy` is
+   that rule, shared with the hindsight labels.
 3. Every signal becomes one decision row: `executed` (with its size), `resized` (with the
    limit that bound) or `rejected`/`skipped` (with the reason).
 
@@ -29,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synthpm.limits import Limits
+from synthpm.limits import MIN_ORDER, Limits, drawdown, room_for_buy
 from synthpm.signals import Signal
 
-MIN_ORDER = 0.001  # of equity: smaller buys are not worth their costs
+__all__ = ["MIN_ORDER", "Book", "Order", "PortfolioManager"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,35 +102,38 @@ class PortfolioManager:
         staying = np.where(book.shares > 0, values, 0.0)
         staying[list(leaving)] = 0.0
         sector_value = np.bincount(sectors, weights=staying, minlength=int(sectors.max()) + 1)
-        drawdown = equity / book.peak_equity - 1.0 if book.peak_equity > 0 else 0.0
+        fall = drawdown(equity, book.peak_equity)
+
+        def share(value: float) -> float:  # of equity; a book worth nothing has room for none
+            return value / equity if equity > 0 else 0.0
+
         buys = [i for i, s in enumerate(signals) if s.decision == "BUY"]
         buys.sort(key=lambda i: (-signals[i].conviction, str(columns[i])))
         for i in buys:
             signal, col = signals[i], int(columns[i])
-            if drawdown <= -lim.derisk_drawdown:
-                out[i] = ("rejected", 0.0, "drawdown")
-                continue
             if col in leaving:
                 out[i] = ("rejected", 0.0, "exiting")
                 continue
-            if col not in held and len(held) >= lim.max_positions:
-                out[i] = ("rejected", 0.0, "max_positions")
+            wanted = signal.conviction * lim.base_allocation
+            room, reason = room_for_buy(
+                lim,
+                wanted=wanted,
+                drawdown=fall,
+                holds=len(held),
+                holding=col in held,
+                cash=share(cash),
+                sector=share(sector_value[sectors[col]]),
+                position=share(staying[col] + ordered[col]),
+                cost_rate=self.cost_rate,
+            )
+            if room == 0.0:
+                out[i] = ("rejected", 0.0, reason)
                 continue
-            rooms = {
-                "position_limit": lim.max_position * equity - staying[col] - ordered[col],
-                "sector_limit": lim.max_sector * equity - sector_value[sectors[col]],
-                "cash_floor": (cash - lim.cash_floor * equity) / (1 + self.cost_rate),
-            }
-            wanted = signal.conviction * lim.base_allocation * equity
-            binding = min(rooms, key=rooms.get)
-            size = min(wanted, rooms[binding])
-            if size < MIN_ORDER * equity:
-                out[i] = ("rejected", 0.0, binding if rooms[binding] < wanted else "too_small")
-                continue
+            size = room * equity
             orders.append(Order(col, size / book.close[col], "signal", signal.hold_duration_days))
             ordered[col] += size
             sector_value[sectors[col]] += size
             cash -= size * (1 + self.cost_rate)
             held.add(col)
-            out[i] = ("resized", size, binding) if size < wanted else ("executed", size, "")
+            out[i] = ("resized", size, reason) if reason else ("executed", size, "")
         return orders, out  # type: ignore[return-value]

@@ -163,12 +163,25 @@ def _metrics_table(runs: dict[str, dict[str, Any]]) -> str:
             f"{html.escape(str(m.get('end', '?')))}; fills: {html.escape(str(m.get('fills', '?')))}"
             f"; dividends: {html.escape(str(m.get('dividends', '?')))}; costs: "
             f"{html.escape(str(c.get('commission_bps', '?')))} bps commission + "
-            f"{html.escape(str(c.get('slippage_bps', '?')))} bps slippage</li>"
+            f"{html.escape(str(c.get('slippage_bps', '?')))} bps slippage; benchmark: "
+            f"{html.escape(str(m.get('benchmark', '?')))} "
+            f"({html.escape(str(m.get('benchmark_note', m.get('benchmark_kind', '?'))))})"
+            + _sample_note(m)
+            + "</li>"
         )
     return (
         f"<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
         f'<ul class="note">{"".join(notes)}</ul>'
     )
+
+
+def _sample_note(meta: dict[str, Any]) -> str:
+    """A language model's run says whether it trades dates the model trained on."""
+    sample = meta.get("model_dates")
+    if not sample:
+        return ""
+    style = ' style="color:#b00"' if sample.get("in_sample") else ""
+    return f"; <b{style}>{html.escape(sample['note'])}</b>"
 
 
 def _decisions_table(runs: dict[str, dict[str, Any]]) -> str:

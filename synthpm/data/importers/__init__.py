@@ -12,8 +12,8 @@ from typing import Literal
 from synthpm.data.errors import SynthpmError
 from synthpm.data.store import ImportBatch, ImportReport, Store
 
-KINDS = ("stooq", "csv", "parquet", "edgar", "form4", "sectors", "market")
-Kind = Literal["stooq", "csv", "parquet", "edgar", "form4", "sectors", "market"]
+KINDS = ("stooq", "csv", "parquet", "edgar", "form4", "sectors", "market", "universe")
+Kind = Literal["stooq", "csv", "parquet", "edgar", "form4", "sectors", "market", "universe"]
 
 
 def read_source(
@@ -23,9 +23,15 @@ def read_source(
     strict: bool = False,
     series: Literal["vix", "index"] = "vix",
     ticker: str | None = None,
+    total_return: bool = False,
+    from_prices: bool = False,
     store: Store | None = None,
 ) -> ImportBatch:
-    """Parse and validate a source into a batch; nothing is written."""
+    """Parse and validate a source into a batch; nothing is written.
+
+    `series`, `ticker` and `total_return` are for kind "market"; `from_prices` for kind
+    "universe" (spells derived from a price file's own rows).
+    """
     path = Path(path)
     if kind in ("csv", "parquet"):
         from synthpm.data.importers.panel import import_panel
@@ -51,7 +57,11 @@ def read_source(
     if kind == "market":
         from synthpm.data.importers.market import import_market
 
-        return import_market(path, series=series, ticker=ticker)
+        return import_market(path, series=series, ticker=ticker, total_return=total_return)
+    if kind == "universe":
+        from synthpm.data.importers.universe import import_universe
+
+        return import_universe(path, from_prices=from_prices)
     raise SynthpmError(f"unknown import kind {kind!r}; choose one of {', '.join(KINDS)}")
 
 

@@ -1,0 +1,250 @@
+"""Is the language model's signal worth following? The whole pipeline on a point-in-time
+universe, judged on test years it never saw (not a test: it prints figures).
+
+    python benchmarks/decision_quality.py                          # S&P 500 members, 2005-2022
+    python benchmarks/decision_quality.py --panel survivorship_free  # IVV holdings, 2013-2018
+    python benchmarks/decision_quality.py --model runs/dq/pit/lm   # evaluate a given model
+
+Reads ../shared/data (says so and stops when it is missing) and runs, each step timed:
+1. a store: the panel (returns from `adj_close`: dividends included), its point-in-time
+   membership, SPY's dividend-adjusted closes as the **total-return** benchmark, the VIX and
+   GICS sectors; the universe's coverage (member-days with prices over member-days);
+2. features and walk-forward LightGBM forecasts on each date's members (yearly refit);
+3. the training conversations, split by date (`PANELS`: validation and test start);
+4. the language model, trained on 2 CPU cores for `--steps` (or `--model` given);
+5. `lm eval`: the per-date rank IC of conviction on one scenario per context, with a
+   month-block bootstrap t, beside the forecaster's own expected return and reversal;
+6. `compare` on the test years, with costs, through one engine: the LM agent, the
+   benchmark, equal weight, always-buy, rules, lgbm_topk and hrp.
+Writes `benchmarks/results/decision_quality_<panel>.json` and the run under `--work`.
+Settings are the defaults or chosen on validation dates; the test years are read once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from synthpm.backtest import BacktestConfig, BenchmarkHold, Market, compare
+from synthpm.data.importers import read_source
+from synthpm.data.store import Store
+from synthpm.data.universe import coverage
+from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
+from synthpm.features import FeatureConfig, PanelInputs, features_cached
+from synthpm.forecast import ForecastConfig, walk_forward
+from synthpm.limits import Limits
+from synthpm.lm.evaluate import evaluate
+from synthpm.lm.train import TrainConfig, train
+from synthpm.strategies import make_strategy
+
+# Per panel: its files, how membership is known, and the split dates. The 2013-2018 panel
+# is five years long, so its forecasts start after two years of history, not three.
+PANELS = {
+    "pit_2005_2022": {
+        "prices": "us_equities_ohlcv_2005_2022.parquet",
+        "universe": ("sp500_membership_1996_2025.csv", {}),
+        "min_train_days": 756,
+        "val_start": "2016-01-01",
+        "test_start": "2019-01-01",
+    },
+    "survivorship_free": {
+        "prices": "us_equities_survivorship_free_2013_2018.parquet",
+        "universe": ("us_equities_survivorship_free_2013_2018.parquet", {"from_prices": True}),
+        "min_train_days": 504,
+        "val_start": "2016-09-01",
+        "test_start": "2017-03-01",
+    },
+}
+STRATEGIES = ("equal_weight", "always_buy", "rules", "lgbm_topk", "hrp")
+# The dataset's portfolio states: the book with room, a full one, one holding the stock, one
+# in drawdown and one over its sector cap (ten per context would be 4M examples here).
+SCENARIOS = ("empty", "healthy", "holding", "full", "drawdown", "over_concentrated")
+
+
+@contextmanager
+def timed(name: str, seconds: dict):
+    """Log a step and record its wall time."""
+    started = time.perf_counter()
+    print(f"== {name}", flush=True)
+    yield
+    seconds[name] = round(time.perf_counter() - started, 1)
+    print(f"   {name}: {seconds[name]:.0f}s", flush=True)
+
+
+def make_store(shared: Path, path: Path, panel: dict) -> Store:
+    if path.exists():
+        return Store(path)
+    store = Store(path)
+    universe_file, options = panel["universe"]
+    steps = [
+        ("parquet", shared / panel["prices"], {}),
+        ("universe", shared / universe_file, options),
+        ("sectors", shared / "sp500_constituents_now.csv", {}),
+        ("sectors", shared / "sp500_constituents_2017.csv", {}),
+        (
+            "market",
+            shared / "us_etfs_adjclose_2005_2022.parquet",
+            {"series": "index", "ticker": "SPY", "total_return": True},
+        ),
+        ("market", shared / "vix_daily.csv", {"series": "vix"}),
+    ]
+    for kind, source, opts in steps:
+        store.write(read_source(kind, source, store=store, **opts))
+    return store
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--panel", choices=sorted(PANELS), default="pit_2005_2022")
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--work", type=Path, default=Path("runs/decision_quality"))
+    parser.add_argument("--model", type=Path, help="a trained model folder (skips training)")
+    parser.add_argument("--steps", type=int, default=6000, help="LM training steps (~1 h)")
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--max-examples", type=int, default=400_000)
+    parser.add_argument("--eval-n", type=int, default=500, help="full-mode eval examples")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--fresh", action="store_true", help="recompute cached steps")
+    args = parser.parse_args()
+    panel = PANELS[args.panel]
+    if not (args.shared / panel["prices"]).exists():
+        print(f"skipped: {args.shared / panel['prices']} not found (real data lives in ")
+        print("../shared/data beside the repository; a fresh clone has none)")
+        return 0
+    work = args.work / args.panel
+    work.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    print(f"cores: {os.cpu_count()}; panel {args.panel}; work folder {work}")
+
+    with timed("store", seconds):
+        store = make_store(args.shared, work / "store.duckdb", panel)
+        inputs = PanelInputs.from_store(store)
+        covered = coverage(inputs.universe, inputs.prices)
+    print(f"   coverage: {covered['priced_member_days']:,} of {covered['member_days']:,} ")
+    print(f"   member-days have prices ({covered['share']:.1%})")
+    with timed("features", seconds):
+        features = features_cached(inputs, FeatureConfig(), work / ".cache")
+    with timed("forecasts", seconds):
+        saved = work / "forecast"
+        if (saved / "forecasts.parquet").exists() and not args.fresh:
+            forecasts = pd.read_parquet(saved / "forecasts.parquet")
+            quality = json.loads((saved / "quality.json").read_text())
+            print(f"   reusing {saved} (--fresh recomputes)")
+        else:
+            config = ForecastConfig(min_train_days=panel["min_train_days"])
+            result = walk_forward(features, inputs, config, log=lambda _: None)
+            result.save(saved)
+            forecasts, quality = result.forecasts, result.quality
+    first = forecasts.index.get_level_values("date").min()
+    with timed("dataset", seconds):
+        data = work / "dataset"
+        dataset = DatasetConfig(
+            start=str(first.date()),
+            filings=False,  # no filings in these stores: weekly decisions only
+            scenarios=SCENARIOS,
+            val_start=panel["val_start"],
+            test_start=panel["test_start"],
+            workers=os.cpu_count() or 1,
+        )
+        done = data / "config.json"
+        same = done.exists() and json.loads(done.read_text()) == dataset.model_dump()
+        if same and not args.fresh:
+            stats = json.loads((data / "stats.json").read_text())
+            print(f"   reusing {data}")
+        else:
+            stats = build_dataset(inputs, features, forecasts, data, dataset, log=print)
+    model = args.model
+    if model is None:
+        model = work / "lm"
+        with timed("lm_train", seconds):
+            train(
+                data,
+                model,
+                TrainConfig(
+                    depth=args.depth,
+                    steps=args.steps,
+                    max_examples=args.max_examples,
+                    eval_every=max(100, args.steps // 10),
+                    save_every=500,
+                ),
+                log=print,
+            )
+    with timed("lm_eval", seconds):
+        report = evaluate(model, data, n=args.eval_n)
+    with timed("compare", seconds):
+        from synthpm.agent import PortfolioAgent
+
+        points = decision_points(features.index, inputs.events, start=panel["test_start"])
+        points = points[points["trigger"] == "scheduled"]
+        contexts = build_contexts(inputs, features, forecasts, points)
+        market = Market.from_inputs(inputs)
+        strategies = [PortfolioAgent.load(model), BenchmarkHold()]
+        strategies += [make_strategy(name) for name in STRATEGIES]
+        run = BacktestConfig(start=stats["test_start"], limits=Limits())
+        table = compare(strategies, contexts, market, run, work / "compare", log=print)
+    seconds["total"] = round(time.perf_counter() - started, 1)
+
+    dates = market.dates[market.dates >= pd.Timestamp(stats["test_start"])]
+    per_date = report["per_date"]["ic"]
+    lm_ic = per_date["lm_expected"]
+    keys = (
+        "sharpe", "sharpe_ci_low", "sharpe_ci_high", "cagr", "max_drawdown",
+        "information_ratio", "exposure", "turnover", "trade_count",
+    )  # fmt: skip
+    document = {
+        "panel": args.panel,
+        "test_start": stats["test_start"],
+        "test_end": str(dates[-1].date()),
+        "benchmark": {"name": market.benchmark_name, "kind": market.benchmark_kind},
+        "strategies": {
+            name: {k: table.loc[k, name] if k in table.index else None for k in keys}
+            for name in table.columns
+        },
+        "lm_conviction_ic": {"mean": lm_ic["mean"], "t": lm_ic["t"], "dates": lm_ic["dates"]},
+        "ic_baselines": {k: v for k, v in per_date.items() if not k.startswith("lm")},
+        "lm_eval": {
+            k: report[k]
+            for k in ("macro_f1", "scenario_rule_macro_f1", "majority_macro_f1")
+            if k in report
+        },
+        "coverage": {k: covered[k] for k in ("member_days", "priced_member_days", "share")},
+        "dataset": {k: stats[k] for k in ("examples", "val_start", "test_start")},
+        "model": str(model),
+        "train_steps": None if args.model else args.steps,
+        "forecast_rank_ic_1m": quality.get("horizons", {}).get("1m", {}).get("rank_ic"),
+        "seconds": seconds,
+        "cores": os.cpu_count(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"decision_quality_{args.panel}.json"
+    target.write_text(json.dumps(document, indent=1, default=float) + "\n")
+    print_tables(document)
+    print(f"wrote {target}")
+    return 0
+
+
+def print_tables(doc: dict) -> None:
+    print(
+        f"\n{doc['panel']}: test {doc['test_start']} .. {doc['test_end']}, benchmark "
+        f"{doc['benchmark']['name']} ({doc['benchmark']['kind']}), coverage "
+        f"{doc['coverage']['share']:.1%} of member-days"
+    )
+    frame = pd.DataFrame(doc["strategies"]).T
+    with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
+        print(frame)
+    ic = {"lm (expected conviction)": doc["lm_conviction_ic"], **doc["ic_baselines"]}
+    print("\nper-date rank IC on the test years (month-block bootstrap t):")
+    for name, row in ic.items():
+        print(f"  {name:28s} mean {row['mean']:+.4f}  t {row['t']:+.2f}  dates {row['dates']}")
+    print(f"\nwall time: {doc['seconds']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
