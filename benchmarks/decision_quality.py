@@ -237,7 +237,9 @@ def print_tables(doc: dict) -> None:
         f"{doc['coverage']['share']:.1%} of member-days"
     )
     frame = pd.DataFrame(doc["strategies"]).T
-    with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format
+    ):
         print(frame)
     ic = {"lm (expected conviction)": doc["lm_conviction_ic"], **doc["ic_baselines"]}
     print("\nper-date rank IC on the test years (month-block bootstrap t):")

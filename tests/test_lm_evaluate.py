@@ -94,6 +94,7 @@ def test_context_scores_join_by_date_and_ticker(tmp_path):
     scores = context_scores(tmp_path, rows)
     assert scores["forecaster_1m"][0] == 0.03 and math.isnan(scores["forecaster_1m"][1])
     assert list(scores["reversal_1m"]) == [-0.3, -0.2]
+    assert "volatility_1m" not in scores  # the frame has no vol_21d: left out, not NaN
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,8 @@ def test_evaluation_reports_baselines_and_per_date_ic(world):
     per_date = report["per_date"]
     empty = read_split(data, "test", None, ("date", "scenario")).query("scenario == 'empty'")
     assert per_date["scenario"] == "empty" and 0 < per_date["examples"] <= len(empty)
-    assert set(per_date["ic"]) == {"lm_written", "lm_expected", "forecaster_1m", "reversal_1m"}
+    baselines = {"forecaster_1m", "reversal_1m", "volatility_1m"}
+    assert set(per_date["ic"]) == {"lm_written", "lm_expected", *baselines}
     for name, stats in per_date["ic"].items():
         assert 0 <= stats["dates"] <= per_date["dates"], name
         if stats["dates"]:

@@ -87,6 +87,7 @@ def lm_eval(
         "lm_expected": "LM (expected)",
         "forecaster_1m": "forecaster exp. 1m",
         "reversal_1m": "reversal -r 1m",
+        "volatility_1m": "volatility 1m",
     }
     ic = pd.DataFrame.from_dict(per_date["ic"], orient="index")
     ic = ic.rename(index=names)[["mean", "se", "t", "se_iid", "dates", "blocks"]]

@@ -41,7 +41,11 @@ the naive se for comparison, and the numbers of dates and months. Scores, same r
   missing before the first fold, such rows are left out): the model's edge over it is what
   it adds to its own input;
 - `reversal_1m`: minus the stock's past 1-month return (`ret_21d`): short-term reversal, a
-  score that needs no model at all.
+  score that needs no model at all;
+- `volatility_1m`: the stock's trailing 1-month volatility (`vol_21d`). The outcome is the
+  peak of the 5/21/63-day net excess returns, and the maximum of three noisy returns is
+  larger for a more volatile stock whatever its drift, so volatility alone ranks outcomes:
+  conviction shows skill only where it beats this.
 
 **Speed**: latency of one full decision (p50/p95) and batched throughput in both modes.
 **Faithfulness**: the share of full-mode answers whose text cites only what the prompt
@@ -72,7 +76,13 @@ IC_SCENARIO = "empty"  # one row per context, and no portfolio to shape the answ
 MIN_NAMES = 5  # contexts a date needs for its IC (filing-only days have one or two)
 IC_BLOCK = "M"  # bootstrap blocks: calendar months
 # per-date baselines read from the contexts frame: name -> (column, sign)
-CONTEXT_BASELINES = {"forecaster_1m": ("expected_return_1m", 1.0), "reversal_1m": ("ret_21d", -1.0)}
+CONTEXT_BASELINES = {
+    "forecaster_1m": ("expected_return_1m", 1.0),
+    "reversal_1m": ("ret_21d", -1.0),
+    # the label's outcome is the best of three horizons' excess returns, which is larger
+    # for a more volatile stock whatever its drift: a score must beat volatility alone
+    "volatility_1m": ("vol_21d", 1.0),
+}
 COLUMNS = ("date", "ticker", "scenario", "system", "user", "decision", "conviction", "outcome")
 
 
