@@ -109,10 +109,10 @@ def _config(start, end, commission, slippage, max_positions, chosen) -> Backtest
     )
 
 
-def caveats(market: Market, inputs_universe: bool) -> list[str]:
+def caveats(market: Market, has_universe: bool) -> list[str]:
     """What a reader of the table must know: the benchmark's kind and the universe's."""
     lines = [f"benchmark: {market.benchmark_name}, {BENCHMARK_NOTES[market.benchmark_kind]}"]
-    if not inputs_universe:
+    if not has_universe:
         lines.append(
             "universe: every stored ticker on every date (no point-in-time membership "
             "stored): a list of today's index members is a list of survivors, which flatters "
