@@ -250,6 +250,8 @@ def block_bootstrap_t(
     periods (`block`, a pandas period alias: "M" months, "Q" quarters) with replacement keeps
     that correlation inside each block. Correlation across a block's edge is still ignored, so
     with windows longer than a block the se is a lower bound; a longer block is the check.
+    Written here rather than with `arch`'s bootstraps, whose blocks are fixed counts of
+    observations: calendar months hold unequal numbers of decision dates.
 
     The index must be dates (anything `pd.to_datetime` reads); non-finite values are dropped.
     A resample's mean is the mean over all dates of its drawn blocks (months hold unequal

@@ -67,10 +67,6 @@ def strategy_named(name: str, settings: list[str] | None = None, model: Path | N
     return make_strategy(name, **mine)
 
 
-def _learned(strategy) -> bool:
-    return bool((getattr(strategy, "trained", None) or {}).get("test_start"))
-
-
 def _check_params(settings: list[str] | None, names) -> None:
     for item in settings or []:
         if "." not in item.split("=", 1)[0] or item.split(".", 1)[0] not in names:
@@ -186,7 +182,8 @@ def compare_command(
     table = compare(chosen, contexts, market, config, out, console.print, allow_in_sample)
     print_frame(table, f"comparison {start} .. {end or 'end'} (costs included)")
     notes = [*caveats(market, universe)]
-    notes += [f"{s.name}: {model_dates(s, start, True)['note']}" for s in chosen if _learned(s)]
+    dated = {s.name: model_dates(s, start, allow_in_sample=True) for s in chosen}
+    notes += [f"{name}: {d['note']}" for name, d in dated.items() if d]
     notes.append(f"limits: {config.limits.max_positions} positions at most")
     for line in notes:
         console.print(line)

@@ -28,6 +28,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from synthpm.data.errors import ConfigError, did_you_mean
+from synthpm.data.schema import UNIVERSE
 from synthpm.data.store import DateLike, Store
 from synthpm.data.universe import membership
 from synthpm.features.filings import (
@@ -46,7 +47,6 @@ from synthpm.features.market import (
 )
 from synthpm.features.technical import PRICE_FEATURES, price_features
 
-UNIVERSE = ["ticker", "start", "end"]
 FEATURES_VERSION = 2  # bump when a feature's definition changes: invalidates caches
 FEATURES: dict[str, str] = {
     **PRICE_FEATURES,
@@ -100,7 +100,9 @@ class PanelInputs:
     market: pd.DataFrame
     sectors: pd.Series  # ticker -> sector
     # index membership spells (ticker, start, end exclusive); empty: every ticker, always
-    universe: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNIVERSE))
+    universe: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(UNIVERSE.columns))
+    )
 
     @classmethod
     def from_store(
