@@ -11,11 +11,14 @@ Reads ../shared/data (says so and stops when it is missing) and runs, each step 
    GICS sectors; the universe's coverage (member-days with prices over member-days);
 2. features and walk-forward LightGBM forecasts on each date's members (yearly refit);
 3. the training conversations, split by date (`PANELS`: validation and test start);
-4. the language model, trained on 2 CPU cores for `--steps` (or `--model` given);
+4. the language model, trained on 2 CPU cores for `--steps` (or `--model` given), and its
+   conviction calibrated on the validation dates (`lm calibrate`: isotonic, in the folder);
 5. `lm eval`: the per-date rank IC of conviction on one scenario per context, with a
    month-block bootstrap t, beside the forecaster's own expected return and reversal;
 6. `compare` on the test years, with costs, through one engine: the LM agent, the
-   benchmark, equal weight, always-buy, rules, lgbm_topk and hrp.
+   benchmark, equal weight, always-buy, rules, lgbm_topk and hrp; twice, with idle cash
+   earning nothing and held in the benchmark (the same for every strategy); per-year
+   figures of each (the regimes: 2008, 2020, 2022 where the test years hold them).
 Writes `benchmarks/results/decision_quality_<panel>.json` and the run under `--work`.
 Settings are the defaults or chosen on validation dates; the test years are read once.
 """
@@ -39,8 +42,10 @@ from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decisi
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.limits import Limits
+from synthpm.lm.calibrate import fit_calibration
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import TrainConfig, train
+from synthpm.metrics import per_year
 from synthpm.strategies import make_strategy
 
 # Per panel: its files, how membership is known, and the split dates. The 2013-2018 panel
@@ -61,6 +66,7 @@ PANELS = {
         "test_start": "2017-03-01",
     },
 }
+IDLE_CASH = ("cash", "benchmark")
 STRATEGIES = ("equal_weight", "always_buy", "rules", "lgbm_topk", "hrp")
 # The dataset's portfolio states: the book with room, a full one, one holding the stock, one
 # in drawdown and one over its sector cap (ten per context would be 4M examples here).
@@ -108,6 +114,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=6000, help="LM training steps (~1 h)")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--max-examples", type=int, default=400_000)
+    parser.add_argument("--calibration-n", type=int, default=2000, help="validation contexts")
     parser.add_argument("--eval-n", type=int, default=500, help="full-mode eval examples")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--fresh", action="store_true", help="recompute cached steps")
@@ -154,7 +161,8 @@ def main() -> int:
             workers=os.cpu_count() or 1,
         )
         done = data / "config.json"
-        same = done.exists() and json.loads(done.read_text()) == dataset.model_dump()
+        # compared as configs: JSON turns the tuples into lists
+        same = done.exists() and DatasetConfig.model_validate_json(done.read_text()) == dataset
         if same and not args.fresh:
             stats = json.loads((data / "stats.json").read_text())
             print(f"   reusing {data}")
@@ -176,6 +184,8 @@ def main() -> int:
                 ),
                 log=print,
             )
+    with timed("calibrate", seconds):  # on validation dates: seeded, so refitting is cheap
+        fit_calibration(model, data, n=args.calibration_n)
     with timed("lm_eval", seconds):
         report = evaluate(model, data, n=args.eval_n)
     with timed("compare", seconds):
@@ -187,8 +197,18 @@ def main() -> int:
         market = Market.from_inputs(inputs)
         strategies = [PortfolioAgent.load(model), BenchmarkHold()]
         strategies += [make_strategy(name) for name in STRATEGIES]
-        run = BacktestConfig(start=stats["test_start"], limits=Limits())
-        table = compare(strategies, contexts, market, run, work / "compare", log=print)
+        tables, years = {}, {}
+        for idle in IDLE_CASH:  # the same for every signal source, reported both ways
+            run = BacktestConfig(start=stats["test_start"], limits=Limits(), idle_cash=idle)
+            where = work / f"compare_idle_{idle}"
+            tables[idle] = compare(
+                strategies, contexts, market, run, where, log=print, model_evals={"lm": report}
+            )
+            years[idle] = {
+                name: per_year(pd.read_csv(where / name / "equity.csv", index_col="date",
+                                           parse_dates=True)["equity"]).to_dict("index")
+                for name in tables[idle].columns
+            }  # fmt: skip
     seconds["total"] = round(time.perf_counter() - started, 1)
 
     dates = market.dates[market.dates >= pd.Timestamp(stats["test_start"])]
@@ -204,10 +224,14 @@ def main() -> int:
         "test_end": str(dates[-1].date()),
         "benchmark": {"name": market.benchmark_name, "kind": market.benchmark_kind},
         "strategies": {
-            name: {k: table.loc[k, name] if k in table.index else None for k in keys}
-            for name in table.columns
+            idle: {
+                name: {k: table.loc[k, name] if k in table.index else None for k in keys}
+                for name in table.columns
+            }
+            for idle, table in tables.items()
         },
-        "lm_conviction_ic": {"mean": lm_ic["mean"], "t": lm_ic["t"], "dates": lm_ic["dates"]},
+        "per_year": years,
+        "lm_conviction_ic": {k: lm_ic[k] for k in ("mean", "t", "dates", "by_year")},
         "ic_baselines": {k: v for k, v in per_date.items() if not k.startswith("lm")},
         "lm_eval": {
             k: report[k]
@@ -219,6 +243,10 @@ def main() -> int:
         "model": str(model),
         "train_steps": None if args.model else args.steps,
         "forecast_rank_ic_1m": quality.get("horizons", {}).get("1m", {}).get("rank_ic"),
+        "forecast_rank_ic_1m_by_year": {
+            start[:4]: fold["1m"]["rank_ic"] for start, fold in quality["folds"].items()
+        },
+        "calibration": report.get("calibration"),
         "seconds": seconds,
         "cores": os.cpu_count(),
     }
@@ -236,15 +264,31 @@ def print_tables(doc: dict) -> None:
         f"{doc['benchmark']['name']} ({doc['benchmark']['kind']}), coverage "
         f"{doc['coverage']['share']:.1%} of member-days"
     )
-    frame = pd.DataFrame(doc["strategies"]).T
-    with pd.option_context(
+    wide = pd.option_context(
         "display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format
-    ):
-        print(frame)
+    )
+    with wide:
+        for idle, strategies in doc["strategies"].items():
+            print(f"\nidle cash held as {idle}:")
+            print(pd.DataFrame(strategies).T)
+            years = {
+                (name, k): {y: row[k] for y, row in by_year.items()}
+                for name, by_year in doc["per_year"][idle].items()
+                for k in ("return", "sharpe")
+            }
+            print(f"\nper year (idle cash as {idle}): return and Sharpe")
+            print(pd.DataFrame(years).T.unstack(1).swaplevel(axis=1).sort_index(axis=1))
+        print("\nforecaster 1m rank IC per year (walk-forward, out of sample):")
+        print(pd.Series(doc["forecast_rank_ic_1m_by_year"]).to_string())
+        if doc.get("calibration"):
+            print("\ncalibration of the LM's conviction on the test split:")
+            print(json.dumps(doc["calibration"], indent=1, default=float)[:3000])
     ic = {"lm (expected conviction)": doc["lm_conviction_ic"], **doc["ic_baselines"]}
     print("\nper-date rank IC on the test years (month-block bootstrap t):")
     for name, row in ic.items():
-        print(f"  {name:28s} mean {row['mean']:+.4f}  t {row['t']:+.2f}  dates {row['dates']}")
+        years = "  ".join(f"{y} {v:+.3f}" for y, v in row.get("by_year", {}).items())
+        print(f"  {name:26s} mean {row['mean']:+.4f}  t {row['t']:+.2f}  dates {row['dates']}")
+        print(f"  {'':26s} per year: {years}")
     print(f"\nwall time: {doc['seconds']}")
 
 

@@ -25,6 +25,13 @@ the demo model's test split the expectation is much better calibrated (300 promp
 0.30 vs 0.67, ECE 0.30 vs 0.66) and ranks outcomes as well (per-date rank IC over 226
 dates: +0.144 vs +0.135),
 and the portfolio manager sizes positions by it.
+
+**Calibrated.** Where the model folder has `calibration.json` (`synthpm lm calibrate`: an
+isotonic map fitted on the validation split), the expected conviction goes through it
+before rounding, so it is the probability that the stock beats the benchmark net of costs
+over the hold, as `Signal` defines it; `calibration` is that map, None without one (the
+expectation as is). The written conviction ("read") is never mapped: the map was fitted on
+the expectation.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from pathlib import Path
 from synthpm.dataset.context import Context, Contexts
 from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
 from synthpm.limits import Limits
+from synthpm.lm.calibrate import Calibration
 from synthpm.lm.decode import SignalDecoder
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.lm.train import load_model
@@ -52,17 +60,21 @@ class PortfolioAgent:
         mode: str = "signal",
         conviction: str = "expected",
         trained: dict | None = None,
+        calibration: Calibration | None = None,
     ):
         self.trained = trained or {}  # the model's `dataset.json`: limits, split dates, ...
         if limits is None and "limits" in self.trained:
             limits = Limits(**self.trained["limits"])
         self.tokenizer, self.limits, self.mode = tokenizer, limits or Limits(), mode
         self.options = {}
+        self.calibration = None  # the map applied to conviction, if any
         if isinstance(tokenizer, ChatTokenizer):
             self.decoder = SignalDecoder(model, tokenizer)
             # Every prompt opens with the system turn: [bos, system, ..., end, user start].
             self.decoder.warm(tokenizer.render(SYSTEM_PROMPT, "")[0][:-2])
             self.options = {"conviction": conviction}
+            if conviction == "expected" and calibration is not None:
+                self.calibration = self.options["calibration"] = calibration
         else:
             from synthpm.lm.hf_decode import HFSignalDecoder
 
@@ -79,6 +91,7 @@ class PortfolioAgent:
 
             return cls(*load_adapter(path), **options)
         model, tokenizer = load_model(path)
+        options.setdefault("calibration", Calibration.load(path))
         return cls(model, tokenizer, **options)
 
     def prompt(self, context: Context, limits: Limits | None = None) -> str:

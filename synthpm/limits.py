@@ -7,7 +7,9 @@ the trade, and the prompt states them so the reasoning can cite them.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Limits(BaseModel):
@@ -25,9 +27,15 @@ class Limits(BaseModel):
     derisk_window: int = Field(252, ge=1, description="trading days the equity peak looks back")
     stop_loss: float = Field(0.08, gt=0, lt=1, description="exit after this loss from entry")
     take_profit: float = Field(0.25, gt=0, description="exit after this gain from entry")
-    base_allocation: float = Field(
-        0.10, gt=0, le=1, description="size = conviction x base_allocation x equity"
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        # Model folders written before buys were sized by conviction rank record a
+        # `base_allocation` in their limits; it no longer sizes anything, so it is ignored.
+        if isinstance(data, dict) and "base_allocation" in data:
+            data = {k: v for k, v in data.items() if k != "base_allocation"}
+        return data
 
 
 MIN_ORDER = 0.001  # of equity: smaller buys are not worth their costs

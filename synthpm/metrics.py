@@ -281,3 +281,18 @@ def block_bootstrap_t(
     out["se"] = se
     out["t"] = out["mean"] / se if se > 0 else None
     return {k: _clean(v) for k, v in out.items()}
+
+
+def per_year(equity: pd.Series) -> pd.DataFrame:
+    """Return, Sharpe and max drawdown per calendar year of marked equity (the regimes:
+    2008, 2020, 2022 ...). A year's first return is from the previous year's last mark."""
+    r = returns_from_equity(equity.astype(float).dropna().sort_index())
+    rows = {
+        year: {
+            "return": ep.cum_returns_final(g),
+            "sharpe": _clean(ep.sharpe_ratio(g)),
+            "max_drawdown": ep.max_drawdown(g),
+        }
+        for year, g in r.groupby(r.index.year)
+    }
+    return pd.DataFrame(rows).T.rename_axis("year")

@@ -16,7 +16,7 @@ from synthpm.limits import Limits
 from synthpm.portfolio.manager import Book, PortfolioManager
 from synthpm.signals import Signal
 
-LIMITS = Limits(max_positions=4, max_position=0.2, max_sector=0.5, base_allocation=0.3)
+LIMITS = Limits(max_positions=4, max_position=0.2, max_sector=0.5)
 
 
 def signal(decision: str, conviction: float = 0.8, hold: int = 20) -> Signal:
@@ -142,13 +142,11 @@ def test_manager_never_breaks_a_limit(held, close, cash, decisions, convictions)
 def test_the_manager_says_why():
     close = np.full(4, 10.0)
     sectors = np.array([0, 0, 0, 1])
-    book = Book(700.0, np.array([0.0, 0.0, 0.0, 30.0]), close, peak_equity=1000.0)
-    manager = PortfolioManager(
-        Limits(max_position=0.25, max_sector=0.3, cash_floor=0.1, base_allocation=0.5)
-    )
+    book = Book(650.0, np.array([5.0, 0.0, 0.0, 30.0]), close, peak_equity=1000.0)
+    manager = PortfolioManager(Limits(max_position=0.25, max_sector=0.3, cash_floor=0.1))
     signals = [signal("BUY", 1.0), signal("BUY", 0.9), signal("SELL"), signal("SKIP")]
     _, out = manager.decide(book, np.array([0, 1, 2, 3]), sectors, signals, set())
-    assert out[0] == ("resized", pytest.approx(250.0), "position_limit")  # 500 wanted
+    assert out[0] == ("resized", pytest.approx(200.0), "position_limit")  # 250 wanted, 50 held
     assert out[1] == ("resized", pytest.approx(50.0), "sector_limit")  # 300 cap, 250 taken
     assert out[2] == ("rejected", 0.0, "not_held")
     assert out[3][0] == "skipped"

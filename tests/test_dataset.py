@@ -21,7 +21,7 @@ from synthpm.dataset import (
 )
 from synthpm.dataset.context import Insider
 from synthpm.dataset.faithfulness import check_faithfulness
-from synthpm.dataset.labels import LabelConfig, conviction_of, decide, outcomes
+from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import context_text, market_text
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import ScenarioBook
@@ -113,35 +113,39 @@ def test_portfolio_state_rejects_inconsistent_books():
 # --- labels ----------------------------------------------------------------------------
 
 
-def test_labels_are_excess_net_of_costs_at_the_peak_horizon():
-    inputs = synthetic_inputs(tickers=2, days=120)
-    dates = inputs.closes().index
-    day = 10
-    config = LabelConfig(horizons=(5, 21), cost_bps=10)
-    points = pd.DataFrame({"date": [dates[day]], "ticker": ["T1"]})
-    got = outcomes(inputs, points, config).iloc[0]
-    c = inputs.closes()["T1"].to_numpy()
+def test_labels_are_excess_net_of_costs_over_the_hold_and_ranked_on_the_date():
+    inputs = synthetic_inputs(tickers=5, days=120)
+    closes = inputs.closes()
+    dates = closes.index
+    day, h = 10, 21
+    config = LabelConfig(horizon=h, cost_bps=10)
+    points = pd.DataFrame({"date": [dates[day]] * 5, "ticker": list(closes.columns)})
+    got = outcomes(inputs, points, config)
+    c = closes.to_numpy()
     b = inputs.market.set_index("date")["index_close"].reindex(dates).to_numpy()
-    expected = {
-        h: c[day + 1 + h] / c[day + 1] - 1 - (b[day + 1 + h] / b[day + 1] - 1) - 0.002
-        for h in (5, 21)
-    }
-    for h, value in expected.items():
-        assert got[f"excess_{h}d"] == pytest.approx(value)
-    peak = max(expected, key=expected.get)
-    assert got["outcome"] == pytest.approx(expected[peak])
-    assert got["hold_days"] == (dates[day + 1 + peak] - dates[day]).days
+    expected = c[day + 1 + h] / c[day + 1] - 1 - (b[day + 1 + h] / b[day + 1] - 1) - 0.002
+    np.testing.assert_allclose(got["outcome"], expected)
+    # the worst member of the date gets 0, the best 1, the others evenly between
+    order = np.argsort(np.argsort(expected))
+    np.testing.assert_allclose(got["conviction"], np.round(order / 4, 2))
+    assert (got["hold_days"] == (dates[day + 1 + h] - dates[day]).days).all()
     late = pd.DataFrame({"date": [dates[-10]], "ticker": ["T1"]})
     assert np.isnan(outcomes(inputs, late, config)["outcome"].iloc[0])  # window past the data
+    assert config.lookahead() == 1 + h
 
 
-def test_conviction_table():
-    got = conviction_of(
-        np.array([-0.05, 0.0, 0.001, 0.10, 0.15, 0.20, 0.30, 0.9, np.nan]), LabelConfig()
+def test_label_percentiles_rank_members_only():
+    inputs = synthetic_inputs(tickers=5, days=120)
+    closes = inputs.closes()
+    day = 10
+    points = pd.DataFrame({"date": [closes.index[day]] * 2, "ticker": ["T0", "T1"]})
+    everyone = outcomes(inputs, points)
+    inputs.universe = pd.DataFrame(
+        {"ticker": ["T0", "T1"], "start": [closes.index[0]] * 2, "end": [pd.NaT] * 2}
     )
-    np.testing.assert_allclose(got, [0, 0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, np.nan])
-    with pytest.raises(ValueError, match="increasing"):
-        LabelConfig(conviction_table=((0.0, 0.9), (0.1, 0.5)))
+    two = outcomes(inputs, points)
+    np.testing.assert_allclose(two["outcome"], everyone["outcome"])
+    assert sorted(two["conviction"]) == [0.0, 1.0]  # ranked against each other alone
 
 
 @pytest.fixture(scope="module")

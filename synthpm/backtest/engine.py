@@ -20,6 +20,16 @@ Semantics (the assumptions a reader needs to trust the figures):
   closes, as in the embedded data, include dividends; raw closes do not). The run's
   metrics.json states which fills and closes were used, and the benchmark's kind: a total
   return index, or a price index (no dividends: every excess figure leans positive).
+- **Idle cash** (`idle_cash`, the same for every strategy). "cash": it earns nothing.
+  "benchmark": it is swept into the benchmark index: each bar, after that bar's fills, the
+  cash balance (short proceeds included) grows by the index's close-to-close return
+  (cash *= benchmark[t] / benchmark[t-1]), so no fill is sized with cash that counts bar t's
+  close; proceeds of an open fill earn the whole bar's index return, cash spent at the
+  open none of it (exact with fills at the close). A stock buy is paid for by selling
+  the index, and a stock sale's proceeds buy it, so every stock trade also pays
+  `commission_bps + slippage_bps` of its value for that index trade, on top of its own
+  costs (in the trade's `cost`, its cost basis and its P&L); the manager sizes buys with
+  that cost too. Cash stays positive (its growth factor is). `BenchmarkHold` is unaffected.
 - **Universe.** Strategies see only the contexts of each date's index members. A held name
   that leaves the index is sold at the next bar (`left_universe`), like a stop loss, for
   every strategy: the book holds only what the strategy may choose from.
@@ -53,6 +63,12 @@ BENCHMARK_NOTES = {
     "(the S&P 500 price index trails its total return by about 2 points a year, 2005-2022)",
     "universe": "equal-weight universe of the stored closes (no index stored)",
 }
+IdleCash = Literal["cash", "benchmark"]
+IDLE_CASH_NOTES = {
+    "cash": "idle cash earns nothing",
+    "benchmark": "idle cash is held in the benchmark index; every stock trade also pays "
+    "commission + slippage for the index trade on its other side",
+}
 
 
 class BacktestConfig(BaseModel):
@@ -64,6 +80,7 @@ class BacktestConfig(BaseModel):
     commission_bps: float = Field(5.0, ge=0)
     slippage_bps: float = Field(5.0, ge=0)
     fill: Literal["open", "close"] = "open"
+    idle_cash: IdleCash = "cash"  # "benchmark": swept into the index (module docstring)
     limits: Limits = Field(default_factory=Limits)
 
 
@@ -151,7 +168,14 @@ class _Account:
         self.entry = np.zeros(n, dtype=np.int64)  # day index of the first fill
         self.hold_until = np.full(n, np.iinfo(np.int64).max)  # day index
         self.slip = config.slippage_bps / 1e4
-        self.comm = config.commission_bps / 1e4
+        # with idle cash in the index, each fill has an index trade on its other side: its
+        # cost rides on the commission, so the cash check, cost, basis and P&L all count it
+        self.index_leg = (
+            (config.commission_bps + config.slippage_bps) / 1e4
+            if config.idle_cash == "benchmark"
+            else 0.0
+        )
+        self.comm = config.commission_bps / 1e4 + self.index_leg
         self.use_open = config.fill == "open"
         self.trades: list[tuple] = []
         self.closed: list[float] = []  # realised returns of closing fills, oldest first
@@ -244,7 +268,9 @@ def run_backtest(
     decision_day = {int(market.dates.get_loc(d)): rows for d, rows in groups.items()}
     columns = market.tickers.get_indexer(frame["ticker"])
     account = _Account(market, config.initial_cash, config)
-    manager = PortfolioManager(config.limits, (config.slippage_bps + config.commission_bps) / 1e4)
+    cost_rate = (config.slippage_bps + config.commission_bps) / 1e4 + account.index_leg
+    manager = PortfolioManager(config.limits, cost_rate)
+    sweep = config.idle_cash == "benchmark"
     lim = config.limits
     is_rule = isinstance(strategy, PortfolioRule)
     decisions: dict[str, list] = {c: [] for c in DECISION_COLUMNS}
@@ -259,6 +285,10 @@ def run_backtest(
         if pending:
             account.fill(t, pending)
             pending = []
+        if sweep and t > t0:  # after the fills: a fill's cash check never sees t's close
+            growth = market.benchmark[t] / market.benchmark[t - 1]
+            if np.isfinite(growth):  # no index level yet: the cash waits
+                account.cash *= growth
         gone = np.flatnonzero((account.shares != 0) & ~np.isfinite(market.close[t]))
         if len(gone):
             account.fill(t, [Order(c, -account.shares[c], "no_bar") for c in gone], True)
@@ -449,6 +479,8 @@ def _notes(market: Market, config: BacktestConfig, dropped: int) -> dict:
         "benchmark_kind": market.benchmark_kind,
         "benchmark_note": BENCHMARK_NOTES[market.benchmark_kind],
         "costs": {"commission_bps": config.commission_bps, "slippage_bps": config.slippage_bps},
+        "idle_cash": config.idle_cash,
+        "idle_cash_note": IDLE_CASH_NOTES[config.idle_cash],
         "orders_dropped_no_bar": dropped,
         "limits": config.limits.model_dump(),
         "initial_cash": config.initial_cash,

@@ -77,10 +77,12 @@ def compare(
     out: str | Path,
     log=print,
     allow_in_sample: bool = False,
+    model_evals: dict[str, dict] | None = None,
 ) -> pd.DataFrame:
     """Run every strategy on the same contexts, dates and costs; write each run, the
     comparison table (`comparison.csv`) and one report over all of them (`report.html`).
-    A model is refused on dates it trained on unless `allow_in_sample` (`model_dates`)."""
+    A model is refused on dates it trained on unless `allow_in_sample` (`model_dates`).
+    `model_evals` (strategy name -> its model's `eval.json`) adds the reliability diagram."""
     out = Path(out)
     start = config.start or str(contexts.frame["date"].min().date())
     sample = {s.name: model_dates(s, start, allow_in_sample) for s in strategies}  # before any run
@@ -101,9 +103,11 @@ def compare(
     frame = pd.DataFrame(table)
     frame = frame.reindex([m for m in METRIC_NAMES if m in frame.index])
     frame.to_csv(out / "comparison.csv")
+    evals = model_evals or {}
     for name, where in runs.items():  # each run's own report, and one over all of them
-        write_report({name: where}, where / "report.html", f"synthpm backtest: {name}")
-    write_report(runs, out / "report.html", "synthpm comparison")
+        own = {name: evals[name]} if name in evals else None
+        write_report({name: where}, where / "report.html", f"synthpm backtest: {name}", own)
+    write_report(runs, out / "report.html", "synthpm comparison", evals or None)
     return frame
 
 

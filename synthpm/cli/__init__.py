@@ -25,7 +25,7 @@ from synthpm.cli.backtest import BASELINES, backtest, compare_command
 from synthpm.cli.common import console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import dataset_app, dataset_build
-from synthpm.cli.lm import lm_app, lm_eval, lm_train
+from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
 from synthpm.data.errors import SynthpmError
 
 DEMO_STEPS = 500  # about 5 minutes of the tiny model on 2 cores (~24k tokens/s)
@@ -108,6 +108,8 @@ def demo(
         max_examples=50_000,  # drawn across every training date (`sample_split`)
         seed=0,
     )
+    # conviction as the probability of beating the index over the hold, fitted on validation
+    lm_calibrate(model=out / "lm", data=out / "dataset", n=1000, seed=0, batch_size=32)
     lm_eval(model=out / "lm", data=out / "dataset", n=300, batch_size=32)
     test_start = json.loads((out / "dataset" / "stats.json").read_text())["test_start"]
     console.rule(

@@ -11,8 +11,10 @@ import typer
 
 from synthpm.backtest.engine import (
     BENCHMARK_NOTES,
+    IDLE_CASH_NOTES,
     BacktestConfig,
     BenchmarkHold,
+    IdleCash,
     Market,
     run_backtest,
 )
@@ -22,7 +24,7 @@ from synthpm.cli.common import StoreOption, console, print_frame
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.limits import Limits
-from synthpm.report import write_report
+from synthpm.report import model_eval, write_report
 from synthpm.strategies import STRATEGIES, make_strategy
 
 BASELINES = ("benchmark", *STRATEGIES)
@@ -32,6 +34,10 @@ Forecasts = Annotated[
 ]
 Commission = Annotated[float, typer.Option(help="commission, basis points of traded value")]
 Slippage = Annotated[float, typer.Option(help="slippage, basis points of price")]
+IdleCashOption = Annotated[
+    IdleCash,
+    typer.Option(help="idle cash: earns nothing, or held in the benchmark index (every strategy)"),
+]
 MaxPositions = Annotated[
     int | None,
     typer.Option(help="portfolio limit [default: the model's training limit with lm, else 20]"),
@@ -93,7 +99,9 @@ def prepare(store, tickers, start, end, forecasts: Path, cache):
     return contexts, market, str(start.date()), universe
 
 
-def _config(start, end, commission, slippage, max_positions, chosen) -> BacktestConfig:
+def _config(
+    start, end, commission, slippage, max_positions, chosen, idle_cash: IdleCash
+) -> BacktestConfig:
     """The run's settings; the limits are the model's training limits where an `lm` runs (the
     prompts then state what the model learned under), with `--max-positions` applied."""
     trained = next((s.trained for s in chosen if getattr(s, "trained", None)), {})
@@ -101,7 +109,12 @@ def _config(start, end, commission, slippage, max_positions, chosen) -> Backtest
     if max_positions is not None:
         limits = limits.model_copy(update={"max_positions": max_positions})
     return BacktestConfig(
-        start=start, end=end, commission_bps=commission, slippage_bps=slippage, limits=limits
+        start=start,
+        end=end,
+        commission_bps=commission,
+        slippage_bps=slippage,
+        idle_cash=idle_cash,
+        limits=limits,
     )
 
 
@@ -117,6 +130,14 @@ def caveats(market: Market, has_universe: bool) -> list[str]:
     return lines
 
 
+def _model_evals(strategies: list, model: Path) -> dict[str, dict]:
+    """The `lm` strategy's model evaluation (`eval.json` in its folder), for the report's
+    reliability diagram; empty without the strategy or the file."""
+    names = {s.name for s in strategies}
+    found = model_eval(model) if "lm" in names else None
+    return {"lm": found} if found and found.get("calibration") else {}
+
+
 def backtest(
     strategy: Annotated[str, typer.Option(help=f"lm or one of {', '.join(BASELINES)}")] = "rules",
     store: StoreOption = None,
@@ -126,6 +147,7 @@ def backtest(
     forecasts: Forecasts = Path("runs/forecast"),
     commission_bps: Commission = 5.0,
     slippage_bps: Slippage = 5.0,
+    idle_cash: IdleCashOption = "cash",
     max_positions: MaxPositions = None,
     param: Params = None,
     model: ModelDir = Path("runs/lm"),
@@ -137,7 +159,7 @@ def backtest(
     _check_params(param, [strategy])
     chosen = strategy_named(strategy, param, model)
     contexts, market, start, universe = prepare(store, tickers, start, end, forecasts, cache)
-    config = _config(start, end, commission_bps, slippage_bps, max_positions, [chosen])
+    config = _config(start, end, commission_bps, slippage_bps, max_positions, [chosen], idle_cash)
     sample = model_dates(chosen, start, allow_in_sample)
     started = time.perf_counter()
     result = run_backtest(chosen, contexts, market, config)
@@ -146,9 +168,11 @@ def backtest(
     seconds = time.perf_counter() - started
     metrics = metrics_of(result)
     save_run(result, out, metrics, seconds)
-    write_report({result.name: out}, out / "report.html", f"synthpm backtest: {result.name}")
+    evals = _model_evals([chosen], model)
+    write_report({result.name: out}, out / "report.html", f"synthpm backtest: {result.name}", evals)
     print_frame(pd.DataFrame({result.name: metrics}).dropna(), "metrics")
-    for line in [*caveats(market, universe), *([sample["note"]] if sample else [])]:
+    notes = [*caveats(market, universe), IDLE_CASH_NOTES[config.idle_cash]]
+    for line in [*notes, *([sample["note"]] if sample else [])]:
         console.print(line)
     console.print(f"{seconds:.1f}s; fills: {result.notes['fills']}; wrote {out}/report.html")
 
@@ -164,6 +188,7 @@ def compare_command(
     forecasts: Forecasts = Path("runs/forecast"),
     commission_bps: Commission = 5.0,
     slippage_bps: Slippage = 5.0,
+    idle_cash: IdleCashOption = "cash",
     max_positions: MaxPositions = None,
     param: Params = None,
     model: ModelDir = Path("runs/lm"),
@@ -178,13 +203,15 @@ def compare_command(
     _check_params(param, names)
     chosen = [strategy_named(n, param, model) for n in names]
     contexts, market, start, universe = prepare(store, tickers, start, end, forecasts, cache)
-    config = _config(start, end, commission_bps, slippage_bps, max_positions, chosen)
-    table = compare(chosen, contexts, market, config, out, console.print, allow_in_sample)
+    config = _config(start, end, commission_bps, slippage_bps, max_positions, chosen, idle_cash)
+    evals = _model_evals(chosen, model)
+    table = compare(chosen, contexts, market, config, out, console.print, allow_in_sample, evals)
     print_frame(table, f"comparison {start} .. {end or 'end'} (costs included)")
     notes = [*caveats(market, universe)]
     dated = {s.name: model_dates(s, start, allow_in_sample=True) for s in chosen}
     notes += [f"{name}: {d['note']}" for name, d in dated.items() if d]
     notes.append(f"limits: {config.limits.max_positions} positions at most")
+    notes.append(IDLE_CASH_NOTES[config.idle_cash])
     for line in notes:
         console.print(line)
     (out / "caveats.txt").write_text("\n".join(notes) + "\n")

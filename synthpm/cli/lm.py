@@ -13,7 +13,7 @@ from synthpm.data.errors import ConfigError
 from synthpm.lm.train import TrainConfig, train
 
 lm_app = typer.Typer(
-    help="The language model: train (decode, agent and eval follow).", no_args_is_help=True
+    help="The language model: train, calibrate, eval, convert, lora.", no_args_is_help=True
 )
 
 
@@ -113,7 +113,62 @@ def lm_eval(
     table = scenarios[list(columns)].rename(columns=columns).astype(object)
     table["n"] = table["n"].astype(int)
     print_frame(table, "decision macro-F1 by scenario (rule: SELL if holding, else SKIP)")
+    _print_reliability(report["calibration"])
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")
+
+
+def _print_reliability(section: dict) -> None:
+    """The expected conviction's reliability on the test split, raw and calibrated."""
+    import pandas as pd
+
+    readings = {k: section[k] for k in ("raw", "calibrated") if section.get(k)}
+    if not readings:
+        return
+    columns = {}
+    for name, reading in readings.items():
+        table = pd.DataFrame(reading["reliability"])
+        columns[f"{name} n"] = table["count"]
+        columns[f"{name} predicted"] = table["mean_predicted"]
+        columns[f"{name} observed"] = table["observed"]
+    frame = pd.DataFrame(columns).astype(object)
+    frame.index = [
+        f"{r['low']:.1f}-{r['high']:.1f}" for r in next(iter(readings.values()))["reliability"]
+    ]
+    scores = ", ".join(
+        f"{name}: Brier {r['brier']:.3f}, ECE {r['ece']:.3f}" for name, r in readings.items()
+    )
+    print_frame(
+        frame.where(frame.notna(), None),
+        f"reliability of the expected conviction, test split, scenario {section['scenario']}, "
+        f"{section['examples']} contexts ({scores})"
+        + ("" if section.get("calibrated") else "; no calibration.json: `synthpm lm calibrate`"),
+    )
+
+
+@lm_app.command("calibrate")
+def lm_calibrate(
+    model: Annotated[Path, typer.Argument(help="a `lm train` folder")],
+    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    n: Annotated[int, typer.Option(help="validation contexts (scenario `empty`), at most")] = 2000,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> None:
+    """Map the expected conviction to the probability of beating the benchmark net of costs:
+    isotonic regression on the validation split, written to MODEL/calibration.json (the
+    agent and `lm eval` apply it)."""
+    import pandas as pd
+
+    from synthpm.lm.calibrate import fit_calibration
+
+    record = fit_calibration(model, data, n, seed, batch_size).record
+    fit = pd.DataFrame({"before": record["before"], "after": record["after"]})
+    dates = record["dates"] or ["?", "?"]
+    console.print(
+        f"validation, scenario {record['scenario']}: {record['n']} contexts on "
+        f"{record['n_dates']} dates, {dates[0]} .. {dates[1]}; win rate {record['win_rate']:.1%}"
+    )
+    print_frame(fit, "expected conviction (after: in sample; `lm eval` scores the test split)")
+    console.print(f"wrote {model}/calibration.json")
 
 
 def _bundled_gguf() -> Path:

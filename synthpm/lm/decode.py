@@ -47,14 +47,24 @@
   exactly full mode's.
 - Conviction, two readings (`decode(..., conviction=...)`): "read" (default) is the number
   the model wrote, greedy, rounded to 2 decimals, the one its reasoning goes with;
-  "expected" is the mean under the model's own probabilities at the step where the number
-  starts: sum over tokens t of P(t) x value(t) / sum of P(t), over the tokens that begin a
-  conviction as the training answers spell it (`0.00` .. `1.00`), value(t) being the mean
-  of the convictions that begin with t. The default tokenizer spells each of the 101 values
-  as one token, so this is the model's whole distribution over convictions; a tokenizer
-  that splits them (`0.` + `58`) gives the coarser mean of its first token. Greedy picks
+  "expected" is the mean under the model's own probabilities, over its decisions as well:
+  sum over decisions d of P(d) x E[conviction | d], where P(d) is the model's probability of
+  d's opening (renormalised over the three) and E[conviction | d] = sum over tokens t of
+  P(t | d) x value(t) / sum of P(t | d), over the tokens that begin a conviction as the
+  training answers spell it (`0.00` .. `1.00`), value(t) being the mean of the convictions
+  that begin with t. The first call feeds the three openings after the prompt (as the
+  speculation below does), so their ends give every E[conviction | d] at no extra call.
+  Over the decisions, because the conviction comes after the decision: given BUY the model
+  writes 0.70 .. 1.00 (the labels' bar), given SKIP below it, so the expectation given the
+  decision it wrote ranks only within that decision (measured on the 2005-2022 panel's test
+  years: every test context in 0.80 .. 0.90, per-date IC +0.013). A tokenizer that spells an
+  opening in several tokens gets the expectation given the decision written. The default
+  tokenizer spells each of the 101 values as one token, so this is the model's whole
+  distribution over convictions; a tokenizer that splits them (`0.` + `58`) gives the
+  coarser mean of its first token. Greedy picks
   jump between values; the expectation moves smoothly with the evidence, which is what
-  ranking and calibration need. `lm eval` reports both.
+  ranking and calibration need. `lm eval` reports both. `calibration` (`lm calibrate`'s map)
+  turns the expectation, before rounding, into the probability of a win.
 """
 
 from __future__ import annotations
@@ -167,6 +177,9 @@ class SignalDecoder:
         # Every answer opens with the same forced run: it goes in with the prompt.
         self._lead = self._jump(self._matcher().find_jump_forward_string())
         self._openings, self._hold_key = self._branches(self._lead[1])
+        # each decision's opening as one token: its probability is read where it is chosen
+        single = all(len(o) == 1 for o in self._openings) and len(self._openings) == len(DECISIONS)
+        self._opening_ids = [o[0] for o in self._openings] if single else None
 
     def _branches(self, lead_text: bytes) -> tuple[list[list[int]], list[int]]:
         """Tokens of the runs a row is guessed to write next (speculation, module docstring),
@@ -253,16 +266,26 @@ class SignalDecoder:
         mode: str = "full",
         batch_size: int = 32,
         conviction: str = "read",
+        calibration: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> list[Signal]:
         """One `Signal` per prompt, in order; mode "signal" leaves the text fields empty;
-        conviction "read" or "expected" (see the module docstring)."""
+        conviction "read" or "expected" (see the module docstring). `calibration` maps the
+        expectation, unrounded, to a probability (`calibrate.Calibration`); "expected" only."""
         if conviction not in CONVICTIONS:
             raise ValueError(f"conviction must be one of {CONVICTIONS}, not {conviction!r}")
+        if calibration is not None and conviction != "expected":
+            raise ValueError("a calibration maps the expected conviction: conviction='expected'")
+        scored = self.decode_scored(prompts, mode, batch_size)
+        values = np.array([expected for _, expected in scored], dtype=float)
+        if calibration is not None and len(values):
+            values = calibration(values)
         signals = []
-        for text, expected in self.decode_scored(prompts, mode, batch_size):
+        for (text, _), value in zip(scored, values, strict=True):
             signal = parse_signal(text, mode == "signal")
             if conviction == "expected":
-                signal = signal.model_copy(update={"conviction": round(expected, 2)})
+                # 4 decimals, not the 2 the model writes: a probability the manager ranks
+                # BUYs by, and calibrated ones crowd into a narrow band
+                signal = signal.model_copy(update={"conviction": round(float(value), 4)})
             signals.append(signal)
         return signals
 
@@ -308,8 +331,12 @@ class SignalDecoder:
             valid[:, :cached] = True
         start_pos = [cached] * b
         expected: list[float | None] = [None] * b  # the mean conviction under the model
+        mixed: list[float | None] = [None] * b  # ... over its decisions too (docstring)
         bitmask = xgr.allocate_token_bitmask(b, self.model.config.vocab_size)
-        guesses = [self._guesses(t) for t in text]  # per cache row: branches for next call
+        # per cache row: branches for the next call; the first always feeds the decisions'
+        # openings where each is one token, whose ends give the conviction under each
+        first = self._openings if self._opening_ids is not None else None
+        guesses = [first or self._guesses(t) for t in text]
         while True:
             # One forward call: each live row's pending tokens, then its guessed branches,
             # left-padded to the longest (`_layout`).
@@ -333,6 +360,8 @@ class SignalDecoder:
                 at = [call.spans[j][g][1] - 1 - (width - call.last) for j, g in phase]
                 step = logits[[j for j, _ in phase], at]  # (rows of the phase, vocab)
                 best = step.argmax(-1).tolist()
+                if self._opening_ids is not None:
+                    self._mix(logits, call, width, phase, parts, text, rows, step, mixed)
                 starting = [
                     i for i, (j, _) in enumerate(phase) if text[rows[j]].endswith(b'"conviction":')
                 ]
@@ -371,7 +400,8 @@ class SignalDecoder:
             left = [j for j, s in enumerate(seqs) if s is not None]
             if not left:
                 return [
-                    (bytes(t), _expected(bytes(t), e)) for t, e in zip(text, expected, strict=True)
+                    (bytes(t), m if m is not None else _expected(bytes(t), e))
+                    for t, e, m in zip(text, expected, mixed, strict=True)
                 ]
             if len(left) <= len(rows) // 2:  # drop finished rows; halving bounds the copying
                 keep = torch.tensor(left)
@@ -379,6 +409,20 @@ class SignalDecoder:
                 valid = valid[keep]
                 rows, seqs = [rows[j] for j in left], [seqs[j] for j in left]
                 start_pos, guesses = [start_pos[j] for j in left], [guesses[j] for j in left]
+
+    def _mix(self, logits, call, width, phase, parts, text, rows, step, mixed) -> None:
+        """The expected conviction over the model's decisions and convictions, for the rows
+        about to choose a decision whose guessed openings were fed in this call: each
+        branch's end holds the conviction distribution given that decision."""
+        lead_text = self._lead[1]
+        for i, (j, g) in enumerate(phase):
+            if g or text[rows[j]] != lead_text or parts[j][1:] != self._openings:
+                continue
+            p_decision = step[i, self._opening_ids].softmax(-1)
+            ends = [call.spans[j][k][1] - 1 - (width - call.last) for k in (1, 2, 3)]
+            p = logits[j, ends].softmax(-1)[:, self._conviction_ids]
+            means = (p @ self._conviction_values) / p.sum(-1).clamp(min=1e-12)
+            mixed[rows[j]] = float((p_decision * means).sum())
 
 
 def schema_grammar(max_reasoning: int, max_item: int, max_items: int) -> xgr.Grammar:

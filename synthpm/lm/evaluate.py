@@ -10,7 +10,7 @@ Everything is measured on the test split (dates the model never trained on). Eac
 - `accuracy`, `macro_f1` against the hindsight labels, beside two baselines that read no
   market data at all: the majority class (`majority_*`, always the most common training
   decision) and the scenario rule (`scenario_rule_*`: SELL when the scenario is `holding`,
-  SKIP otherwise). The labels depend on the portfolio as much as on the stock (a held loser is
+  SKIP otherwise). The labels depend on the portfolio as much as on the stock (a held laggard is
   a SELL, a binding limit a SKIP), so the rule alone scores well above the majority class; the
   model's skill at decisions is its margin over the rule;
 - `by_scenario`: per scenario, `n` and accuracy / macro-F1 of the model (`lm_*`), the rule
@@ -47,6 +47,12 @@ the naive se for comparison, and the numbers of dates and months. Scores, same r
   larger for a more volatile stock whatever its drift, so volatility alone ranks outcomes:
   conviction shows skill only where it beats this.
 
+**Calibration** (`calibration`; the map is `synthpm lm calibrate`'s, fitted on validation):
+on the `per_date` rows (the scenario the map is fitted on, one row per context), the
+expected conviction's Brier score, ECE and reliability table (10 equal-width bins: count,
+mean predicted, observed win rate), `raw` and, when the model folder has `calibration.json`,
+`calibrated` (null otherwise), with `fit`: the map's rows and its in-sample Brier / ECE.
+
 **Speed**: latency of one full decision (p50/p95) and batched throughput in both modes.
 **Faithfulness**: the share of full-mode answers whose text cites only what the prompt
 states (with the cited-text grammar by default; `cite=False` measures the model unaided).
@@ -67,6 +73,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.scenarios import SCENARIOS
+from synthpm.lm.calibrate import Calibration, assess, calibration_error, read_convictions
 from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.model import GPT
 from synthpm.lm.train import load_model, read_split
@@ -79,19 +86,11 @@ IC_BLOCK = "M"  # bootstrap blocks: calendar months
 CONTEXT_BASELINES = {
     "forecaster_1m": ("expected_return_1m", 1.0),
     "reversal_1m": ("ret_21d", -1.0),
-    # the label's outcome is the best of three horizons' excess returns, which is larger
-    # for a more volatile stock whatever its drift: a score must beat volatility alone
+    # a volatile stock's outcome is more extreme either way: in a rising market (2019-2022)
+    # volatility alone ranks outcomes, and a score must beat it
     "volatility_1m": ("vol_21d", 1.0),
 }
 COLUMNS = ("date", "ticker", "scenario", "system", "user", "decision", "conviction", "outcome")
-
-
-def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    gaps = [abs(p[which == b].mean() - y[which == b].mean()) * (which == b).mean()
-            for b in range(bins) if (which == b).any()]  # fmt: skip
-    return float(sum(gaps))
 
 
 def scenario_rule(scenarios: object) -> np.ndarray:
@@ -166,13 +165,17 @@ def context_scores(data: Path, rows: pd.DataFrame) -> dict[str, np.ndarray]:
 def per_date_ic(
     rows: pd.DataFrame, scores: dict[str, np.ndarray], min_names: int = MIN_NAMES
 ) -> dict[str, dict]:
-    """Per score: mean per-date rank IC with `rows['outcome']`, block-bootstrap se and t."""
-    return {
-        name: block_bootstrap_t(
-            rank_ic_by_date(rows["date"], score, rows["outcome"], min_names), IC_BLOCK
-        )
-        for name, score in scores.items()
-    }
+    """Per score: mean per-date rank IC with `rows['outcome']`, block-bootstrap se and t,
+    and the mean per calendar year (`by_year`: the regimes)."""
+    out = {}
+    for name, score in scores.items():
+        ic = rank_ic_by_date(rows["date"], score, rows["outcome"], min_names)
+        by_year = ic.groupby(pd.DatetimeIndex(ic.index).year).mean()
+        out[name] = {
+            **block_bootstrap_t(ic, IC_BLOCK),
+            "by_year": {str(y): float(v) for y, v in by_year.items()},
+        }
+    return out
 
 
 def evaluate(
@@ -252,30 +255,20 @@ def evaluate(
     }
     report["cited_text_grammar"] = cite
     report["by_scenario"] = by_scenario(test["scenario"], truth, {"lm": predicted, **baselines})
-    report["per_date"] = _per_date(decoder, tokenizer, everything, Path(data), ic_dates, batch_size)
+    # the per-date rows (`empty`, one per context), decoded once for both sections
+    rows = ic_rows(everything, ic_dates)
+    written, expected = read_convictions(decoder, tokenizer, rows, batch_size)
+    scores = {"lm_written": written, "lm_expected": expected, **context_scores(Path(data), rows)}
+    report["per_date"] = _per_date(rows, scores)
+    calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
+    report["calibration"] = _calibration(rows, expected, calibration)
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
     (Path(model_dir) / name).write_text(json.dumps(report, indent=1))
     return report
 
 
-def _per_date(
-    decoder: SignalDecoder,
-    tokenizer,
-    test: pd.DataFrame,
-    data: Path,
-    ic_dates: int | None,
-    batch_size: int,
-) -> dict:
-    """The `per_date` section: signal-mode convictions of the chosen rows and the baselines."""
-    rows = ic_rows(test, ic_dates)
-    prompts = [tokenizer.render(s, u)[0] for s, u in zip(rows["system"], rows["user"], strict=True)]
-    # one signal-mode pass gives both readings: the text holds the written conviction
-    scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size) if prompts else []
-    scores = {
-        "lm_written": np.array([parse_signal(text, True).conviction for text, _ in scored]),
-        "lm_expected": np.array([expected for _, expected in scored], dtype=float),
-        **context_scores(data, rows),
-    }
+def _per_date(rows: pd.DataFrame, scores: dict[str, np.ndarray]) -> dict:
+    """The `per_date` section: each score's per-date rank IC on the chosen rows."""
     return {
         "scenario": IC_SCENARIO,
         "examples": len(rows),
@@ -283,6 +276,25 @@ def _per_date(
         "min_names": MIN_NAMES,
         "block": IC_BLOCK,
         "ic": per_date_ic(rows, scores),
+    }
+
+
+def _calibration(rows: pd.DataFrame, expected: np.ndarray, calibration: Calibration | None) -> dict:
+    """The `calibration` section: on the per-date rows (the scenario `calibrate` fits on),
+    Brier, ECE and the reliability table of the expected conviction, raw and, when the
+    model folder has `calibration.json`, calibrated; `fit` is how that map was fitted."""
+    won = (rows["outcome"].to_numpy(dtype=float) > 0).astype(float)
+    fit = None
+    if calibration is not None:
+        keep = ("split", "scenario", "n", "dates", "n_dates", "win_rate", "before", "after")
+        fit = {k: calibration.record[k] for k in keep if k in calibration.record}
+    return {
+        "split": "test",
+        "scenario": IC_SCENARIO,
+        "examples": len(rows),
+        "win_rate": float(won.mean()) if len(won) else None,
+        **assess(expected, won, calibration),
+        "fit": fit,
     }
 
 

@@ -4,8 +4,13 @@ The model says what and how sure; this says how much (DESIGN §8). For each deci
 
 1. SELL signals on held names become exit orders (the manager is long-only: a SELL on a name
    not held is rejected, `not_held`); SKIPs are logged as `skipped`.
-2. BUY signals, highest conviction first (ticker breaks ties), are sized
-   `conviction x base_allocation x equity` and then cut to the tightest of:
+2. BUY signals, highest conviction first (ticker breaks ties), want
+   `max_position x (1 + r) / 2` of equity, where r in (0, 1] is the conviction's percentile
+   rank among the date's BUY signals (rank / count; ties share their average rank), so the
+   strongest BUY wants the full position cap, the weakest of many about half of it, and a
+   lone BUY the cap (`wanted_weights`). Ranking, not scaling, because a conviction times a
+   fixed allocation ended at the cap above conviction 0.5 and never changed a size. The
+   wanted weight is then cut to the tightest of:
    - the position cap (`max_position` of equity, counting what is already held),
    - the sector cap (`max_sector`, counting held and already-ordered names of the sector),
    - the cash above the floor (`cash_floor` of equity, after this date's earlier orders and
@@ -29,11 +34,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from synthpm.limits import MIN_ORDER, Limits, drawdown, room_for_buy
 from synthpm.signals import Signal
 
-__all__ = ["MIN_ORDER", "Book", "Order", "PortfolioManager"]
+__all__ = ["MIN_ORDER", "Book", "Order", "PortfolioManager", "wanted_weights"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,13 @@ class Book:
     @property
     def equity(self) -> float:
         return self.cash + float(self.values.sum())
+
+
+def wanted_weights(convictions: np.ndarray, max_position: float) -> np.ndarray:
+    """Each BUY's wanted weight of equity from its conviction's rank among the date's BUYs:
+    `max_position x (1 + r) / 2`, r = average rank / count, in (0, 1]."""
+    r = pd.Series(convictions, dtype=np.float64).rank(method="average", pct=True).to_numpy()
+    return max_position * (1.0 + r) / 2.0
 
 
 class PortfolioManager:
@@ -108,16 +121,17 @@ class PortfolioManager:
             return value / equity if equity > 0 else 0.0
 
         buys = [i for i, s in enumerate(signals) if s.decision == "BUY"]
+        wants = wanted_weights(np.array([signals[i].conviction for i in buys]), lim.max_position)
+        want = dict(zip(buys, wants, strict=True))
         buys.sort(key=lambda i: (-signals[i].conviction, str(columns[i])))
         for i in buys:
             signal, col = signals[i], int(columns[i])
             if col in leaving:
                 out[i] = ("rejected", 0.0, "exiting")
                 continue
-            wanted = signal.conviction * lim.base_allocation
             room, reason = room_for_buy(
                 lim,
-                wanted=wanted,
+                wanted=float(want[i]),
                 drawdown=fall,
                 holds=len(held),
                 holding=col in held,

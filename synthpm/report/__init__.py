@@ -1,5 +1,5 @@
 """HTML reports comparing backtest runs."""
 
-from synthpm.report.html import write_report
+from synthpm.report.html import model_eval, write_report
 
-__all__ = ["write_report"]
+__all__ = ["model_eval", "write_report"]

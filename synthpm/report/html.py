@@ -163,7 +163,8 @@ def _metrics_table(runs: dict[str, dict[str, Any]]) -> str:
             f"{html.escape(str(m.get('end', '?')))}; fills: {html.escape(str(m.get('fills', '?')))}"
             f"; dividends: {html.escape(str(m.get('dividends', '?')))}; costs: "
             f"{html.escape(str(c.get('commission_bps', '?')))} bps commission + "
-            f"{html.escape(str(c.get('slippage_bps', '?')))} bps slippage; benchmark: "
+            f"{html.escape(str(c.get('slippage_bps', '?')))} bps slippage; "
+            f"{html.escape(str(m.get('idle_cash_note', 'idle cash earns nothing')))}; benchmark: "
             f"{html.escape(str(m.get('benchmark', '?')))} "
             f"({html.escape(str(m.get('benchmark_note', m.get('benchmark_kind', '?'))))})"
             + _sample_note(m)
@@ -249,11 +250,67 @@ def _reasons_fig(runs: dict[str, dict[str, Any]]) -> str:
     return _fig(fig, "Rejection / resize reasons (count)")
 
 
-def write_report(runs: dict[str, Path], out: Path, title: str = "synthpm backtest") -> Path:
-    """Write one self-contained HTML file comparing `runs` (name -> run dir, in display order)."""
+def model_eval(model_dir: str | Path) -> dict | None:
+    """A model folder's `lm eval` report (`eval.json`), None without one."""
+    path = Path(model_dir) / "eval.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _reliability_fig(evals: dict[str, dict]) -> str:
+    """Predicted vs observed win rate of each model's conviction (its eval's `calibration`
+    section, test split), raw and calibrated, with the diagonal and the bins' counts."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                    line={"color": "#888", "dash": "dot"}, hoverinfo="skip")  # fmt: skip
+    notes = []
+    for name, report in evals.items():
+        section = report.get("calibration") or {}
+        for reading in ("raw", "calibrated"):
+            rel = section.get(reading)
+            if not rel:
+                continue
+            rows = [r for r in rel["reliability"] if r["count"]]
+            label = f"{name} · {reading}"
+            fig.add_scatter(
+                x=[r["mean_predicted"] for r in rows], y=[r["observed"] for r in rows],
+                mode="lines+markers", name=label, customdata=[r["count"] for r in rows],
+                hovertemplate="predicted %{x:.2f}, observed %{y:.2f}, %{customdata} contexts",
+            )  # fmt: skip
+            fig.add_bar(
+                x=[(r["low"] + r["high"]) / 2 for r in rows], y=[r["count"] for r in rows],
+                name=f"{label}: contexts per bin", yaxis="y2", opacity=0.25, width=0.08,
+            )  # fmt: skip
+            notes.append(f"{html.escape(label)}: Brier {rel['brier']:.3f}, ECE {rel['ece']:.3f}")
+        if section:
+            notes.append(
+                f"{html.escape(name)}: {section.get('examples', '?')} contexts of the test split"
+                f" (scenario {html.escape(str(section.get('scenario', '?')))}), win rate "
+                + (f"{section['win_rate']:.1%}" if section.get("win_rate") is not None else "?")
+                + ("" if section.get("calibrated") else "; not calibrated (`lm calibrate`)")
+            )
+    fig.update_layout(
+        xaxis={"title": "predicted (conviction)", "range": [0, 1]},
+        yaxis={"title": "observed win rate", "range": [0, 1]},
+        yaxis2={"title": "contexts", "overlaying": "y", "side": "right", "showgrid": False},
+        barmode="overlay", legend={"x": 1.08},
+    )  # fmt: skip
+    chart = _fig(fig, "Reliability of the model's conviction (test split)", hover="closest")
+    return chart + f'<p class="note">{"<br>".join(notes)}</p>'
+
+
+def write_report(
+    runs: dict[str, Path],
+    out: Path,
+    title: str = "synthpm backtest",
+    model_evals: dict[str, dict] | None = None,
+) -> Path:
+    """Write one self-contained HTML file comparing `runs` (name -> run dir, in display order).
+    `model_evals`: a strategy's model evaluation (`model_eval`), by name, whose reliability
+    table (its `calibration` section) the report draws."""
     if not runs:
         raise ValueError("write_report needs at least one run")
     data = {name: _load(Path(d)) for name, d in runs.items()}
+    evals = {n: e for n, e in (model_evals or {}).items() if n in runs and e.get("calibration")}
     start = min(r["equity"].index.min() for r in data.values()).strftime("%Y-%m-%d")
     end = max(r["equity"].index.max() for r in data.values()).strftime("%Y-%m-%d")
     sections = [
@@ -265,6 +322,8 @@ def write_report(runs: dict[str, Path], out: Path, title: str = "synthpm backtes
         ("Decisions with reasoning", _decisions_table(data)),
         ("Rejection and resize reasons", _reasons_fig(data)),
     ]
+    if evals:
+        sections.append(("Conviction calibration", _reliability_fig(evals)))
     body = "".join(f"<section><h2>{h}</h2>{content}</section>" for h, content in sections)
     page = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

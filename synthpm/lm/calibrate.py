@@ -1,0 +1,229 @@
+"""Calibrated conviction: the model's expected conviction mapped to the probability of a win.
+
+`Signal.conviction` means the probability that the stock beats the benchmark, net of costs,
+over the hold (a win: the dataset's `outcome` > 0). The model's expectation (`decode`,
+conviction "expected") ranks outcomes, but its scale is the labels' (the outcome's
+percentile among the date's members), not a probability. `fit_calibration` maps it to one:
+
+- **Rows.** The validation split (dates after training, before test): the `empty` scenario
+  only, so each context counts once (its copies under the other scenarios share its outcome
+  and would weigh it up to 10 times) and no book shapes the answer; a dataset without that
+  scenario keeps one row per context. Up to `n` of them drawn uniformly with `seed`, so
+  every part of the split is represented and each date weighs by its number of contexts, as
+  the agent meets them (an equal weight per date would overweight filing-only days).
+- **Decoding.** Signal mode, the batched decode the agent and `lm eval` run
+  (`read_convictions`), unrounded.
+- **Map.** `IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0, y_max=1)` of
+  win on the expectation: monotone, and no shape assumed; the map runs linearly through the
+  middle of each flat step, so it ties no convictions between its first and last step
+  (the manager sizes by their rank). Increasing is fixed, not "auto": a model whose conviction
+  anti-ranks outcomes gets a flat map (its base rate), not a flipped one.
+- **Stored** in the model folder as `calibration.json`: the steps' middles and values
+  (applied with `np.interp`, clipped outside; no pickle), the rows' count, scenario and
+  date range, the Brier score and ECE before and after on those rows (after is in sample:
+  `lm eval` scores the map on the test split), and the sha256 of the `model.pt` it was fitted on: a
+  retrained model must be recalibrated, and `Calibration.load` refuses a stale map.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import brier_score_loss
+
+from synthpm.data.errors import ConfigError
+from synthpm.lm.decode import SignalDecoder, parse_signal
+from synthpm.lm.tokenizer import ChatTokenizer
+from synthpm.lm.train import load_model
+
+FILE = "calibration.json"
+SCENARIO = "empty"  # one row per context, and no portfolio to shape the answer
+BINS = 10  # equal-width bins of the reliability table and the ECE
+ROWS = ("date", "ticker", "scenario", "system", "user", "outcome")
+
+
+def read_convictions(
+    decoder: SignalDecoder, tokenizer: ChatTokenizer, rows: pd.DataFrame, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """(written, expected) conviction of each row's conversation, decoded in signal mode:
+    one pass gives both readings (the text holds the written one)."""
+    prompts = [tokenizer.render(s, u)[0] for s, u in zip(rows["system"], rows["user"], strict=True)]
+    scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size) if prompts else []
+    written = np.array([parse_signal(text, True).conviction for text, _ in scored], dtype=float)
+    return written, np.array([expected for _, expected in scored], dtype=float)
+
+
+def reliability(p: np.ndarray, won: np.ndarray, bins: int = BINS) -> list[dict]:
+    """Per equal-width bin of [0, 1]: its edges, `count`, `mean_predicted` and `observed`
+    (the win rate; both None for an empty bin). A value on an inner edge is in the upper bin."""
+    p, won = np.asarray(p, dtype=float), np.asarray(won, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        inside = which == b
+        table.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(inside.sum()),
+                "mean_predicted": float(p[inside].mean()) if inside.any() else None,
+                "observed": float(won[inside].mean()) if inside.any() else None,
+            }
+        )
+    return table
+
+
+def calibration_error(p: np.ndarray, y: np.ndarray, bins: int = BINS) -> float:
+    """Expected calibration error: the bins' |mean predicted - win rate|, weighted by count."""
+    table = reliability(p, y, bins)
+    total = sum(row["count"] for row in table)
+    return float(
+        sum(row["count"] / total * abs(row["mean_predicted"] - row["observed"])
+            for row in table if row["count"])
+    )  # fmt: skip
+
+
+def scores(p: np.ndarray, won: np.ndarray) -> dict[str, float]:
+    """Brier score and ECE of probabilities `p` against wins (0/1)."""
+    return {"brier": float(brier_score_loss(won, p)), "ece": calibration_error(p, won)}
+
+
+def assess(p: np.ndarray, won: np.ndarray, calibration: Calibration | None) -> dict:
+    """`raw` and `calibrated` (None without a calibration): Brier, ECE and reliability table."""
+    out: dict = {"raw": None, "calibrated": None}
+    if not len(p):  # nothing to score (no test date had enough contexts)
+        return out
+    readings = {"raw": np.asarray(p, dtype=float)}
+    if calibration is not None:
+        readings["calibrated"] = calibration(readings["raw"])
+    for name, values in readings.items():
+        out[name] = {**scores(values, won), "reliability": reliability(values, won)}
+    return out
+
+
+def model_digest(model_dir: str | Path) -> str | None:
+    """sha256 of the folder's `model.pt` (None without one): which weights a map belongs to."""
+    weights = Path(model_dir) / "model.pt"
+    if not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map of expected conviction to win probability: linear between the middles
+    of the isotonic regression's steps (`fit`), clipped outside them."""
+
+    x: np.ndarray  # the middle of each isotonic step, increasing
+    y: np.ndarray  # the step's win rate, increasing, in [0, 1]
+    record: dict = field(default_factory=dict)  # how it was fitted (module docstring)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return np.interp(np.asarray(p, dtype=float), self.x, self.y)
+
+    @classmethod
+    def fit(cls, p: np.ndarray, won: np.ndarray, record: dict | None = None) -> Calibration:
+        """The isotonic regression of wins (0/1) on `p` (module docstring)."""
+        iso = IsotonicRegression(increasing=True, out_of_bounds="clip", y_min=0, y_max=1)
+        iso.fit(np.asarray(p, dtype=float), np.asarray(won, dtype=float))
+        x, y = iso.X_thresholds_.astype(float), iso.y_thresholds_.astype(float)
+        # Through the middle of each flat step rather than along it: the map stays monotone
+        # but no longer ties a step's convictions, whose order the manager sizes by.
+        block = np.concatenate([[0], np.cumsum(np.diff(y) != 0)])
+        x = pd.Series(x).groupby(block).agg(lambda v: (v.iloc[0] + v.iloc[-1]) / 2).to_numpy()
+        y = pd.Series(y).groupby(block).first().to_numpy()
+        return cls(x, y, record or {})
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / FILE
+        document = {**self.record, "x_thresholds": self.x.tolist(), "y_thresholds": self.y.tolist()}
+        path.write_text(json.dumps(document, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> Calibration | None:
+        """The folder's calibration; None without `calibration.json`. ConfigError when it was
+        fitted on other weights than the folder's `model.pt` (retrained since)."""
+        path = Path(model_dir) / FILE
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        x, y = (np.array(record.pop(k), dtype=float) for k in ("x_thresholds", "y_thresholds"))
+        fitted, current = record.get("model_sha256"), model_digest(model_dir)
+        if fitted and current and fitted != current:
+            raise ConfigError(
+                f"{path} was fitted on other weights than {Path(model_dir) / 'model.pt'}: "
+                f"run `synthpm lm calibrate {model_dir} --data ...` again"
+            )
+        return cls(x, y, record)
+
+
+def calibration_rows(data: str | Path, n: int | None, seed: int = 0) -> pd.DataFrame:
+    """The validation rows to calibrate on (module docstring), in date and ticker order."""
+    parts = sorted((Path(data) / "validation").glob("part-*.parquet"))
+    if not parts:
+        raise ConfigError(f"no validation examples in {data} (run `synthpm dataset build`)")
+    present = set(pq.read_schema(parts[0]).names)
+    columns = [c for c in ROWS if c in present]
+    one = "scenario" in present and any(
+        (pd.read_parquet(p, columns=["scenario"])["scenario"] == SCENARIO).any() for p in parts
+    )
+    # the prompts' text is most of a shard: read only the rows that can be used
+    where = [("scenario", "==", SCENARIO)] if one else None
+    frames = [pd.read_parquet(p, columns=columns, filters=where) for p in parts]
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[np.isfinite(rows["outcome"].to_numpy(dtype=float))]
+    rng = np.random.default_rng(seed)
+    if not one and {"date", "ticker"} <= set(rows):  # one copy of each context, at random
+        rows = rows.iloc[rng.permutation(len(rows))].drop_duplicates(["date", "ticker"])
+    if n is not None and len(rows) > n:
+        rows = rows.iloc[np.sort(rng.choice(len(rows), n, replace=False))]
+    order = [c for c in ("date", "ticker") if c in rows]
+    return rows.sort_values(order, kind="stable").reset_index(drop=True) if order else rows
+
+
+def fit_calibration(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    n: int | None = 2000,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> Calibration:
+    """Fit the map on the validation split and write `calibration.json` (module docstring)."""
+    model, tokenizer = load_model(model_dir)
+    rows = calibration_rows(data_dir, n, seed)
+    if rows.empty:
+        raise ConfigError(f"no labelled validation rows in {data_dir} to calibrate on")
+    _, expected = read_convictions(SignalDecoder(model, tokenizer), tokenizer, rows, batch_size)
+    won = (rows["outcome"].to_numpy(dtype=float) > 0).astype(float)
+    calibration = Calibration.fit(expected, won)
+    one_scenario = "scenario" in rows and (rows["scenario"] == SCENARIO).all()
+    dates = pd.to_datetime(rows["date"]) if "date" in rows else None
+    record = {
+        "split": "validation",
+        "scenario": SCENARIO if one_scenario else "one row per context",
+        "n": len(rows),
+        "seed": seed,
+        "dates": [str(dates.min().date()), str(dates.max().date())] if dates is not None else None,
+        "n_dates": int(dates.nunique()) if dates is not None else None,
+        "win_rate": float(won.mean()),
+        "before": scores(expected, won),
+        "after": scores(calibration(expected), won),  # in sample: `lm eval` scores it on test
+        "model_sha256": model_digest(model_dir),
+        "data": str(Path(data_dir).resolve()),
+    }
+    calibration = replace(calibration, record=record)
+    calibration.save(model_dir)
+    return calibration
