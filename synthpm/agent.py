@@ -18,12 +18,10 @@ from `synthpm lm lora`, or a plain converted model (`HFSignalDecoder` over the t
 own chat template; conviction as written).
 
 Conviction, for our GPT, is by default the model's expectation ("expected": read from its
-token probabilities, see `decode`), not the value it wrote ("read"). Each conviction is one
-token, so greedy decoding writes the single most frequent value, 0.00 (a fifth of the
-training answers: every SELL and many SKIPs) far more often than the labels hold it. On
-the demo model's test split the expectation is much better calibrated (300 prompts: Brier
-0.30 vs 0.67, ECE 0.30 vs 0.66) and ranks outcomes as well (per-date rank IC over 226
-dates: +0.144 vs +0.135),
+token probabilities over its decisions and convictions, see `decode`), not the value it
+wrote ("read"). A written conviction is one token after the decision, so it jumps between
+values and only ranks within the decision written; the expectation moves smoothly with the
+evidence (`lm eval` reports both readings' per-date IC),
 and the portfolio manager sizes positions by it.
 
 **Calibrated.** Where the model folder has `calibration.json` (`synthpm lm calibrate`: an
