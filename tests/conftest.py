@@ -141,6 +141,20 @@ def tiny_dataset(out: Path, tickers: int = 6, days: int = 700, max_positions: in
     return inputs, panel, forecasts
 
 
+def tiny_trained(data: Path, model: Path, max_positions: int = 4):
+    """`tiny_dataset` in `data`, a tiny LM trained on it in `model`, and the contexts of every
+    forecast date: (inputs, contexts)."""
+    from synthpm.dataset import build_contexts, decision_points
+    from synthpm.lm.train import TrainConfig, train
+
+    inputs, panel, forecasts = tiny_dataset(data, max_positions=max_positions)
+    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
+    train(data, model, tiny, log=lambda _: None)
+    start = forecasts.index.get_level_values("date").min()
+    points = decision_points(panel.index, inputs.events, start=start)
+    return inputs, build_contexts(inputs, panel, forecasts, points)
+
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>"
     "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tiny_dataset
+from conftest import tiny_trained
 
 from synthpm.agent import PortfolioAgent
 from synthpm.backtest import BacktestConfig, Market, run_backtest
-from synthpm.dataset import build_contexts, decision_points
 from synthpm.limits import Limits
 from synthpm.lm.decode import parse_signal
 from synthpm.lm.evaluate import evaluate
-from synthpm.lm.train import TrainConfig, train
 from synthpm.signals import Signal
 
 pytestmark = pytest.mark.slow
@@ -21,14 +19,8 @@ LIMITS = Limits(max_positions=4)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    data = tmp_path_factory.mktemp("ds")
-    inputs, panel, forecasts = tiny_dataset(data, max_positions=LIMITS.max_positions)
-    model = tmp_path_factory.mktemp("lm")
-    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
-    train(data, model, tiny, log=lambda _: None)
-    start = forecasts.index.get_level_values("date").min()
-    points = decision_points(panel.index, inputs.events, start=start)
-    contexts = build_contexts(inputs, panel, forecasts, points)
+    data, model = tmp_path_factory.mktemp("ds"), tmp_path_factory.mktemp("lm")
+    inputs, contexts = tiny_trained(data, model, max_positions=LIMITS.max_positions)
     return inputs, contexts, data, model
 
 

@@ -8,13 +8,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_dataset
+from conftest import tiny_trained
 from sklearn.isotonic import IsotonicRegression
 from test_report import make_run
 
 from synthpm.agent import PortfolioAgent
 from synthpm.data.errors import ConfigError
-from synthpm.dataset import build_contexts, decision_points
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import (
     FILE,
@@ -27,7 +26,7 @@ from synthpm.lm.calibrate import (
 )
 from synthpm.lm.decode import SignalDecoder
 from synthpm.lm.evaluate import evaluate
-from synthpm.lm.train import TrainConfig, load_model, train
+from synthpm.lm.train import load_model
 from synthpm.report import write_report
 
 GRID = np.linspace(-0.2, 1.2, 141)  # beyond both ends: the map clips
@@ -141,14 +140,8 @@ def test_calibration_rows_one_per_context_capped_in_date_order(tmp_path):
 # A tiny model on a tiny synthetic market, as the other LM tests build it.
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    data = tmp_path_factory.mktemp("ds")
-    inputs, panel, forecasts = tiny_dataset(data, max_positions=4)
-    model = tmp_path_factory.mktemp("lm")
-    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
-    train(data, model, tiny, log=lambda _: None)
-    start = forecasts.index.get_level_values("date").min()
-    points = decision_points(panel.index, inputs.events, start=start)
-    contexts = build_contexts(inputs, panel, forecasts, points)
+    data, model = tmp_path_factory.mktemp("ds"), tmp_path_factory.mktemp("lm")
+    _, contexts = tiny_trained(data, model, max_positions=4)
     return data, model, contexts
 
 
