@@ -28,8 +28,8 @@ from forecast_bench import shared_store
 
 from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, Market, run_backtest
 from synthpm.backtest.run import compare
+from synthpm.context import Contexts
 from synthpm.dataset import build_contexts, decision_points
-from synthpm.dataset.context import Contexts
 from synthpm.features import PanelInputs, build_features
 from synthpm.strategies import STRATEGIES, make_strategy
 

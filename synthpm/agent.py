@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synthpm.dataset.context import Context, Contexts
+from synthpm.context import Context, Contexts
 from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import Calibration

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from synthpm.dataset.context import Contexts
+    from synthpm.context import Contexts
 
 DECISIONS = ("BUY", "SELL", "SKIP")
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import analysts, synthetic_inputs
 
+from synthpm.context import Insider
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import (
     SCENARIOS,
@@ -19,7 +20,6 @@ from synthpm.dataset import (
     decision_points,
     render_prompt,
 )
-from synthpm.dataset.context import Insider
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import context_text, market_text

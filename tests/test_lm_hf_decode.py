@@ -188,7 +188,7 @@ def test_load_adapter_names_what_is_missing(setup, tmp_path):
 
 def test_the_agent_loads_a_transformers_folder(setup):
     from synthpm.agent import PortfolioAgent
-    from synthpm.dataset.context import Context
+    from synthpm.context import Context
 
     _, base, _, _, tokenizer, _ = setup
     agent = PortfolioAgent.load(base)

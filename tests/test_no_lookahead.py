@@ -20,8 +20,8 @@ from conftest import analysts, synthetic_inputs
 
 from synthpm.agent import PortfolioAgent
 from synthpm.backtest import BacktestConfig, Market, run_backtest
+from synthpm.context import context_from_row
 from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
-from synthpm.dataset.context import context_from_row
 from synthpm.dataset.scenarios import ScenarioBook
 from synthpm.features import PanelInputs
 from synthpm.limits import Limits

@@ -11,9 +11,9 @@ import pytest
 from conftest import synthetic_inputs
 
 from synthpm.backtest import BacktestConfig, Market, compare
+from synthpm.context import PortfolioState, Position
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import build_contexts, decision_points
-from synthpm.dataset.context import PortfolioState, Position
 from synthpm.dataset.labels import LabelConfig, decide
 from synthpm.dataset.scenarios import Scenario
 from synthpm.features import build_features

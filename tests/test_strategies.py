@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from conftest import analysts, synthetic_inputs
 
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import build_contexts, decision_points
-from synthpm.dataset.context import Contexts
 from synthpm.signals import Signal
 from synthpm.strategies import STRATEGIES, PortfolioRule, make_strategy, strategy_params
 from synthpm.strategies.rules import (

@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthpm.context import Contexts, PortfolioState, Position
 from synthpm.data.universe import membership
-from synthpm.dataset.context import Contexts, PortfolioState, Position
 from synthpm.features.market import benchmark_close, benchmark_kind
 from synthpm.features.panel import PanelInputs
 from synthpm.limits import Limits

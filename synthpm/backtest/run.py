@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from synthpm.backtest.engine import BacktestConfig, BacktestResult, Market, run_backtest
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
-from synthpm.dataset.context import Contexts
 from synthpm.metrics import CONVENTION, METRIC_NAMES, compute_metrics
 from synthpm.report import write_report
 

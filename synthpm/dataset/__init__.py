@@ -7,9 +7,10 @@ model) → `prompt` (rendering and the facts it states) → `scenarios` (ten por
 `faithfulness` (the checker) → `build` (streamed, sharded, split output).
 """
 
+from synthpm.context import Context, Contexts, PortfolioState
 from synthpm.dataset.build import DatasetConfig, build_dataset
 from synthpm.dataset.calendar import decision_points
-from synthpm.dataset.context import Context, Contexts, PortfolioState, build_contexts
+from synthpm.dataset.context import build_contexts
 from synthpm.dataset.labels import LabelConfig
 from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
 from synthpm.dataset.scenarios import SCENARIOS

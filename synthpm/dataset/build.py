@@ -39,9 +39,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthpm.context import context_from_row
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset.calendar import Schedule, decision_points
-from synthpm.dataset.context import build_contexts, context_from_row
+from synthpm.dataset.context import build_contexts
 from synthpm.dataset.faithfulness import Evidence
 from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import (

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from synthpm.dataset.context import Context, MarketContext
+from synthpm.context import Context, MarketContext
 from synthpm.dataset.scenarios import Scenario
 from synthpm.features.filings import GROUP_OF
 from synthpm.forecast.base import CLASSES

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthpm.dataset.context import PortfolioState, Position
+from synthpm.context import PortfolioState, Position
 from synthpm.limits import Limits
 
 SCENARIOS = (

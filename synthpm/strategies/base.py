@@ -9,7 +9,7 @@
   absolute value; tickers left out are sold.
 
 Both see only what is known at the close of the date: the date's contexts (`Contexts`,
-whose `.frame` is the context frame documented in `synthpm.dataset.context`) and, for
+whose `.frame` is the context frame documented in `synthpm.context`) and, for
 rules, closes up to and including the date.
 """
 
@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
-from synthpm.dataset.context import Contexts
 from synthpm.forecast.base import HORIZONS
 
 

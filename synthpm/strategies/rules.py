@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
-from synthpm.dataset.context import Contexts
 from synthpm.strategies.base import check_horizon
 
 Every = Literal["week", "month"]

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from synthpm.context import RECENT, Contexts
 from synthpm.data.errors import ConfigError
-from synthpm.dataset.context import RECENT, Contexts
 from synthpm.features.filings import GROUP_OF
 from synthpm.signals import Signal
 from synthpm.strategies.base import check_horizon
