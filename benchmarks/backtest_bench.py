@@ -5,7 +5,7 @@
 On the 494-stock panel (SPY as the benchmark index, CBOE VIX, 2017 sectors, EDGAR 8-Ks):
 1. engine speed: weekly decision points 2005–2017 (and 8-K days), signals computed
    beforehand (always-buy and the fixed rules over the whole context frame), then one
-   `run_backtest` each, timed alone. Goal: <= 30 s on 2 cores.
+   `run_signals` each, timed alone. Goal: <= 30 s on 2 cores.
 2. `compare` of every baseline from the first forecast date (the walk-forward's first test
    year) to the end, same dates and costs (5 bp commission + 5 bp slippage), writing the
    runs, `comparison.csv` and `report.html` to --out. Forecasts come from
@@ -26,7 +26,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from forecast_bench import shared_store
 
-from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, Market, run_backtest
+from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, run_signals
+from synthpm.backtest.market import Market
 from synthpm.backtest.run import compare
 from synthpm.context import Contexts
 from synthpm.dataset import build_contexts, decision_points
@@ -75,7 +76,7 @@ def main() -> int:
     for name in ("always_buy", "rules"):
         source = Precomputed(make_strategy(name), contexts)
         started = time.perf_counter()
-        result = run_backtest(source, contexts, market, config)
+        result = run_signals(source, contexts, market, config)
         seconds = time.perf_counter() - started
         print(
             f"1. {source.name}: {seconds:.1f} s for {len(result.equity):,} days, "

@@ -5,8 +5,8 @@
 The embedded demo has only the S&P 500 *price* index (skfolio), while its stocks' adjusted
 closes include dividends. This measures the gap on the dates both series cover: skfolio's
 index against SPY's dividend-adjusted closes from ../shared (a total-return series, less
-SPY's 0.09% a year of fees). The engine's `BENCHMARK_NOTES` quote these figures; the result
-is written to benchmarks/results/benchmark_gap.json.
+SPY's 0.09% a year of fees). `BENCHMARK_NOTES` (`synthpm.backtest.market`) quotes these
+figures; the result is written to benchmarks/results/benchmark_gap.json.
 """
 
 from __future__ import annotations

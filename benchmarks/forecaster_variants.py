@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
+from synthpm.columns import target_col
 from synthpm.data.store import Store
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.features.market import benchmark_close
@@ -83,7 +84,7 @@ def main() -> int:
     inputs = PanelInputs.from_store(Store(args.work / "store.duckdb"))
     panel = features_cached(inputs, FeatureConfig(), args.work / ".cache")
     dates = panel.index.get_level_values("date")
-    y = return_targets(inputs, panel.index, {"1m": 21})["excess_1m"].to_numpy()
+    y = return_targets(inputs, panel.index, {"1m": 21})[target_col("excess", "1m")].to_numpy()
     ranked_y = pd.Series(y).groupby(dates).rank(pct=True).to_numpy() - 0.5
     extra = extra_features(inputs, panel.index)
     sector = inputs.sectors.reindex(panel.index.get_level_values("ticker")).fillna("Unknown")
@@ -112,7 +113,7 @@ def main() -> int:
 
     def ic_by_year(predict) -> dict[int, float]:
         return {
-            year: daily_rank_ic(dates[test].to_numpy(), predict(train, test), y[test])[0]
+            year: daily_rank_ic(dates[test].to_numpy(), predict(train, test), y[test]).mean
             for year, train, test in folds
         }
 

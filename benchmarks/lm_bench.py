@@ -15,17 +15,22 @@ it writes answers of that length rather than an untrained model's short ones. Fi
 decision with reasoning one at a time (p50/p95 latency), signal-only and full mode batched
 (contexts/s), the prefill alone, and the grammar's costs per token (a full mask; a check).
 Targets from the issue: full p50 <= 100 ms single; signal-only >= 1,000 contexts/s batched;
-full >= 50 decisions/s batched.
+full >= 50 decisions/s batched. The figures also go to --out as JSON (default
+benchmarks/results/lm_bench.json), with the machine and the command that measured them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import xgrammar as xgr
@@ -34,13 +39,36 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from lm_corpus import SYSTEM, answer, user
 
 from synthpm.lm.decode import SignalDecoder
+from synthpm.lm.heap import keep_freed_memory
 from synthpm.lm.model import GPT, GPTConfig, KVCache
 from synthpm.lm.tokenizer import ChatTokenizer
 
 USER_CHARS = 1_400 - len(SYSTEM)  # user characters for a ~1,400-character prompt
 
 
-def synthetic_model(rng: random.Random, steps: int) -> tuple[GPT, ChatTokenizer]:
+class Trained(NamedTuple):
+    model: GPT
+    tokenizer: ChatTokenizer
+
+
+class Timed(NamedTuple):
+    seconds: float
+    out: object
+
+
+class GrammarCosts(NamedTuple):
+    """Seconds per token."""
+
+    mask: float
+    check: float
+
+
+class Prompts(NamedTuple):
+    sample: list[list[int]]  # random test prompts
+    dates: list[list[list[int]]]  # whole (date, scenario) groups
+
+
+def synthetic_model(rng: random.Random, steps: int) -> Trained:
     pairs = [(user(rng, USER_CHARS), answer(rng, 14)) for _ in range(400)]
     tok = ChatTokenizer.train([SYSTEM] + [t for p in pairs for t in p], vocab_size=2048)
     torch.manual_seed(0)
@@ -63,39 +91,43 @@ def synthetic_model(rng: random.Random, steps: int) -> tuple[GPT, ChatTokenizer]
         loss.backward()
         opt.step()
     print(f"trained {steps} steps, last loss {loss.item():.2f}")
-    return net, tok
+    return Trained(net, tok)
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn) -> Timed:
     start = time.perf_counter()
     out = fn()
-    return time.perf_counter() - start, out
+    return Timed(time.perf_counter() - start, out)
 
 
-def rate(fn, count: int, repeats: int) -> str:
-    """count / seconds of `fn`, best and median of `repeats` runs: a shared 2-core VM's
-    speed varies between runs (the same measurement has differed by 1.5x), and the best run
-    is the least disturbed one."""
-    seconds = sorted(timed(fn)[0] for _ in range(repeats))
-    return (
-        f"{count / seconds[0]:.0f} (median {count / statistics.median(seconds):.0f} of {repeats})"
-    )
+def rate(fn, count: int, repeats: int) -> dict:
+    """count / seconds of `fn`, best and median of `repeats` runs: a shared VM's speed varies
+    between runs, and the best run is the least disturbed one."""
+    seconds = sorted(timed(fn).seconds for _ in range(repeats))
+    return {
+        "best": round(count / seconds[0], 1),
+        "median": round(count / statistics.median(seconds), 1),
+        "runs": repeats,
+    }
+
+
+def shown(figure: dict) -> str:
+    return f"{figure['best']:.0f} (median {figure['median']:.0f} of {figure['runs']})"
 
 
 def grammar_costs(
     decoder: SignalDecoder, prompts: list[list[int]], texts: list[bytes]
-) -> tuple[float, float]:
+) -> GrammarCosts:
     """Seconds per token, replaying answers under their cited grammars: a full mask (fill +
-    apply), and a token check (accept), which is all `decode.choose` pays when the model's
+    apply), and a token check (accept), which is all `grammar.choose` pays when the model's
     choice is allowed."""
-    vocab = decoder.model.config.vocab_size
+    vocab = decoder.adapter.vocab
     bitmask, logits = xgr.allocate_token_bitmask(1, vocab), torch.zeros(1, vocab)
     answers = [decoder.tokenizer.encode(t.decode()) for t in texts]
-    grammars = [decoder._cited_grammar(p) for p in prompts]
+    matchers = [decoder.grammar.matcher(decoder.adapter.user_text(p)) for p in prompts]
     masked = checked = 0.0
     n = 0
-    for grammar, ids in zip(grammars, answers, strict=True):
-        m = decoder._matcher(grammar)
+    for m, ids in zip(matchers, answers, strict=True):
         for token in ids:
             start = time.perf_counter()
             m.fill_next_token_bitmask(bitmask, 0)
@@ -105,10 +137,10 @@ def grammar_costs(
             masked += middle - start
             checked += time.perf_counter() - middle
             n += 1
-    return masked / n, checked / n
+    return GrammarCosts(masked / n, checked / n)
 
 
-def real_prompts(tok, data: str, n: int) -> tuple[list[list[int]], list[list[list[int]]]]:
+def real_prompts(tok, data: str, n: int) -> Prompts:
     """n random test prompts, and whole (date, scenario) groups totalling about n."""
     from synthpm.lm.train import read_split
 
@@ -123,7 +155,7 @@ def real_prompts(tok, data: str, n: int) -> tuple[list[list[int]], list[list[lis
             [ids for ids, _ in tok.render_batch(list(group["system"]), list(group["user"]))]
         )
         total += len(group)
-    return prompts, groups
+    return Prompts(prompts, groups)
 
 
 def main() -> None:
@@ -134,7 +166,9 @@ def main() -> None:
     ap.add_argument("--data", help="a dataset folder: real test prompts (needs --model)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5, help="runs per batched figure (full: half)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results/lm_bench.json")
     args = ap.parse_args()
+    keep_freed_memory()  # as the CLI's decoding commands do (`synthpm.lm.heap`)
     torch.set_num_threads(args.threads)
     rng = random.Random(0)
     if args.model:
@@ -150,9 +184,20 @@ def main() -> None:
     else:
         users = [user(rng, USER_CHARS) for _ in range(args.n)]
         prompts = [ids for ids, _ in tok.render_batch([SYSTEM] * args.n, users)]
+    figures: dict = {
+        "command": " ".join(["python", "benchmarks/lm_bench.py", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads {args.threads}",
+        "model": {
+            "depth": net.config.depth,
+            "weights_m": round(net.num_params() / 1e6, 2),
+            "vocab": net.config.vocab_size,
+            "dtype": str(net.embed.weight.dtype),
+        },
+        "prompt_tokens": round(statistics.mean(map(len, prompts))),
+    }
     print(
         f"model depth {net.config.depth}, {net.num_params() / 1e6:.2f}M weights, vocab "
-        f"{net.config.vocab_size}; prompt {statistics.mean(map(len, prompts)):.0f} tokens"
+        f"{net.config.vocab_size}; prompt {figures['prompt_tokens']} tokens"
     )
     decoder.decode(prompts[:4])  # warm-up
 
@@ -163,6 +208,11 @@ def main() -> None:
         texts += text
     answer_tokens = statistics.mean(len(tok.encode(t.decode())) for t in texts)
     q = statistics.quantiles(lat, n=20)
+    figures["full_single_ms"] = {"p50": round(statistics.median(lat), 1), "p95": round(q[18], 1)}
+    figures["answer"] = {
+        "tokens": round(answer_tokens),
+        "chars": round(statistics.mean(map(len, texts))),
+    }
     print(
         f"full, single: p50 {statistics.median(lat):.0f} ms, p95 {q[18]:.0f} ms over {len(lat)} "
         f"(answers {answer_tokens:.0f} tokens, {statistics.mean(map(len, texts)):.0f} chars)"
@@ -170,21 +220,27 @@ def main() -> None:
     cache = KVCache(net.config, 1, len(prompts[0]), net.embed.weight.dtype)
     with torch.no_grad():
         prefill, _ = timed(lambda: net(torch.tensor([prompts[0]]), cache=cache, last=1))
+    figures["prefill_one_ms"] = round(prefill * 1e3, 2)
     print(f"  prefill of one prompt: {prefill * 1e3:.1f} ms")
     n, r = len(prompts), args.repeats
     for batch in (32, 64):
         signal = rate(lambda b=batch: decoder.decode(prompts, "signal", b), n, r)
-        print(f"signal-only, batch {batch}: {signal} contexts/s")
+        figures[f"signal_batch{batch}_per_s"] = signal
+        print(f"signal-only, batch {batch}: {shown(signal)} contexts/s")
         full = rate(lambda b=batch: decoder.decode(prompts, "full", b), n, max(1, r // 2))
-        print(f"full, batch {batch}: {full} decisions/s")
+        figures[f"full_batch{batch}_per_s"] = full
+        print(f"full, batch {batch}: {shown(full)} decisions/s")
     if dates:
         count = sum(map(len, dates))
         signal = rate(lambda: [decoder.decode(d, "signal", 64) for d in dates], count, r)
+        figures["signal_whole_dates_per_s"] = signal
         print(
-            f"signal-only, whole dates ({count / len(dates):.0f} stocks each): {signal} contexts/s"
+            f"signal-only, whole dates ({count / len(dates):.0f} stocks each): "
+            f"{shown(signal)} contexts/s"
         )
         full = rate(lambda: [decoder.decode(d, "full", 64) for d in dates], count, max(1, r // 2))
-        print(f"full, whole dates: {full} decisions/s")
+        figures["full_whole_dates_per_s"] = full
+        print(f"full, whole dates: {shown(full)} decisions/s")
     short = min(map(len, prompts[:64]))  # cut to one length: the pad-free prefill cost
     ids = torch.tensor([p[:short] for p in prompts[:64]])
 
@@ -193,12 +249,19 @@ def main() -> None:
         with torch.no_grad():
             net(ids, cache=cache, last=1)
 
-    print(f"  prefill alone, 64 prompts of {short} tokens: {rate(prefill, 64, r)} contexts/s")
+    figures["prefill_64_per_s"] = alone = rate(prefill, 64, r)
+    print(f"  prefill alone, 64 prompts of {short} tokens: {shown(alone)} contexts/s")
     masked, checked = grammar_costs(decoder, prompts[:40], texts[:40])
+    figures["grammar_per_token_us"] = {
+        "mask": round(masked * 1e6),
+        "check": round(checked * 1e6, 1),
+    }
     print(
         f"grammar, per token: a full mask {masked * 1e6:.0f} us, "
         f"a token check {checked * 1e6:.1f} us"
     )
+    args.out.write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A small language model writes signals (decision, conviction, reasoning); deterministic code
 turns them into a risk-limited portfolio; an honest backtest compares it with baselines.
-See DESIGN.md for the data flow; the package's folders follow it.
+See docs/design.md for the data flow; the package's folders follow it.
 """
 
 from synthpm.data.store import Store, open_store

@@ -12,10 +12,10 @@ the limits the model was trained with (`dataset.json` beside the model). `traine
 record: its `test_start` is the first date the model has not seen, which `backtest` and
 `compare` check.
 
-`load` takes either a `synthpm lm train` folder (our GPT: `SignalDecoder`, with the system
-prompt's keys and values computed once up front) or a transformers folder: a LoRA adapter
-from `synthpm lm lora`, or a plain converted model (`HFSignalDecoder` over the tokenizer's
-own chat template; conviction as written).
+`load` takes either a `synthpm lm train` folder (our GPT, with the system prompt's keys and
+values computed once up front) or a transformers folder: a LoRA adapter from `synthpm lm
+lora`, or a plain converted model (over the tokenizer's own chat template; conviction as
+written by default). One `SignalDecoder` serves both (`lm.adapters`).
 
 Conviction, for our GPT, is by default the model's expectation ("expected": read from its
 token probabilities over its decisions and convictions, see `decode`), not the value it
@@ -42,7 +42,6 @@ from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import Calibration
 from synthpm.lm.decode import SignalDecoder
-from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.lm.train import load_model
 from synthpm.signals import Signal
 
@@ -64,19 +63,12 @@ class PortfolioAgent:
         if limits is None and "limits" in self.trained:
             limits = Limits(**self.trained["limits"])
         self.tokenizer, self.limits, self.mode = tokenizer, limits or Limits(), mode
-        self.options = {}
+        self.decoder = SignalDecoder(model, tokenizer)
+        self.decoder.warm(SYSTEM_PROMPT)  # every prompt opens with the system turn
+        self.options = {"conviction": conviction}
         self.calibration = None  # the map applied to conviction, if any
-        if isinstance(tokenizer, ChatTokenizer):
-            self.decoder = SignalDecoder(model, tokenizer)
-            # Every prompt opens with the system turn: [bos, system, ..., end, user start].
-            self.decoder.warm(tokenizer.render(SYSTEM_PROMPT, "")[0][:-2])
-            self.options = {"conviction": conviction}
-            if conviction == "expected" and calibration is not None:
-                self.calibration = self.options["calibration"] = calibration
-        else:
-            from synthpm.lm.hf_decode import HFSignalDecoder
-
-            self.decoder = HFSignalDecoder(model, tokenizer)
+        if conviction == "expected" and calibration is not None:
+            self.calibration = self.options["calibration"] = calibration
 
     @classmethod
     def load(cls, path: str | Path, **options) -> PortfolioAgent:
@@ -87,7 +79,9 @@ class PortfolioAgent:
         if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
             from synthpm.lm.lora import load_adapter
 
-            return cls(*load_adapter(path), **options)
+            options.setdefault("conviction", "read")  # as written (module docstring)
+            adapter = load_adapter(path)
+            return cls(adapter.model, adapter.tokenizer, **options)
         model, tokenizer = load_model(path)
         options.setdefault("calibration", Calibration.load(path))
         return cls(model, tokenizer, **options)
@@ -97,12 +91,7 @@ class PortfolioAgent:
         return render_prompt(context, limits or self.limits)
 
     def prompt_ids(self, context: Context, limits: Limits | None = None) -> list[int]:
-        user = self.prompt(context, limits)
-        if isinstance(self.tokenizer, ChatTokenizer):
-            return self.tokenizer.render(SYSTEM_PROMPT, user)[0]
-        from synthpm.lm.lora import chat_prompt_ids
-
-        return chat_prompt_ids(self.tokenizer, SYSTEM_PROMPT, user)
+        return self.decoder.prompt_ids(SYSTEM_PROMPT, self.prompt(context, limits))
 
     def analyze(self, context: Context, mode: str = "full") -> Signal:
         return self.decoder.decode([self.prompt_ids(context)], mode=mode, **self.options)[0]

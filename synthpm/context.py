@@ -10,7 +10,7 @@ Two forms of the same thing:
 
 The engine, the portfolio manager, the scenarios and the prompt all read `PortfolioState`.
 
-Frame columns (all values known by `date`):
+Frame columns (all values known by `date`; their names are spelled in `synthpm.columns`):
 - `date`, `ticker`, `trigger` (`scheduled` | `filing`), `sector`; no price level: a vendor's
   back-adjusted close encodes the splits and dividends that came later, so nothing a model
   reads depends on one (everything is returns and ratios);
@@ -36,46 +36,29 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from synthpm.columns import (
+    BEST_HORIZON,
+    EVENTS_COVERED,
+    FORECAST_FIELDS,
+    INSIDER_COUNTS,
+    INSIDER_COVERED,
+    MARKET_COLUMNS,
+    NOTABLE,
+    RECENT,
+    TREND_COLUMNS,
+    VIX_IS_PROXY,
+    event_col,
+    event_prob_col,
+    forecast_col,
+    insider_col,
+)
 from synthpm.data.taxonomy import ITEMS_8K, LEGACY_ITEMS_8K
 from synthpm.features.filings import EVENT_GROUPS
 from synthpm.forecast.base import CLASSES, HORIZONS
 from synthpm.limits import Limits, drawdown
 
 WINDOW_DAYS = 90  # calendar days of events and insider trades a context shows
-RECENT = 3  # most recent 8-K items shown
-NOTABLE = 2  # most recent open-market insider trades shown
-INSIDER_COUNTS = ("ins_buys_90d", "ins_sells_90d", "ins_net_value_90d")
 UNINFORMATIVE = ("exhibits", "insider_filing")  # event types never listed as recent events
-# `Trends` / `MarketContext` field -> the feature panel column it is read from
-TREND_COLUMNS = {
-    "return_1w": "ret_5d",
-    "return_1m": "ret_21d",
-    "return_3m": "ret_63d",
-    "return_6m": "ret_126d",
-    "dist_52w_high": "dist_52w_high",
-    "dist_52w_low": "dist_52w_low",
-    "dist_sma_50": "dist_sma_50",
-    "dist_sma_200": "dist_sma_200",
-    "rsi_14": "rsi_14",
-    "volatility_1m": "vol_21d",
-    "sector_relative_1m": "sector_rel_21d",
-}
-MARKET_COLUMNS = {
-    "index_return_1m": "idx_ret_21d",
-    "index_return_3m": "idx_ret_63d",
-    "index_dist_sma_200": "idx_dist_sma_200",
-    "index_volatility_1m": "idx_vol_21d",
-    "vix": "vix",
-    "vix_z": "vix_z_252",
-}
-FORECAST_FIELDS = (
-    "return_class",
-    "confidence",
-    "expected_return",
-    "volatility",
-    "sharpe",
-    "max_drawdown",
-)
 MEANING = {etype: meaning for etype, meaning in (*LEGACY_ITEMS_8K.values(), *ITEMS_8K.values())}
 
 
@@ -232,59 +215,60 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
     forecasts = [
         HorizonForecast(
             horizon=h,
-            return_class=row[f"return_class_{h}"],
-            **{f: _num(row[f"{f}_{h}"]) for f in FORECAST_FIELDS[1:]},
+            return_class=row[forecast_col("return_class", h)],
+            **{f: _num(row[forecast_col(f, h)]) for f in FORECAST_FIELDS[1:]},
         )
         for h in HORIZONS
-        if isinstance(row.get(f"return_class_{h}"), str)
+        if isinstance(row.get(forecast_col("return_class", h)), str)
     ]
     events = [
         Event(
-            date=row[f"ev{k}_date"],
-            event_type=row[f"ev{k}_type"],
-            item=row[f"ev{k}_item"],
-            meaning=MEANING.get(row[f"ev{k}_type"], ""),
+            date=row[event_col(k, "date")],
+            event_type=row[event_col(k, "type")],
+            item=row[event_col(k, "item")],
+            meaning=MEANING.get(row[event_col(k, "type")], ""),
         )
         for k in range(1, RECENT + 1)
-        if isinstance(row.get(f"ev{k}_type"), str)
+        if isinstance(row.get(event_col(k, "type")), str)
     ]
     notable = [
         InsiderTrade(
-            date=row[f"ins{k}_date"],
-            owner=row[f"ins{k}_owner"],
-            role=row[f"ins{k}_role"],
-            code=row[f"ins{k}_code"],
-            value=_num(row[f"ins{k}_value"]),
+            date=row[insider_col(k, "date")],
+            owner=row[insider_col(k, "owner")],
+            role=row[insider_col(k, "role")],
+            code=row[insider_col(k, "code")],
+            value=_num(row[insider_col(k, "value")]),
         )
         for k in range(1, NOTABLE + 1)
-        if isinstance(row.get(f"ins{k}_code"), str)
+        if isinstance(row.get(insider_col(k, "code")), str)
     ]
     probs = {
-        g: float(row[f"event_prob_{g}"])
+        g: float(row[event_prob_col(g)])
         for g in EVENT_GROUPS
-        if _num(row.get(f"event_prob_{g}")) is not None
+        if _num(row.get(event_prob_col(g))) is not None
     }
+    counts = {name: row[col] for name, col in INSIDER_COUNTS.items()}
     return Context(
         ticker=row["ticker"],
         date=pd.Timestamp(row["date"]).date(),
         trigger=row["trigger"],
         sector=row["sector"],
         forecasts=forecasts,
-        best_horizon=row["best_horizon"] if forecasts else None,
+        best_horizon=row[BEST_HORIZON] if forecasts else None,
         event_probabilities=probs,
-        events_covered=bool(row["ev_covered"]),
+        events_covered=bool(row[EVENTS_COVERED]),
         events=events,
         insider=Insider(
-            covered=bool(row["ins_covered"]),
-            buys_90d=int(row["ins_buys_90d"]),
-            sells_90d=int(row["ins_sells_90d"]),
-            net_value_90d=float(row["ins_net_value_90d"]),
+            covered=bool(row[INSIDER_COVERED]),
+            buys_90d=int(counts["buys_90d"]),
+            sells_90d=int(counts["sells_90d"]),
+            net_value_90d=float(counts["net_value_90d"]),
             notable=notable,
         ),
         trends=Trends(**{name: _num(row[col]) for name, col in TREND_COLUMNS.items()}),
         market=MarketContext(
             **{name: _num(row[col]) for name, col in MARKET_COLUMNS.items()},
-            vix_is_proxy=bool(row["vix_is_proxy"] == 1),
+            vix_is_proxy=bool(row[VIX_IS_PROXY] == 1),
             benchmark=benchmark,
         ),
         portfolio=portfolio or PortfolioState.empty(),

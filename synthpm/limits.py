@@ -7,7 +7,7 @@ the trade, and the prompt states them so the reasoning can cite them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,7 @@ class Limits(BaseModel):
     max_position: float = Field(0.05, gt=0, le=1, description="largest weight of one position")
     max_sector: float = Field(0.40, gt=0, le=1, description="largest weight of one sector")
     cash_floor: float = Field(0.10, ge=0, lt=1, description="cash kept as a share of equity")
-    max_positions: int = Field(20, ge=1)
+    max_positions: int = Field(20, ge=1, description="portfolio limit: positions held at most")
     derisk_drawdown: float = Field(
         0.15, gt=0, lt=1, description="no new positions below this fall from the equity peak"
     )
@@ -48,6 +48,13 @@ def drawdown(equity: float, peak: float) -> float:
     return equity / peak - 1.0 if peak > 0 else 0.0
 
 
+class Room(NamedTuple):
+    """How much of a BUY the limits allow (a share of equity), and the reason it was cut."""
+
+    size: float
+    reason: str  # "" when the whole buy fits, else the binding limit or "too_small"
+
+
 def room_for_buy(
     limits: Limits,
     *,
@@ -59,7 +66,7 @@ def room_for_buy(
     sector: float,
     position: float,
     cost_rate: float = 0.0,
-) -> tuple[float, str]:
+) -> Room:
     """How much of a BUY the limits allow, and why: (size, reason), all as shares of equity.
 
     The one place a limit is judged: the portfolio manager sizes real orders with it and the
@@ -70,9 +77,9 @@ def room_for_buy(
     and "too_small" when what is left is under `MIN_ORDER` without any limit binding.
     """
     if drawdown <= -limits.derisk_drawdown:
-        return 0.0, "drawdown"
+        return Room(0.0, "drawdown")
     if not holding and holds >= limits.max_positions:
-        return 0.0, "max_positions"
+        return Room(0.0, "max_positions")
     rooms = {
         "position_limit": limits.max_position - position,
         "sector_limit": limits.max_sector - sector,
@@ -81,5 +88,5 @@ def room_for_buy(
     binding = min(rooms, key=rooms.__getitem__)
     size = min(wanted, rooms[binding])
     if size < MIN_ORDER:
-        return 0.0, binding if rooms[binding] < wanted else "too_small"
-    return size, binding if size < wanted else ""
+        return Room(0.0, binding if rooms[binding] < wanted else "too_small")
+    return Room(size, binding if size < wanted else "")

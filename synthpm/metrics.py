@@ -1,4 +1,4 @@
-"""Backtest metrics under one stated convention, that of empyrical (DESIGN §10).
+"""Backtest metrics under one stated convention, that of empyrical (docs/design.md §10).
 
 Convention (checked against empyrical-reloaded 0.7.1's source, ``empyrical/stats.py``):
 
@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from typing import NamedTuple, TypedDict, cast
 
 import empyrical as ep
 import numpy as np
 import pandas as pd
+from arch.bootstrap import IIDBootstrap, StationaryBootstrap
 
 PERIODS = 252
 CONVENTION: dict[str, str | int | float] = {
@@ -47,18 +49,54 @@ CONVENTION: dict[str, str | int | float] = {
     "alpha": "(1 + mean daily residual)**252 - 1",
     "information_ratio": "mean(active)/std(active, ddof=1)*sqrt(252); None if no active risk",
     "benchmark_alignment": "intersection of dates",
-    "sharpe_ci": "stationary bootstrap (geometric blocks, mean 21 days), 95% percentile",
+    "sharpe_ci": "stationary bootstrap (arch StationaryBootstrap: geometric blocks, mean 21 "
+    "days), 1000 resamples, 95% percentile",
     "turnover": "sum |traded value| / mean equity / years",
 }
-METRIC_NAMES: list[str] = [
-    "start", "end", "days", "total_return", "cagr", "annual_volatility", "sharpe",
-    "sharpe_ci_low", "sharpe_ci_high", "sortino", "max_drawdown", "calmar", "alpha", "beta",
-    "information_ratio", "tracking_error", "benchmark_total_return", "benchmark_cagr",
-    "benchmark_sharpe", "win_rate", "profit_loss_ratio", "avg_holding_days", "trade_count",
-    "round_trips", "turnover", "exposure", "costs",
-]  # fmt: skip
-
 Value = float | int | str | None
+
+
+class Metrics(TypedDict):
+    """`compute_metrics`' result, in this order: the keys of metrics.json and of the rows of
+    comparison.csv. None where a metric is undefined."""
+
+    start: str | None
+    end: str | None
+    days: int
+    total_return: float | None
+    cagr: float | None
+    annual_volatility: float | None
+    sharpe: float | None
+    sharpe_ci_low: float | None
+    sharpe_ci_high: float | None
+    sortino: float | None
+    max_drawdown: float | None
+    calmar: float | None
+    alpha: float | None
+    beta: float | None
+    information_ratio: float | None
+    tracking_error: float | None
+    benchmark_total_return: float | None
+    benchmark_cagr: float | None
+    benchmark_sharpe: float | None
+    win_rate: float | None
+    profit_loss_ratio: float | None
+    avg_holding_days: float | None
+    trade_count: int | None
+    round_trips: int | None
+    turnover: float | None
+    exposure: float | None
+    costs: float | None
+
+
+METRIC_NAMES: list[str] = list(Metrics.__annotations__)
+
+
+class Interval(NamedTuple):
+    """A confidence interval's bounds."""
+
+    low: float
+    high: float
 
 
 def _clean(x: object) -> Value:
@@ -87,43 +125,37 @@ def returns_from_equity(equity: pd.Series) -> pd.Series:
 
 def sharpe_ci(
     returns: pd.Series, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, block: int = 21
-) -> tuple[float, float]:
-    """Percentile CI of the annualised Sharpe by the stationary bootstrap (Politis-Romano).
+) -> Interval:
+    """Percentile CI of the annualised Sharpe by the stationary bootstrap (Politis-Romano),
+    arch's `StationaryBootstrap`, seeded.
 
     Resampling whole blocks keeps the returns' autocorrelation, which an i.i.d. bootstrap
     would destroy (understating the interval for trending strategies). Stationary rather
     than moving-block: block lengths are geometric with mean ``block`` and wrap circularly,
     so the resampled series is itself stationary and less sensitive to the block length.
-    Empyrical has no bootstrap, hence this is written here. (nan, nan) when undefined.
+    A flat resample (a mostly idle book) has no Sharpe and is left out of the quantiles,
+    which is why they are taken here rather than by arch's `conf_int`. (nan, nan) when
+    undefined.
     """
     r = np.asarray(returns, dtype=float)
     r = r[np.isfinite(r)]
-    n = len(r)
-    if n < 2 or np.ptp(r) == 0 or n_boot < 1:
-        return (math.nan, math.nan)
+    if len(r) < 2 or np.ptp(r) == 0 or n_boot < 1:
+        return Interval(math.nan, math.nan)
     if block < 1:
         raise ValueError("block must be >= 1")
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    out = []
-    # Chunks of resamples bound memory (n_boot x n indices) without a loop per resample.
-    rows = max(1, 2_000_000 // n)
-    for done in range(0, n_boot, rows):
-        m = min(rows, n_boot - done)
-        new = rng.random((m, n)) < 1.0 / block  # a new block starts here
-        new[:, 0] = True
-        begin = rng.integers(0, n, size=(m, n))  # where a block starting here reads from
-        last = np.maximum.accumulate(np.where(new, t, 0), axis=1)  # start of the current block
-        x = r[(np.take_along_axis(begin, last, axis=1) + t - last) % n]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(PERIODS)
-        out.append(np.where(np.ptp(x, axis=1) == 0, np.nan, s))  # flat resample: undefined
-    s = np.concatenate(out)
+    s = StationaryBootstrap(block, r, seed=seed).apply(_sharpe, n_boot)[:, 0]
     s = s[np.isfinite(s)]
     if s.size == 0:
-        return (math.nan, math.nan)
+        return Interval(math.nan, math.nan)
     lo, hi = np.quantile(s, [alpha / 2, 1 - alpha / 2])
-    return (float(lo), float(hi))
+    return Interval(float(lo), float(hi))
+
+
+def _sharpe(r: np.ndarray) -> float:
+    """The annualised Sharpe of daily returns; NaN for a flat series (undefined)."""
+    if np.ptp(r) == 0:
+        return math.nan
+    return float(r.mean() / r.std(ddof=1) * math.sqrt(PERIODS))
 
 
 def _trade_stats(trades: pd.DataFrame, mean_equity: float, years: float) -> dict[str, Value]:
@@ -173,15 +205,15 @@ def compute_metrics(
     benchmark: pd.Series | None = None,
     trades: pd.DataFrame | None = None,
     exposure: pd.Series | None = None,
-) -> dict[str, Value]:
-    """All metrics as a flat JSON-safe dict keyed by METRIC_NAMES; None where undefined."""
+) -> Metrics:
+    """All metrics as a flat JSON-safe dict (`Metrics`); None where undefined."""
     e = equity.astype(float).dropna().sort_index()
     m: dict[str, object] = dict.fromkeys(METRIC_NAMES)
     m["days"] = len(e)  # daily marks, first included
     if len(e):
         m["start"], m["end"] = _day(e.index[0]), _day(e.index[-1])
     if len(e) < 2:
-        return {k: _clean(v) for k, v in m.items()}
+        return _named(m)
     r = returns_from_equity(e)
     years = len(r) / PERIODS
     m.update(
@@ -201,7 +233,11 @@ def compute_metrics(
         m.update(_trade_stats(trades, float(e.mean()), years))
     if exposure is not None:
         m["exposure"] = exposure.astype(float).mean()  # empyrical has no positions input here
-    return {k: _clean(m[k]) for k in METRIC_NAMES}
+    return _named(m)
+
+
+def _named(m: dict[str, object]) -> Metrics:
+    return cast(Metrics, {k: _clean(m[k]) for k in METRIC_NAMES})
 
 
 def rank_ic_by_date(dates: object, score: object, outcome: object, min_names: int = 5) -> pd.Series:
@@ -250,8 +286,9 @@ def block_bootstrap_t(
     periods (`block`, a pandas period alias: "M" months, "Q" quarters) with replacement keeps
     that correlation inside each block. Correlation across a block's edge is still ignored, so
     with windows longer than a block the se is a lower bound; a longer block is the check.
-    Written here rather than with `arch`'s bootstraps, whose blocks are fixed counts of
-    observations: calendar months hold unequal numbers of decision dates.
+    arch's block bootstraps cut blocks of a fixed number of observations, and calendar months
+    hold unequal numbers of decision dates, so the periods themselves are resampled: arch's
+    `IIDBootstrap` of each period's (sum, count), a resample's mean their pooled ratio.
 
     The index must be dates (anything `pd.to_datetime` reads); non-finite values are dropped.
     A resample's mean is the mean over all dates of its drawn blocks (months hold unequal
@@ -270,17 +307,16 @@ def block_bootstrap_t(
         return {k: _clean(v) for k, v in out.items()}
     sums = np.bincount(codes, weights=s.to_numpy(), minlength=b)
     counts = np.bincount(codes, minlength=b).astype(float)
-    rng = np.random.default_rng(seed)
-    means = []
-    rows = max(1, 4_000_000 // b)  # chunks bound the n_boot x blocks index array's memory
-    for done in range(0, n_boot, rows):
-        draw = rng.integers(0, b, size=(min(rows, n_boot - done), b))  # b blocks per resample
-        means.append(sums[draw].sum(axis=1) / counts[draw].sum(axis=1))
+    means = IIDBootstrap(sums, counts, seed=seed).apply(_pooled_mean, n_boot)[:, 0]
     # a constant series has no error; round-off in the resampled means would fake one
-    se = 0.0 if np.ptp(s.to_numpy()) == 0 else float(np.std(np.concatenate(means), ddof=1))
+    se = 0.0 if np.ptp(s.to_numpy()) == 0 else float(np.std(means, ddof=1))
     out["se"] = se
     out["t"] = out["mean"] / se if se > 0 else None
     return {k: _clean(v) for k, v in out.items()}
+
+
+def _pooled_mean(sums: np.ndarray, counts: np.ndarray) -> float:
+    return float(sums.sum() / counts.sum())
 
 
 def per_year(equity: pd.Series) -> pd.DataFrame:

@@ -40,7 +40,7 @@ def test_the_agent_answers_with_valid_signals(world):
         )  # signal-only mode is full mode's first three keys
     one = agent.analyze_opportunity(ticker="T1", date="2021-03-05", sector="Tech")
     assert one.decision in ("BUY", "SELL", "SKIP") and 1 <= one.hold_duration_days <= 365
-    (system,) = PortfolioAgent.load(model).decoder._prefixes  # warmed at load
+    (system,) = PortfolioAgent.load(model).decoder.adapter.prefixes  # warmed at load
     assert list(system) == agent.prompt_ids(day[0])[: len(system)]
     read = PortfolioAgent.load(model, limits=LIMITS, conviction="read").signals(day)
     assert [s.decision for s in read] == [s.decision for s in fast]  # only conviction differs

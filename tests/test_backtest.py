@@ -9,12 +9,21 @@ from conftest import synthetic_inputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synthpm.backtest.engine import BacktestConfig, BenchmarkHold, Market, run_backtest
+from synthpm.backtest.engine import (
+    BacktestConfig,
+    BenchmarkHold,
+    Market,
+    run_backtest,
+    run_benchmark,
+    run_rule,
+    run_signals,
+)
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.features import build_features
 from synthpm.limits import Limits
-from synthpm.portfolio.manager import Book, PortfolioManager
+from synthpm.portfolio.manager import Book, Outcome, PortfolioManager
 from synthpm.signals import Signal
+from synthpm.strategies import make_strategy
 
 LIMITS = Limits(max_positions=4, max_position=0.2, max_sector=0.5)
 
@@ -119,8 +128,9 @@ def test_manager_never_breaks_a_limit(held, close, cash, decisions, convictions)
     equity = book.equity
     signals = [signal(d, c) for d, c in zip(decisions, convictions, strict=True)]
     manager = PortfolioManager(LIMITS, cost_rate=0.001)
-    orders, outcome = manager.decide(book, np.arange(9), sectors, signals, set())
-    assert len(outcome) == len(signals)
+    plan = manager.decide(book, np.arange(9), sectors, signals, set())
+    assert len(plan.outcomes) == len(signals)
+    orders = plan.orders
     sold = {o.column for o in orders if o.shares < 0}
     assert all(shares[c] > 0 and decisions[c] == "SELL" for c in sold)
     bought = {o.column: o.shares * close[o.column] for o in orders if o.shares > 0}
@@ -145,15 +155,14 @@ def test_the_manager_says_why():
     book = Book(650.0, np.array([5.0, 0.0, 0.0, 30.0]), close, peak_equity=1000.0)
     manager = PortfolioManager(Limits(max_position=0.25, max_sector=0.3, cash_floor=0.1))
     signals = [signal("BUY", 1.0), signal("BUY", 0.9), signal("SELL"), signal("SKIP")]
-    _, out = manager.decide(book, np.array([0, 1, 2, 3]), sectors, signals, set())
-    assert out[0] == ("resized", pytest.approx(200.0), "position_limit")  # 250 wanted, 50 held
-    assert out[1] == ("resized", pytest.approx(50.0), "sector_limit")  # 300 cap, 250 taken
-    assert out[2] == ("rejected", 0.0, "not_held")
-    assert out[3][0] == "skipped"
+    out = manager.decide(book, np.array([0, 1, 2, 3]), sectors, signals, set()).outcomes
+    assert out[0] == Outcome("resized", pytest.approx(200.0), "position_limit")  # 50 held
+    assert out[1] == Outcome("resized", pytest.approx(50.0), "sector_limit")  # 250 taken
+    assert out[2] == Outcome("rejected", 0.0, "not_held")
+    assert out[3].status == "skipped"
     deep = Book(700.0, np.zeros(4), close, peak_equity=1000.0)  # 30% below its peak
-    assert (
-        manager.decide(deep, np.array([0]), sectors, [signal("BUY")], set())[1][0][2] == "drawdown"
-    )
+    plan = manager.decide(deep, np.array([0]), sectors, [signal("BUY")], set())
+    assert plan.outcomes[0].reason == "drawdown" and not plan.orders
 
 
 def test_changing_prices_after_t_leaves_the_past_unchanged(world):
@@ -221,3 +230,23 @@ def test_benchmark_hold_is_the_index_less_one_entry_cost(world):
     )
     eq = result.equity
     assert eq["equity"].iloc[-1] == pytest.approx(eq["benchmark"].iloc[-1] * 0.999)
+
+
+def test_run_backtest_runs_each_kind_with_its_own_function(world):
+    _, contexts, market = world
+    config = BacktestConfig(limits=LIMITS)
+    rule, source = make_strategy("equal_weight", every="week"), Momentum()
+    runs = {
+        "benchmark": (BenchmarkHold(), run_benchmark(contexts, market, config)),
+        "rule": (rule, run_rule(rule, contexts, market, config)),
+        "signals": (source, run_signals(source, contexts, market, config)),
+    }
+    for strategy, direct in runs.values():
+        by_kind = run_backtest(strategy, contexts, market, config)
+        assert by_kind.name == direct.name == strategy.name
+        for part in ("equity", "trades", "decisions"):
+            pd.testing.assert_frame_equal(getattr(by_kind, part), getattr(direct, part))
+    ruled = runs["rule"][1]
+    # a rule is its own risk model: no stops, only its rebalances and the forced exits
+    assert set(ruled.trades["reason"]) == {"rebalance", "no_bar"} and ruled.decisions.empty
+    assert len(runs["signals"][1].decisions) == len(contexts.frame)

@@ -65,3 +65,43 @@ def test_missing_store_and_unknown_kind_are_clear(tmp_path):
         "data", "import", "xls", tmp_path, "--store", tmp_path / "s.duckdb", check=False
     )
     assert result.returncode == 2 and "unknown import kind 'xls'" in result.stderr
+
+
+def test_options_are_declared_once_on_the_configs():
+    """A command's option takes its default and help from its config's field, and
+    `backtest` and `compare` offer one option set (but the strategies and the folder)."""
+    import typer
+
+    from synthpm.backtest.engine import BacktestConfig
+    from synthpm.cli import app
+    from synthpm.dataset import DatasetConfig
+    from synthpm.forecast import ForecastConfig
+    from synthpm.limits import Limits
+    from synthpm.lm.train import TrainConfig
+
+    root = typer.main.get_command(app)
+
+    def params(path: str) -> dict:
+        command = root
+        for name in path.split():
+            command = command.commands[name]
+        return {p.name: p for p in command.params}
+
+    for path, flag, field in [
+        ("lm train", "eval_every", TrainConfig.model_fields["eval_every"]),
+        ("lm train", "schedule", TrainConfig.model_fields["schedule"]),
+        ("forecast train", "stride", ForecastConfig.model_fields["train_stride"]),
+        ("dataset build", "filings", DatasetConfig.model_fields["filings"]),
+        ("dataset build", "max_positions", Limits.model_fields["max_positions"]),
+        ("backtest", "idle_cash", BacktestConfig.model_fields["idle_cash"]),
+        ("compare", "commission_bps", BacktestConfig.model_fields["commission_bps"]),
+    ]:
+        option = params(path)[flag]
+        assert option.help and option.help == field.description, (path, flag)
+        assert option.default == field.default, (path, flag)
+
+    def shared(path: str) -> list:
+        own = {"strategy", "strategies", "out"}
+        return [(p.opts, p.default, p.help) for n, p in params(path).items() if n not in own]
+
+    assert shared("backtest") == shared("compare")

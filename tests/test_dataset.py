@@ -175,9 +175,8 @@ def test_the_portfolio_changes_the_decision(strong_context):
             conviction, outcome, s, ctx.ticker, ctx.sector, limits, LabelConfig()
         )
         market = market_text(ctx.market.model_copy(update=s.market) if s.market else ctx.market)
-        words = write(
-            decision, reason, text.facts + market[1], s, ctx.ticker, ctx.sector, text.best, limits
-        )
+        facts = text.facts + market.facts
+        words = write(decision, reason, facts, s, ctx.ticker, ctx.sector, text.best, limits)
         prompt = render_prompt(ctx, limits, s)
         assert check_faithfulness(words, prompt).ok, (name, words)
         return decision, reason, words.reasoning

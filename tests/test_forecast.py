@@ -9,6 +9,17 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from synthpm.columns import (
+    event_col,
+    event_prob_col,
+    event_prob_group,
+    forecast_col,
+    ic_col,
+    insider_col,
+    proba_cols,
+    target_col,
+    target_horizons,
+)
 from synthpm.data.errors import ConfigError
 from synthpm.features import build_features
 from synthpm.forecast import CLASSES, HORIZONS, ForecastConfig, walk_forward
@@ -57,14 +68,27 @@ def test_targets_read_exactly_the_stated_future():
     assert np.isnan(targets.loc[(c.index[-3], "T0"), "excess_1w"])  # the future is missing
 
 
+def test_column_names_are_the_ones_saved_frames_and_models_use():
+    """Renaming a column breaks saved forecasts, contexts and models: the names are pinned."""
+    assert forecast_col("return_class", "1m") == "return_class_1m"
+    assert target_col("excess", "1w") == "excess_1w"
+    assert target_horizons("excess", ["vol_1d", "excess_1d", "excess_3m"]) == ["1d", "3m"]
+    assert proba_cols("1d", 2) == ["proba_1d_0", "proba_1d_1"]
+    assert event_prob_col("results") == "event_prob_results"
+    assert event_prob_group("event_prob_debt") == "debt" and event_prob_group("fold") is None
+    assert (event_col(1, "type"), insider_col(2, "value")) == ("ev1_type", "ins2_value")
+    assert ic_col("1m") == "ic_1m"
+
+
 def test_forecast_schema_and_best_horizon():
     result = run(synthetic_inputs(tickers=5, days=500))
     f = result.forecasts
     for h in HORIZONS:
-        assert set(f[f"return_class_{h}"].cat.categories) == set(CLASSES)
-        assert f[f"confidence_{h}"].between(0.2, 1).all()
-        assert (f[f"volatility_{h}"] >= 0).all() and (f[f"max_drawdown_{h}"] <= 0).all()
-    sharpe = f[[f"sharpe_{h}" for h in HORIZONS]].to_numpy()
+        assert set(f[forecast_col("return_class", h)].cat.categories) == set(CLASSES)
+        assert f[forecast_col("confidence", h)].between(0.2, 1).all()
+        assert (f[forecast_col("volatility", h)] >= 0).all()
+        assert (f[forecast_col("max_drawdown", h)] <= 0).all()
+    sharpe = f[[forecast_col("sharpe", h) for h in HORIZONS]].to_numpy()
     best = np.array(list(HORIZONS))[sharpe.argmax(axis=1)]
     assert (f["best_horizon"].astype(str).to_numpy() == best).all()
     first_test = pd.Timestamp(result.folds[0]["test_start"])
@@ -129,7 +153,7 @@ def test_seeded_runs_are_reproducible(tmp_path):
     panel = build_features(inputs)
     rows = np.arange(len(panel) - 8, len(panel))
     pd.testing.assert_frame_equal(
-        model.predict(panel, rows), a.models[-1][0].predict(panel, rows), check_exact=True
+        model.predict(panel, rows), a.models[-1].returns.predict(panel, rows), check_exact=True
     )
 
 

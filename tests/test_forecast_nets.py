@@ -8,19 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from synthpm.columns import prediction_col, proba_cols, target_col  # noqa: E402
 from synthpm.data.errors import ConfigError  # noqa: E402
-from synthpm.forecast.base import HORIZONS, N_CLASSES, proba_columns  # noqa: E402
+from synthpm.forecast.base import HORIZONS, N_CLASSES  # noqa: E402
 from synthpm.forecast.losses import (  # noqa: E402
     masked_mse,
     sign_aware_loss,
     sign_error_ratio_loss,
 )
-from synthpm.forecast.nets import (  # noqa: E402
-    LSTMForecaster,
-    MLPForecaster,
-    WindowIndex,
-    load_net,
-)
+from synthpm.forecast.net_inputs import WindowIndex  # noqa: E402
+from synthpm.forecast.nets import LSTMForecaster, MLPForecaster, load_net  # noqa: E402
 
 TICKERS = [f"T{i}" for i in range(8)]
 N_DAYS = 300
@@ -49,10 +46,10 @@ def make_panel(seed: int = 0, signal: float = 0.01, noise: float = 0.02):
         excess[day >= N_DAYS - steps] = np.nan  # the future is unknown at the end
         edges = np.nanquantile(excess, [0.2, 0.4, 0.6, 0.8])
         cls = np.where(np.isnan(excess), np.nan, np.searchsorted(edges, excess))
-        cols[f"class_{h}"] = cls
-        cols[f"excess_{h}"] = excess
-        cols[f"vol_{h}"] = np.abs(rng.normal(0.2, 0.05, n))
-        cols[f"mdd_{h}"] = -np.abs(rng.normal(0.05, 0.02, n))
+        cols[target_col("class", h)] = cls
+        cols[target_col("excess", h)] = excess
+        cols[target_col("vol", h)] = np.abs(rng.normal(0.2, 0.05, n))
+        cols[target_col("mdd", h)] = -np.abs(rng.normal(0.05, 0.02, n))
     return panel, pd.DataFrame(cols, index=index), day
 
 
@@ -145,14 +142,18 @@ def test_predict_has_the_columns_shape_and_probabilities(cls, data):
     assert out.index.equals(panel.index[test])
     expected = []
     for h in ("1d", "1w"):
-        expected += [*proba_columns(h), f"ret_{h}", f"vol_{h}", f"mdd_{h}"]
+        expected += [
+            *proba_cols(h, N_CLASSES),
+            *(prediction_col(k, h) for k in ("ret", "vol", "mdd")),
+        ]
     assert list(out.columns) == expected
     assert out.notna().all().all()
     for h in ("1d", "1w"):
-        proba = out[proba_columns(h)].to_numpy()
+        proba = out[proba_cols(h, N_CLASSES)].to_numpy()
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
         assert (proba >= 0).all() and proba.shape[1] == N_CLASSES
-        assert (out[f"vol_{h}"] >= 0).all() and (out[f"mdd_{h}"] <= 0).all()
+        assert (out[prediction_col("vol", h)] >= 0).all()
+        assert (out[prediction_col("mdd", h)] <= 0).all()
     assert model._prep.columns == ["f0", "f1", "f2", "f3", "f4"]  # the all-NaN f5 is dropped
 
 
@@ -202,7 +203,7 @@ def test_mlp_learns_the_planted_signal(data):
     ic = pd.Series(out["ret_1w"].to_numpy()[ok]).corr(pd.Series(truth[ok].to_numpy()), "spearman")
     assert ic > 0.2, ic
     # The class head learns it too: the expected class rises with the true return.
-    expected_class = out[proba_columns("1w")].to_numpy() @ np.arange(N_CLASSES)
+    expected_class = out[proba_cols("1w", N_CLASSES)].to_numpy() @ np.arange(N_CLASSES)
     assert pd.Series(expected_class[ok]).corr(pd.Series(truth[ok].to_numpy()), "spearman") > 0.2
 
 

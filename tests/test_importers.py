@@ -114,6 +114,16 @@ def test_edgar_items_become_events_with_point_in_time_dates(tmp_path):
     assert batch.notes["8k_filings_with_items"] == 2
 
 
+def test_an_8k_without_items_is_one_event_of_its_own_kind(tmp_path):
+    write_json(
+        tmp_path / "CIK0000000001.json",
+        edgar_company(1, "AAA", [_filing("n1", "2020-01-02", "8-K", "")]),
+    )
+    events = read_source("edgar", tmp_path).frames["events"]
+    assert events["source_id"].tolist() == ["n1#"]
+    assert events["event_type"].tolist() == ["filing_8k"]
+
+
 def test_edgar_flat_older_files_take_the_ticker_of_their_cik(tmp_path):
     write_json(
         tmp_path / "CIK0000000007.json",

@@ -1,5 +1,5 @@
-"""Grammar-constrained decoding: always a valid Signal, batched == one at a time, and a
-trained model's answer comes back unchanged."""
+"""Grammar-constrained decoding of our GPT: always a valid Signal, batched == one at a time,
+and a trained model's answer comes back unchanged."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ from lm_corpus import SYSTEM, answer, user
 
 from synthpm.lm import decode
 from synthpm.lm.citations import MAX_LITERAL, literals
-from synthpm.lm.decode import (
-    DecodeError,
-    SignalDecoder,
-    conviction_tokens,
-    cut,
-    parse_signal,
-    signal_schema,
-)
+from synthpm.lm.decode import DecodeError, SignalDecoder, conviction_tokens, cut, parse_signal
+from synthpm.lm.grammar import signal_schema
 from synthpm.lm.model import GPT, GPTConfig
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.signals import Signal, signal_json
@@ -49,7 +43,7 @@ def decoder(tokenizer: ChatTokenizer) -> SignalDecoder:
 @pytest.fixture(scope="module")
 def prompts(tokenizer: ChatTokenizer) -> list[list[int]]:
     rng = random.Random(1)
-    return [tokenizer.render(SYSTEM, user(rng))[0] for _ in range(200)]
+    return [tokenizer.render(SYSTEM, user(rng)).ids for _ in range(200)]
 
 
 def keys_in_order(text: bytes) -> list[str]:
@@ -79,7 +73,7 @@ def test_an_untrained_model_still_writes_valid_compact_signals(decoder, tokenize
             (item, 80) for item in signal.risk_factors + signal.catalysts + signal.exit_triggers
         ]:
             assert set(literals(string)) <= stated
-            assert len(string) <= limit + MAX_LITERAL + max(map(len, decoder._bytes))
+            assert len(string) <= limit + MAX_LITERAL + max(map(len, decoder.grammar.bytes))
 
 
 def test_signal_only_mode_stops_after_the_hold(decoder, prompts):
@@ -127,16 +121,17 @@ def test_a_shared_prefix_is_computed_once_and_changes_nothing(decoder, tokenizer
     fresh = SignalDecoder(decoder.model, tokenizer)
     some = prompts[30:42]
     alone = [fresh.decode_text([p])[0] for p in some]  # nothing kept yet: whole prompts
-    assert not fresh._prefixes
+    assert not fresh.adapter.prefixes
     assert fresh.decode_text(some, batch_size=6) == alone
-    system = tokenizer.render(SYSTEM, "x")[0][: len(tokenizer.encode(SYSTEM))]
-    assert fresh._prefixes and all(list(k[: len(system)]) == system for k in fresh._prefixes)
+    system = tokenizer.render(SYSTEM, "x").ids[: len(tokenizer.encode(SYSTEM))]
+    kept = fresh.adapter.prefixes
+    assert kept and all(list(k[: len(system)]) == system for k in kept)
     assert [fresh.decode_text([p])[0] for p in some] == alone  # from the kept prefix
 
 
 def test_conviction_tokens_are_valued_at_the_convictions_they_begin(decoder):
-    ids, values = conviction_tokens(decoder._bytes)
-    value = {decoder._bytes[i]: float(v) for i, v in zip(ids, values, strict=True)}
+    ids, values = conviction_tokens(decoder.grammar.bytes)
+    value = {decoder.grammar.bytes[i]: float(v) for i, v in zip(ids, values, strict=True)}
     assert value[b"1"] == 1.0 and value[b"0"] == pytest.approx(0.495)  # 1.00; 0.00 .. 0.99
     assert b"2" not in value and b"." not in value
     assert conviction_tokens([b"0.58", b"0.5", b"1.0", b"1.5", b"0.581", b"x"])[0].tolist() == [
@@ -161,9 +156,9 @@ def test_expected_conviction_is_the_mean_under_the_model():
             p.add_(0.05 * torch.randn_like(p))
     decoder = SignalDecoder(net, tokenizer)
     rng = random.Random(1)
-    prompts = [tokenizer.render(SYSTEM, user(rng))[0] for _ in range(56)]
-    ids, values = conviction_tokens(decoder._bytes)
-    lead = decoder._lead[0]
+    prompts = [tokenizer.render(SYSTEM, user(rng)).ids for _ in range(56)]
+    ids, values = conviction_tokens(decoder.grammar.bytes)
+    lead = decoder.grammar.lead.ids
     assert decoder._opening_ids is not None  # one token per decision's opening
     differs = 0
     for prompt in prompts[50:56]:
@@ -185,13 +180,14 @@ def test_expected_conviction_is_the_mean_under_the_model():
         decoder.decode(prompts[:1], conviction="mean")
 
 
-def scored_and_calls(decoder, prompts, mode, guess=True):
-    """decode_scored's output, and the model calls it took (with or without branches)."""
+def scored_and_calls(decoder, prompts, mode, openings=True):
+    """decode_scored's output, and the model calls it took (with or without the decisions'
+    openings as branches of the first call)."""
     calls = []
     hook = decoder.model.register_forward_pre_hook(lambda *_: calls.append(1))
     fresh = SignalDecoder(decoder.model, decoder.tokenizer)  # nothing cached
-    if not guess:
-        fresh._guesses = lambda text: []
+    if not openings:
+        fresh._openings, fresh._opening_ids = [], None
     try:
         return fresh.decode_scored(prompts, mode, 8), len(calls)
     finally:
@@ -199,17 +195,18 @@ def scored_and_calls(decoder, prompts, mode, guess=True):
 
 
 def same_scores(a, b) -> bool:
-    return [t for t, _ in a] == [t for t, _ in b] and all(
-        x == pytest.approx(y, abs=1e-5) for (_, x), (_, y) in zip(a, b, strict=True)
+    return [s.text for s in a] == [s.text for s in b] and all(
+        x.expected == pytest.approx(y.expected, abs=1e-5) for x, y in zip(a, b, strict=True)
     )
 
 
 @pytest.mark.parametrize("mode", ["full", "signal"])
-def test_guessed_branches_change_nothing_but_the_number_of_calls(decoder, prompts, mode):
+def test_opening_branches_change_nothing_but_the_number_of_calls(decoder, prompts, mode):
+    assert decoder._openings and decoder._opening_ids is None  # several tokens each here
     some = prompts[100:124]
-    guessed, calls = scored_and_calls(decoder, some, mode)
-    plain, plain_calls = scored_and_calls(decoder, some, mode, guess=False)
-    assert same_scores(guessed, plain)
+    branched, calls = scored_and_calls(decoder, some, mode)
+    plain, plain_calls = scored_and_calls(decoder, some, mode, openings=False)
+    assert same_scores(branched, plain)
     assert calls <= plain_calls
 
 
@@ -227,18 +224,16 @@ def test_a_trained_model_gives_its_answer_back(tokenizer):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    prompt = tokenizer.render(SYSTEM, "Ticker AAPL closed at 181.20.")[0]
+    prompt = tokenizer.render(SYSTEM, "Ticker AAPL closed at 181.20.").ids
     decoder = SignalDecoder(net, tokenizer)
     assert decoder.decode_text([prompt]) == [target.encode()]
     assert decoder.decode([prompt])[0] == Signal.model_validate_json(target)
-    # the opening and the hold key, as guessed, are what it writes: two calls fewer (one
-    # where the openings are single tokens: they go in with the prompt either way then, for
-    # the expected conviction)
-    saved = 1 if decoder._opening_ids is not None else 2
+    # the opening, as fed with the prompt, is what it writes: its conviction comes from that
+    # branch, one call fewer
     for mode in ("full", "signal"):
-        guessed, calls = scored_and_calls(decoder, [prompt] * 3, mode)
-        plain, plain_calls = scored_and_calls(decoder, [prompt] * 3, mode, guess=False)
-        assert same_scores(guessed, plain) and calls == plain_calls - saved
+        branched, calls = scored_and_calls(decoder, [prompt] * 3, mode)
+        plain, plain_calls = scored_and_calls(decoder, [prompt] * 3, mode, openings=False)
+        assert same_scores(branched, plain) and calls == plain_calls - 1
 
 
 def test_running_out_of_tokens_is_an_error(tokenizer, prompts):

@@ -33,3 +33,19 @@ def test_large_tensors_reuse_the_heap_instead_of_fresh_pages():
         assert default > 200_000 and count < default / 4
     else:
         assert not keep_freed_memory()
+
+
+def test_a_decoder_leaves_the_allocator_alone():
+    """Process-wide tuning is the entry points' choice (the CLI's `lm` commands), not a
+    library constructor's."""
+    import torch
+
+    from synthpm.lm.decode import SignalDecoder
+    from synthpm.lm.model import GPT, GPTConfig
+    from synthpm.lm.tokenizer import ChatTokenizer
+
+    tokenizer = ChatTokenizer.train(['{"decision":"BUY","conviction":0.5}', "a prompt"], 300)
+    keep_freed_memory.cache_clear()
+    torch.manual_seed(0)
+    SignalDecoder(GPT(GPTConfig(tokenizer.vocab_size, depth=1)), tokenizer)
+    assert keep_freed_memory.cache_info().currsize == 0

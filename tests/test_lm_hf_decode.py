@@ -1,4 +1,4 @@
-"""Grammar-constrained decoding of a transformers causal LM (tiny random local Llama, offline)."""
+"""The decoder over a transformers causal LM (`adapters.HFModel`): a tiny random local Llama."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ transformers = pytest.importorskip("transformers")
 from conftest import tiny_llama  # noqa: E402
 
 from synthpm.data.errors import ConfigError  # noqa: E402
-from synthpm.lm.decode import DecodeError  # noqa: E402
-from synthpm.lm.hf_decode import HFSignalDecoder  # noqa: E402
+from synthpm.lm.adapters import HFModel  # noqa: E402
+from synthpm.lm.decode import DecodeError, SignalDecoder  # noqa: E402
 from synthpm.lm.lora import (  # noqa: E402
     LoraConfig,
     chat_prompt_ids,
@@ -75,7 +75,7 @@ def setup(tmp_path_factory):
 @pytest.fixture(scope="module")
 def decoder(setup):
     _, _, _, model, tokenizer, _ = setup
-    return HFSignalDecoder(model, tokenizer, **LIMITS)
+    return SignalDecoder(model, tokenizer, **LIMITS)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_chat_prompt_ids_is_the_training_prompt(setup):
 def test_every_answer_of_a_random_model_parses(setup, decoder, full_texts):
     prompts = setup[-1]
     assert len(prompts) == len(set(map(tuple, prompts))) == 8
-    assert decoder.vocab == len(setup[4]) + 5
+    assert decoder.adapter.vocab == len(setup[4]) + 5
     signals = [Signal.model_validate_json(t) for t in full_texts]
     assert len(set(full_texts)) > 1  # the answer depends on the prompt
     assert all(len(s.reasoning) <= LIMITS["max_reasoning"] for s in signals)
@@ -128,6 +128,17 @@ def test_signal_mode_agrees_with_full_mode(setup, decoder, full_texts):
         assert s.reasoning == "" and s.risk_factors == s.catalysts == s.exit_triggers == []
 
 
+def test_the_expected_conviction_is_read_given_the_decision_written(setup, decoder):
+    """No openings are fed as branches here: the expectation is taken where the conviction's
+    first token is chosen, and changes nothing else."""
+    prompts = setup[-1]
+    read = decoder.decode(prompts, "signal", batch_size=4)
+    expected = decoder.decode(prompts, "signal", batch_size=4, conviction="expected")
+    assert [s.decision for s in expected] == [s.decision for s in read]
+    assert all(0 <= s.conviction <= 1 for s in expected)
+    assert [s.conviction for s in expected] != [s.conviction for s in read]
+
+
 def test_control_tokens_never_enter_the_text(setup):
     _, _, _, model, tokenizer, prompts = setup
     special = torch.tensor(tokenizer.all_special_ids)
@@ -138,7 +149,7 @@ def test_control_tokens_never_enter_the_text(setup):
 
     hook = model.get_output_embeddings().register_forward_hook(favour_control_tokens)
     try:
-        texts = HFSignalDecoder(model, tokenizer, **LIMITS).decode_text(prompts[:3], "full")
+        texts = SignalDecoder(model, tokenizer, **LIMITS).decode_text(prompts[:3], "full")
     finally:
         hook.remove()
     for text in texts:
@@ -148,7 +159,7 @@ def test_control_tokens_never_enter_the_text(setup):
 
 def test_too_few_new_tokens_or_a_bad_mode_fails(setup):
     _, _, _, model, tokenizer, prompts = setup
-    short = HFSignalDecoder(model, tokenizer, max_new_tokens=10, **LIMITS)
+    short = SignalDecoder(model, tokenizer, max_new_tokens=10, **LIMITS)
     with pytest.raises(DecodeError, match="max_new_tokens=10"):
         short.decode(prompts[:2], "full")
     with pytest.raises(ValueError, match="mode"):
@@ -167,7 +178,7 @@ def test_load_adapter_round_trip(setup):
     ids = torch.tensor([prompts[0]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, trained(input_ids=ids).logits)
-    signals = HFSignalDecoder(model, tokenizer, **LIMITS).decode(prompts, "full", batch_size=2)
+    signals = SignalDecoder(model, tokenizer, **LIMITS).decode(prompts, "full", batch_size=2)
     assert len(signals) == 3 and all(isinstance(s, Signal) for s in signals)
 
     plain, _ = load_adapter(base)  # a plain model folder loads as is
@@ -192,7 +203,8 @@ def test_the_agent_loads_a_transformers_folder(setup):
 
     _, base, _, _, tokenizer, _ = setup
     agent = PortfolioAgent.load(base)
-    assert isinstance(agent.decoder, HFSignalDecoder)
+    assert isinstance(agent.decoder.adapter, HFModel)
+    assert agent.options == {"conviction": "read"}  # as written: no openings fed as branches
     context = Context(ticker="T1", date="2021-03-05", sector="Tech")
     ids = agent.prompt_ids(context)
     assert tokenizer.decode(ids).endswith("<|assistant|>") and "COMPANY: T1" in tokenizer.decode(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +77,20 @@ def test_other_settings_cannot_resume_a_checkpoint(data, tmp_path):
     torch.save(state | {"world_size": 2}, tmp_path / "checkpoint.pt")
     with pytest.raises(ConfigError, match="2 process"):
         train(data, tmp_path, config, log=lambda _: None)
+
+
+def test_a_folder_trained_on_other_data_is_refused(data, tmp_path):
+    """A rebuilt dataset keeps its folder's name: resuming would mix two datasets."""
+    config = TrainConfig(steps=1, **TINY)
+    train(data, tmp_path / "lm", config, log=lambda _: None)
+    copy = tmp_path / "rebuilt"
+    shutil.copytree(data, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    stats["by_split"]["train"]["SKIP"] += 1  # as if the labels had changed
+    (copy / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(ConfigError, match="other data"):
+        train(copy, tmp_path / "lm", config, log=lambda _: None)
+    train(data, tmp_path / "lm", config, log=lambda _: None)  # its own data: resumes
 
 
 def test_it_learns_and_logs(data, tmp_path):

@@ -299,3 +299,12 @@ def test_block_bootstrap_t_degenerate():
     empty = block_bootstrap_t(pd.Series([], dtype=float, index=pd.DatetimeIndex([])))
     assert empty == {"mean": None, "se": None, "t": None, "se_iid": None, "dates": 0, "blocks": 0}
     json.dumps(out, allow_nan=False)
+
+
+def test_sharpe_ci_of_a_mostly_idle_book():
+    # two gains in 1000 days: many 21-day-block resamples miss both and are flat (no
+    # Sharpe); they are left out, not allowed to make the whole interval undefined
+    r = np.zeros(1000)
+    r[[200, 700]] = 0.01
+    lo, hi = sharpe_ci(pd.Series(r))
+    assert 0 < lo < hi

@@ -25,7 +25,7 @@ SECTORS = ("Tech", "Energy", "Health")
 
 
 def random_book(rng: np.random.Generator, names: list[str], limits: Limits):
-    """A consistent book in both shapes: the labels' `PortfolioState` and the manager's `Book`."""
+    """A consistent `PortfolioState` (what the labels read) and the manager's `Book` of it."""
     n = int(rng.integers(0, limits.max_positions + 2))
     held = list(rng.choice(names, min(n, len(names)), replace=False))
     weights = rng.dirichlet(np.ones(len(held))) * rng.uniform(0.3, 1.0) if held else []
@@ -39,12 +39,8 @@ def random_book(rng: np.random.Generator, names: list[str], limits: Limits):
     cash = equity * (1 - sum(p.weight for p in positions))
     state = PortfolioState(cash=cash, equity=equity, positions=positions, peak=peak)
     close = rng.uniform(5, 500, len(names))
-    shares = np.zeros(len(names))
-    for p in positions:
-        j = names.index(p.ticker)
-        shares[j] = p.weight * equity / close[j]
     codes = np.array([SECTORS.index(sector_of[t]) for t in names])
-    return state, Book(cash, shares, close, peak), codes, sector_of
+    return state, Book.from_state(state, names, close), codes, sector_of
 
 
 def test_labels_and_manager_name_the_same_binding_limit_on_random_books():
@@ -67,12 +63,16 @@ def test_labels_and_manager_name_the_same_binding_limit_on_random_books():
         )
         manager = PortfolioManager(limits, cost_rate=config.cost_bps / 1e4)
         buy = Signal(decision="BUY", conviction=conviction, hold_duration_days=20, reasoning="")
-        _, outcome = manager.decide(book, np.array([names.index(ticker)]), codes, [buy], set())
-        status, _, why = outcome[0]
+        plan = manager.decide(book, np.array([names.index(ticker)]), codes, [buy], set())
+        outcome = plan.outcomes[0]
         if decision == "SKIP":
-            assert status == "rejected" and why == reason, (state, ticker, outcome)
+            assert outcome.status == "rejected" and outcome.reason == reason, (
+                state,
+                ticker,
+                outcome,
+            )
         else:
-            assert status in ("executed", "resized"), (state, ticker, outcome)
+            assert outcome.status in ("executed", "resized"), (state, ticker, outcome)
         seen.add(reason)
     # the draw reaches every limit, so the agreement is tested for each
     assert {"buy", "drawdown", "max_positions", "cash_floor", "sector_limit"} <= seen

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthpm.columns import ic_col, ic_ir_col, target_col
 from synthpm.data.errors import ConfigError
 from synthpm.forecast.quality import daily_rank_ic
 from synthpm.research import ablation, feature_label_correlation, least_correlated
@@ -133,9 +134,9 @@ def test_correlate_equals_daily_rank_ic():
             want = daily_rank_ic(
                 dates[sampled],
                 panel[feature].to_numpy()[sampled],
-                targets[f"excess_{h}"].to_numpy()[sampled],
+                targets[target_col("excess", h)].to_numpy()[sampled],
             )
-            got = (out.loc[feature, f"ic_{h}"], out.loc[feature, f"ic_ir_{h}"])
+            got = (out.loc[feature, ic_col(h)], out.loc[feature, ic_ir_col(h)])
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
 
 

@@ -12,7 +12,14 @@ from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.signals import Signal
-from synthpm.strategies import STRATEGIES, PortfolioRule, make_strategy, strategy_params
+from synthpm.strategies import (
+    PORTFOLIO_RULES,
+    SIGNAL_SOURCES,
+    STRATEGIES,
+    kind_of,
+    make_strategy,
+    strategy_params,
+)
 from synthpm.strategies.rules import (
     EqualWeight,
     MagnitudeChoice,
@@ -130,13 +137,27 @@ def test_fixed_rules_on_pipeline_contexts(pipeline) -> None:
 # --- portfolio rules ----------------------------------------------------------------------
 
 
-def test_rules_satisfy_the_protocol_and_registry_names() -> None:
+def test_registry_names_and_declared_kinds() -> None:
     for name, cls in STRATEGIES.items():
         strategy = make_strategy(name)
         assert isinstance(strategy, cls) and strategy.name == name
-        assert isinstance(strategy, PortfolioRule) == hasattr(strategy, "weights")
-    names = {"always_buy", "rules", "equal_weight", "lgbm_topk", "magnitude", "hrp"}
-    assert set(STRATEGIES) == names
+        assert kind_of(strategy) == ("rule" if name in PORTFOLIO_RULES else "signals")
+        assert hasattr(strategy, "weights") == (name in PORTFOLIO_RULES)
+    assert set(SIGNAL_SOURCES) == {"always_buy", "rules"}
+    assert set(PORTFOLIO_RULES) == {"equal_weight", "lgbm_topk", "magnitude", "hrp"}
+    assert STRATEGIES == SIGNAL_SOURCES | PORTFOLIO_RULES
+
+
+def test_kind_of_reads_the_declaration() -> None:
+    class Undeclared:  # a signal source need not declare its kind
+        name = "x"
+
+    class Odd:
+        name, kind = "odd", "portfolio"
+
+    assert kind_of(Undeclared()) == "signals"
+    with pytest.raises(ConfigError, match="kind must be one of signals, rule, benchmark"):
+        kind_of(Odd())
 
 
 def test_equal_weight_sums_to_one() -> None:

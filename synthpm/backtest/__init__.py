@@ -1,13 +1,18 @@
-"""The backtest (DESIGN §9): `engine` (fills, costs, exits, marking) → `run` (run folders,
-metrics, `compare` of strategies on the same dates and costs)."""
+"""The backtest (docs/design.md §9): `market` (prices on one calendar) and `broker` (fills,
+costs) → `engine` (the day loop; `run_signals`, `run_rule`, `run_benchmark`, and
+`run_backtest` by a strategy's kind) → `run` (run folders, metrics, `compare` of strategies
+on the same dates and costs)."""
 
 from synthpm.backtest.engine import (
     BacktestConfig,
     BacktestResult,
     BenchmarkHold,
-    Market,
     run_backtest,
+    run_benchmark,
+    run_rule,
+    run_signals,
 )
+from synthpm.backtest.market import Market
 from synthpm.backtest.run import compare, save_run
 
 __all__ = [
@@ -17,5 +22,8 @@ __all__ = [
     "Market",
     "compare",
     "run_backtest",
+    "run_benchmark",
+    "run_rule",
+    "run_signals",
     "save_run",
 ]

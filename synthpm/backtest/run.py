@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from synthpm.backtest.engine import BacktestConfig, BacktestResult, Market, run_backtest
+from synthpm.backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from synthpm.backtest.market import Market
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
-from synthpm.metrics import CONVENTION, METRIC_NAMES, compute_metrics
+from synthpm.metrics import CONVENTION, METRIC_NAMES, Metrics, compute_metrics
 from synthpm.report import write_report
 
 
@@ -45,12 +46,12 @@ def model_dates(strategy, start: str, allow_in_sample: bool = False) -> dict | N
     return {"test_start": test_start, "in_sample": bool(inside), "note": note}
 
 
-def metrics_of(result: BacktestResult) -> dict:
+def metrics_of(result: BacktestResult) -> Metrics:
     equity = result.equity.set_index("date")
     return compute_metrics(equity["equity"], equity["benchmark"], result.trades, equity["exposure"])
 
 
-def save_run(result: BacktestResult, out: Path, metrics: dict, seconds: float) -> Path:
+def save_run(result: BacktestResult, out: Path, metrics: Metrics, seconds: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     result.equity.to_csv(out / "equity.csv", index=False)
     result.trades.to_csv(out / "trades.csv", index=False)

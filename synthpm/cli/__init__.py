@@ -10,6 +10,7 @@ missing store) print one clear line and exit with status 2.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,13 +21,19 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from synthpm import progress
+from synthpm.backtest.engine import BacktestConfig
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
-from synthpm.cli.backtest import BASELINES, backtest, compare_command
-from synthpm.cli.common import console, err
+from synthpm.cli.backtest import BASELINES, RunOptions, backtest, compare_command
+from synthpm.cli.common import DataSource, command, console, err
 from synthpm.cli.data import data_app, data_info, data_init
-from synthpm.cli.dataset import dataset_app, dataset_build
+from synthpm.cli.dataset import all_cores, dataset_app, dataset_build
 from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
+from synthpm.columns import FOLD
 from synthpm.data.errors import SynthpmError
+from synthpm.dataset import DatasetConfig
+from synthpm.forecast import ForecastConfig
+from synthpm.limits import Limits
+from synthpm.lm.train import TrainConfig, dataset_record, trained_on_other_data
 
 DEMO_STEPS = 500  # about 5 minutes of the tiny model on 2 cores (~24k tokens/s)
 
@@ -41,8 +48,8 @@ app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(lm_app, name="lm")
-app.command("backtest")(backtest)
-app.command("compare")(compare_command)
+command(app, "backtest")(backtest)
+command(app, "compare")(compare_command)
 
 
 @app.command("demo")
@@ -54,84 +61,45 @@ def demo(
     """The main job, end to end on the embedded default data (grows as the system does)."""
     out.mkdir(parents=True, exist_ok=True)
     store = out / "store.duckdb"
+    source = DataSource(store=store, forecasts=out / "forecast")
     console.rule("[bold]1. data: embedded default store")
     data_init(store)
     data_info(store)
     console.rule("[bold]2. features and walk-forward forecasts (LightGBM, yearly refit)")
-    forecast_train(
-        store=store,
-        tickers=None,
-        start=None,
-        end=None,
-        features=None,
-        model="lightgbm",
-        refit_months=12,
-        min_train_days=756,
-        stride=5,
-        seed=0,
-        param=None,
-        out=out / "forecast",
-        cache=None,
-    )
+    forecast_train(source=source, config=ForecastConfig(), out=source.forecasts)
     console.rule("[bold]3. training data: contexts x 10 portfolio scenarios x hindsight labels")
-    first = pd.read_parquet(out / "forecast" / "forecasts.parquet", columns=["fold"])
-    dataset_build(
-        store=store,
-        tickers=None,
+    first = pd.read_parquet(source.forecasts_file(), columns=[FOLD])
+    dataset = DatasetConfig(
         # from the first forecast on: earlier contexts would all read "no forecast yet"
         start=str(first.index.get_level_values("date").min().date()),
-        end=None,
-        scenarios="all",
-        forecasts=out / "forecast",
-        schedule="weekly",
-        filings=True,
-        val_start=None,
-        test_start=None,
         # 20 stocks: a full book of 20 would hold the whole universe, so the demo's limit is 10
-        max_positions=10,
-        jsonl=False,
-        workers=0,
-        seed=0,
-        out=out / "dataset",
-        cache=None,
+        limits=Limits(max_positions=10),
+        workers=all_cores(),
     )
+    dataset_build(source=source, config=dataset, out=out / "dataset")
     console.rule("[bold]4. the language model: the tiny default, trained from scratch on CPU")
-    lm_train(
-        data=out / "dataset",
-        out=out / "lm",
-        depth=2,
-        steps=DEMO_STEPS,
-        batch_size=64,
-        grad_accum=1,
-        lr=3e-3,
-        schedule="cosine",
-        max_examples=50_000,  # drawn across every training date (`sample_split`)
-        seed=0,
-    )
+    # 50k examples drawn across every training date (`sample_split`)
+    training = TrainConfig(steps=DEMO_STEPS, max_examples=50_000)
+    if trained_on_other_data(out / "lm", dataset_record(out / "dataset")):
+        console.print(f"{out / 'lm'} was trained on an earlier dataset: training afresh")
+        shutil.rmtree(out / "lm")
+    lm_train(data=out / "dataset", out=out / "lm", config=training)
     # conviction as the probability of beating the index over the hold, fitted on validation
-    lm_calibrate(model=out / "lm", data=out / "dataset", n=1000, seed=0, batch_size=32)
-    lm_eval(model=out / "lm", data=out / "dataset", n=300, batch_size=32)
+    lm_calibrate(out / "lm", data=out / "dataset", n=1000)
+    lm_eval(model=out / "lm", data=out / "dataset", n=300)
     test_start = json.loads((out / "dataset" / "stats.json").read_text())["test_start"]
     console.rule(
         f"[bold]5. backtest: the LM agent and every baseline from {test_start} (test years)"
     )
-    compare_command(
-        strategies="lm," + ",".join(BASELINES),
-        store=store,
-        tickers=None,
-        start=test_start,
-        end=None,
-        forecasts=out / "forecast",
-        commission_bps=5.0,
-        slippage_bps=5.0,
-        max_positions=None,  # the model's own training limits (10): one truth for both
-        # a top-k of 20 in a 20-stock universe would be equal weight
-        param=["lgbm_topk.k=5"],
+    run = RunOptions(
+        source=source,
+        # from test_start: the lm strategy is refused on its model's own years
+        config=BacktestConfig(start=test_start),
+        # no --max-positions: the model's own training limits (10), one truth for both
+        param=["lgbm_topk.k=5"],  # a top-k of 20 in a 20-stock universe would be equal weight
         model=out / "lm",
-        out=out / "compare",
-        cache=None,
-        allow_in_sample=False,  # from test_start: refused on the model's own years
     )
+    compare_command(strategies="lm," + ",".join(BASELINES), run=run, out=out / "compare")
     console.print(f"report: {(out / 'compare' / 'report.html').resolve()}")
     console.print(f"\nresults in {out.resolve()}")
 

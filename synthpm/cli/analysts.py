@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import pandas as pd
 import typer
 
 from synthpm import progress
-from synthpm.cli.common import StoreOption, console, print_frame, store_at
+from synthpm.cli.common import (
+    DataSource,
+    Opt,
+    StoreOption,
+    command,
+    console,
+    options,
+    print_frame,
+    store_at,
+)
+from synthpm.columns import BEST_HORIZON, FOLD, forecast_col
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.forecast.quality import quality_table
-from synthpm.forecast.walkforward import MODELS
+from synthpm.forecast.walkforward import MODELS, FoldModels
 
 features_app = typer.Typer(help="The point-in-time feature panel.", no_args_is_help=True)
 forecast_app = typer.Typer(help="Walk-forward analyst forecasts.", no_args_is_help=True)
@@ -25,15 +36,11 @@ research_app = typer.Typer(
     help="Research tools: scan, correlate, ablate, shap.", no_args_is_help=True
 )
 
-Tickers = Annotated[str | None, typer.Option(help="comma-separated tickers [default: all]")]
-Start = Annotated[str | None, typer.Option(help="first date (YYYY-MM-DD)")]
-End = Annotated[str | None, typer.Option(help="last date (YYYY-MM-DD)")]
-Features = Annotated[
-    str | None, typer.Option(help="comma-separated features or families [default: all]")
+# where the panel comes from: with a choice of features, or all of them (predict, research)
+PanelSource = Annotated[
+    DataSource, options("store", "tickers", "start", "end", "features", "cache")
 ]
-Cache = Annotated[
-    Path | None, typer.Option(help="feature cache folder [default: .synthpm-cache by the store]")
-]
+DatedSource = Annotated[DataSource, options("store", "tickers", "start", "end", "cache")]
 RunDir = Annotated[Path, typer.Option("--run", help="a `forecast train` output folder")]
 
 
@@ -55,25 +62,26 @@ def parse_params(items: list[str]) -> dict:
     return out
 
 
-def load_panel(
-    store: Path | None,
-    tickers: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    features: str | None = None,
-    cache: Path | None = None,
-) -> tuple[PanelInputs, pd.DataFrame]:
+@dataclass(frozen=True)
+class Loaded:
+    """A source's inputs and their (date, ticker) feature panel."""
+
+    inputs: PanelInputs
+    panel: pd.DataFrame
+
+
+def load_panel(source: DataSource) -> Loaded:
     """Store → inputs → cached feature panel, with a spinner and a bar over tickers."""
-    target = store_at(store)
-    names = _split(features)
+    target = store_at(source.store)
+    names = _split(source.features)
     config = FeatureConfig(features=tuple(names) if names else None)
     with console.status(f"reading {target.path}"):
-        inputs = PanelInputs.from_store(target, _split(tickers), start, end)
+        inputs = PanelInputs.from_store(target, _split(source.tickers), source.start, source.end)
     started = time.perf_counter()
     panel = features_cached(
         inputs,
         config,
-        cache if cache is not None else target.path.parent / ".synthpm-cache",
+        source.cache if source.cache is not None else target.path.parent / ".synthpm-cache",
         lambda it, total: progress.track(it, "features", total=total),
     )
     tickers_n = panel.index.get_level_values("ticker").nunique()
@@ -81,65 +89,65 @@ def load_panel(
         f"features: {len(panel):,} rows x {panel.shape[1]} columns, {tickers_n} tickers "
         f"({time.perf_counter() - started:.1f}s)"
     )
-    return inputs, panel
+    return Loaded(inputs, panel)
 
 
-@features_app.command("build")
+@command(features_app, "build")
 def features_build(
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
-    features: Features = None,
+    *,
+    source: PanelSource,
     out: Annotated[Path, typer.Option(help="Parquet file to write")] = Path(
         "runs/features.parquet"
     ),
-    cache: Cache = None,
 ) -> None:
     """Build the (date, ticker) feature panel; every value uses data known by its date."""
-    _, panel = load_panel(store, tickers, start, end, features, cache)
+    panel = load_panel(source).panel
     out.parent.mkdir(parents=True, exist_ok=True)
     panel.to_parquet(out)
     console.print(f"wrote {out}")
 
 
-@forecast_app.command("train")
+def _model_name(name: str) -> str:
+    if name not in MODELS:
+        raise ConfigError(f"--model must be {', '.join(MODELS[:-1])} or {MODELS[-1]}, not {name!r}")
+    return name
+
+
+WalkForwardOptions = Annotated[
+    ForecastConfig,
+    options(
+        "model",
+        "refit_months",
+        "min_train_days",
+        "train_stride",
+        "seed",
+        "model_params",
+        model=Opt(type=str, parse=_model_name),
+        train_stride=Opt(flag="stride"),
+        model_params=Opt(
+            flag="param",
+            type=list[str] | None,
+            default=None,
+            help="model setting KEY=VALUE, repeatable (e.g. loss=sign_ratio, rounds=200)",
+            parse=lambda items: parse_params(items or []),
+        ),
+    ),
+]
+
+
+@command(forecast_app, "train")
 def forecast_train(
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
-    features: Features = None,
-    model: Annotated[str, typer.Option(help="lightgbm, mlp or lstm")] = "lightgbm",
-    refit_months: Annotated[int, typer.Option(help="months between refits")] = 12,
-    min_train_days: Annotated[int, typer.Option(help="trading days before the first test")] = 756,
-    stride: Annotated[int, typer.Option(help="train on every n-th trading day")] = 5,
-    seed: int = 0,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(help="model setting KEY=VALUE, repeatable (e.g. loss=sign_ratio, rounds=200)"),
-    ] = None,
+    *,
+    source: PanelSource,
+    config: WalkForwardOptions,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/forecast"),
-    cache: Cache = None,
 ) -> None:
     """Walk-forward: fit per fold, forecast out of sample, write forecasts and quality."""
-    if model not in MODELS:
-        raise ConfigError(
-            f"--model must be {', '.join(MODELS[:-1])} or {MODELS[-1]}, not {model!r}"
-        )
-    config = ForecastConfig(
-        model=model,
-        refit_months=refit_months,
-        min_train_days=min_train_days,
-        train_stride=stride,
-        seed=seed,
-        model_params=parse_params(param or []),
-    )
-    inputs, panel = load_panel(store, tickers, start, end, features, cache)
+    loaded = load_panel(source)
     started = time.perf_counter()
     result = walk_forward(
-        panel,
-        inputs,
+        loaded.panel,
+        loaded.inputs,
         config,
         progress=lambda it, total: progress.track(it, "folds", total=total),
         log=console.print,
@@ -150,7 +158,7 @@ def forecast_train(
     console.print(f"walk-forward {seconds:.1f}s; wrote {out}/ (forecasts.parquet, quality.json)")
 
 
-def _load_fold_models(run: Path, config: ForecastConfig, start: str):
+def _load_fold_models(run: Path, config: ForecastConfig, start: str) -> FoldModels:
     from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
 
     where = run / "models" / start
@@ -160,25 +168,29 @@ def _load_fold_models(run: Path, config: ForecastConfig, start: str):
         from synthpm.forecast.nets import load_net
 
         returns = load_net(where / "returns")
-    return returns, EventForecaster.load(where / "events")
+    return FoldModels(returns, EventForecaster.load(where / "events"))
 
 
-def _read_run(run: Path) -> tuple[ForecastConfig, list[dict]]:
+class _Run(NamedTuple):
+    """A saved forecast run's config, and its folds as `folds.json` records them."""
+
+    config: ForecastConfig
+    folds: list[dict]
+
+
+def _read_run(run: Path) -> _Run:
     if not (run / "config.json").exists():
         raise SynthpmError(f"{run} is not a forecast run: no config.json (run `forecast train`)")
     config = ForecastConfig.model_validate_json((run / "config.json").read_text())
-    return config, json.loads((run / "folds.json").read_text())
+    return _Run(config, json.loads((run / "folds.json").read_text()))
 
 
-@forecast_app.command("predict")
+@command(forecast_app, "predict")
 def forecast_predict(
+    *,
     run: RunDir,
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
+    source: DatedSource,
     out: Annotated[Path | None, typer.Option(help="Parquet file [default: print]")] = None,
-    cache: Cache = None,
 ) -> None:
     """Forecasts for dates in [start, end] from the run's saved fold models.
 
@@ -188,8 +200,9 @@ def forecast_predict(
     from synthpm.forecast.walkforward import assemble
 
     config, folds = _read_run(run)
+    start = source.start
     lead = None if start is None else str((pd.Timestamp(start) - pd.Timedelta(days=550)).date())
-    _, panel = load_panel(store, tickers, lead, end, None, cache)
+    panel = load_panel(source.model_copy(update={"start": lead})).panel
     dates = panel.index.get_level_values("date")
     wanted = np.ones(len(panel), bool) if start is None else dates >= pd.Timestamp(start)
     first = pd.Timestamp(folds[0]["test_start"])
@@ -213,8 +226,8 @@ def forecast_predict(
         forecasts.to_parquet(out)
         console.print(f"wrote {len(forecasts):,} forecasts to {out}")
     else:
-        show = [c for c in forecasts.columns if c.startswith(("return_class", "confidence"))]
-        print_frame(forecasts[[*show, "best_horizon"]].tail(20), "latest forecasts", 3)
+        show = [forecast_col(f, h) for h in config.horizons for f in ("return_class", "confidence")]
+        print_frame(forecasts[[*show, BEST_HORIZON]].tail(20), "latest forecasts", 3)
 
 
 @forecast_app.command("report")
@@ -234,7 +247,7 @@ def forecast_report(
             fold: {h: m.get("rank_ic") for h, m in hs.items()}
             for fold, hs in quality["folds"].items()
         }
-    ).T.rename_axis("fold")
+    ).T.rename_axis(FOLD)
     print_frame(per_fold, "rank IC per fold")
     if quality.get("events"):
         print_frame(pd.DataFrame(quality["events"]).T.rename_axis("event"), "event probabilities")
@@ -256,39 +269,34 @@ def research_scan(
     print_frame(picked.set_index("step"), f"least correlated with {ticker.upper()}", 3)
 
 
-@research_app.command("correlate")
+@command(research_app, "correlate")
 def research_correlate(
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
+    *,
+    source: DatedSource,
     top: Annotated[int, typer.Option(help="rows to print")] = 25,
     out: Annotated[Path | None, typer.Option(help="CSV file for the whole table")] = None,
-    cache: Cache = None,
 ) -> None:
     """Feature-label rank IC per horizon (mean daily cross-sectional Spearman)."""
     from synthpm.forecast.targets import return_targets
     from synthpm.research import feature_label_correlation
 
-    inputs, panel = load_panel(store, tickers, start, end, None, cache)
-    table = feature_label_correlation(panel, return_targets(inputs, panel.index))
+    loaded = load_panel(source)
+    targets = return_targets(loaded.inputs, loaded.panel.index)
+    table = feature_label_correlation(loaded.panel, targets)
     print_frame(table.head(top), "feature-label rank IC", 4)
     if out:
         table.to_csv(out)
         console.print(f"wrote {out}")
 
 
-@research_app.command("ablate")
+@command(research_app, "ablate")
 def research_ablate(
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
+    *,
+    source: DatedSource,
     horizon: Annotated[str, typer.Option(help="1d, 1w, 1m or 3m")] = "1m",
     by: Annotated[str, typer.Option(help="family or feature")] = "family",
     test_start: Annotated[str | None, typer.Option(help="first test date")] = None,
     out: Annotated[Path | None, typer.Option(help="CSV file")] = None,
-    cache: Cache = None,
 ) -> None:
     """Drop each feature family (or feature), refit, and report the change in loss, F1, IC."""
     from synthpm.forecast.base import HORIZONS
@@ -297,10 +305,10 @@ def research_ablate(
 
     if horizon not in HORIZONS:
         raise ConfigError(f"--horizon must be one of {', '.join(HORIZONS)}, not {horizon!r}")
-    inputs, panel = load_panel(store, tickers, start, end, None, cache)
-    targets = return_targets(inputs, panel.index, {horizon: HORIZONS[horizon]})
+    loaded = load_panel(source)
+    targets = return_targets(loaded.inputs, loaded.panel.index, {horizon: HORIZONS[horizon]})
     table = ablation(
-        panel,
+        loaded.panel,
         targets,
         horizon=horizon,
         by=by,
@@ -315,13 +323,13 @@ def research_ablate(
         console.print(f"wrote {out}")
 
 
-@research_app.command("shap")
+@command(research_app, "shap")
 def research_shap(
+    *,
     run: RunDir,
-    store: StoreOption = None,
+    source: Annotated[DataSource, options("store", "cache")],
     horizon: Annotated[str, typer.Option(help="1d, 1w, 1m or 3m")] = "1m",
     top: Annotated[int, typer.Option(help="rows to print")] = 20,
-    cache: Cache = None,
 ) -> None:
     """Mean |SHAP| per feature of the run's last LightGBM fold, over its test period."""
     config, folds = _read_run(run)
@@ -332,7 +340,7 @@ def research_shap(
     fold = folds[-1]
     returns, _ = _load_fold_models(run, config, fold["test_start"])
     lead = str((pd.Timestamp(fold["test_start"]) - pd.Timedelta(days=550)).date())
-    _, panel = load_panel(store, None, lead, fold["test_end"], None, cache)
+    panel = load_panel(source.model_copy(update={"start": lead, "end": fold["test_end"]})).panel
     dates = panel.index.get_level_values("date")
     rows = np.flatnonzero(dates >= pd.Timestamp(fold["test_start"]))
     table = returns.shap_values(panel, rows, horizon)

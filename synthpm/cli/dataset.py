@@ -13,12 +13,11 @@ import typer
 from rich.markup import escape
 
 from synthpm import progress
-from synthpm.cli.analysts import Cache, End, Start, Tickers, load_panel
-from synthpm.cli.common import StoreOption, console, print_frame
+from synthpm.cli.analysts import load_panel
+from synthpm.cli.common import DataSource, Opt, command, console, options, print_frame
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
 from synthpm.dataset.build import SPLITS
-from synthpm.limits import Limits
 
 dataset_app = typer.Typer(
     help="Training conversations for the language model.", no_args_is_help=True
@@ -36,52 +35,49 @@ def _scenarios(text: str) -> tuple[str, ...]:
     return names
 
 
-@dataset_app.command("build")
+def all_cores(workers: int = 0) -> int:
+    """`workers` processes; 0: one per core."""
+    return workers or os.cpu_count() or 1
+
+
+DatasetOptions = Annotated[
+    DatasetConfig,
+    options(
+        "start",
+        "end",
+        "scenarios",
+        "schedule",
+        "filings",
+        "val_start",
+        "test_start",
+        "limits.max_positions",
+        "jsonl",
+        "workers",
+        "seed",
+        scenarios=Opt(
+            type=str, default="all", help="all, or comma-separated names", parse=_scenarios
+        ),
+        schedule=Opt(type=str),  # the config checks it: its error names the field
+        workers=Opt(default=0, help="processes [default: all cores]", parse=all_cores),
+    ),
+]
+
+
+@command(dataset_app, "build")
 def dataset_build(
-    store: StoreOption = None,
-    tickers: Tickers = None,
-    start: Start = None,
-    end: End = None,
-    scenarios: Annotated[str, typer.Option(help="all, or comma-separated names")] = "all",
-    forecasts: Annotated[
-        Path, typer.Option(help="a `forecast train` output folder (or its forecasts.parquet)")
-    ] = Path("runs/forecast"),
-    schedule: Annotated[str, typer.Option(help="weekly, monthly or none")] = "weekly",
-    filings: Annotated[bool, typer.Option(help="also decide on 8-K filing days")] = True,
-    val_start: Annotated[str | None, typer.Option(help="first validation date")] = None,
-    test_start: Annotated[str | None, typer.Option(help="first test date")] = None,
-    max_positions: Annotated[int, typer.Option(help="portfolio limit")] = Limits().max_positions,
-    jsonl: Annotated[bool, typer.Option(help="also write JSONL beside the Parquet")] = False,
-    workers: Annotated[int, typer.Option(help="processes [default: all cores]")] = 0,
-    seed: int = 0,
+    *,
+    source: Annotated[DataSource, options("store", "tickers", "forecasts", "cache")],
+    config: DatasetOptions,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/dataset"),
-    cache: Cache = None,
 ) -> None:
     """Contexts x scenarios x hindsight labels → conversations, split by date."""
-    config = DatasetConfig(
-        start=start,
-        end=end,
-        schedule=schedule,
-        filings=filings,
-        scenarios=_scenarios(scenarios),
-        val_start=val_start,
-        test_start=test_start,
-        limits=Limits(max_positions=max_positions),
-        seed=seed,
-        workers=workers or os.cpu_count() or 1,
-        jsonl=jsonl,
-    )
-    file = forecasts / "forecasts.parquet" if forecasts.is_dir() else forecasts
-    if not file.exists():
-        raise SynthpmError(
-            f"no forecasts at {file}: run `synthpm forecast train --out {forecasts}` first"
-        )
+    file = source.forecasts_file()
     # Features need the history before `start`; the calendar cuts decision points to it.
-    inputs, panel = load_panel(store, tickers, None, end, None, cache)
+    loaded = load_panel(source.model_copy(update={"end": config.end}))
     started = time.perf_counter()
     stats = build_dataset(
-        inputs,
-        panel,
+        loaded.inputs,
+        loaded.panel,
         pd.read_parquet(file),
         out,
         config,

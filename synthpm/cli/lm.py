@@ -8,49 +8,47 @@ from typing import Annotated
 
 import typer
 
-from synthpm.cli.common import console, print_frame
+from synthpm.cli.common import Opt, command, console, options, print_frame, runs_a_model
 from synthpm.data.errors import ConfigError
+from synthpm.lm.lora import LoraConfig
 from synthpm.lm.train import TrainConfig, train
 
 lm_app = typer.Typer(
     help="The language model: train, calibrate, eval, convert, lora.", no_args_is_help=True
 )
+DataDir = Annotated[Path, typer.Option(help="a `dataset build` folder")]
+TrainOptions = Annotated[
+    TrainConfig,
+    options(
+        "depth",
+        "steps",
+        "batch_size",
+        "grad_accum",
+        "lr",
+        "schedule",
+        "max_examples",
+        "seed",
+        "seq_len",
+        "vocab_size",
+        "eval_every",
+        schedule=Opt(type=str),  # the config checks it: its error names the field
+    ),
+]
 
 
-@lm_app.command("train")
+@command(lm_app, "train")
 def lm_train(
-    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    *,
+    data: DataDir = Path("runs/dataset"),
     out: Annotated[Path, typer.Option(help="model folder (resumes its checkpoint)")] = Path(
         "runs/lm"
     ),
-    depth: Annotated[int, typer.Option(help="the size knob: width = 64 x depth")] = 2,
-    steps: int = 300,
-    batch_size: int = 64,
-    grad_accum: int = 1,
-    lr: float = 3e-3,
-    schedule: Annotated[str, typer.Option(help="cosine or wsd")] = "cosine",
-    max_examples: Annotated[int, typer.Option(help="training rows read")] = 200_000,
-    seed: int = 0,
-    seq_len: Annotated[int, typer.Option(help="longest training sequence, tokens")] = 512,
-    vocab_size: Annotated[int, typer.Option(help="tokenizer size (first run in OUT)")] = 4096,
-    eval_every: Annotated[int, typer.Option(help="steps between validation losses")] = 100,
+    config: TrainOptions,
 ) -> None:
     """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only.
 
     Multi-GPU: `torchrun --standalone --nproc_per_node=N -m synthpm.cli lm train ...`."""
-    config = TrainConfig(
-        depth=depth,
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        schedule=schedule,
-        max_examples=max_examples,
-        seed=seed,
-        seq_len=seq_len,
-        vocab_size=vocab_size,
-        eval_every=eval_every,
-    )
+    runs_a_model()
     last = train(data, out, config, log=console.print)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the files
         console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")
@@ -59,7 +57,7 @@ def lm_train(
 @lm_app.command("eval")
 def lm_eval(
     model: Annotated[Path, typer.Option(help="a `lm train` folder")] = Path("runs/lm"),
-    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    data: DataDir = Path("runs/dataset"),
     n: Annotated[int, typer.Option(help="test examples")] = 1000,
     batch_size: int = 32,
     untrained: Annotated[
@@ -78,6 +76,7 @@ def lm_eval(
 
     from synthpm.lm.evaluate import evaluate
 
+    runs_a_model()
     report = evaluate(model, data, n, batch_size, untrained, cite, ic_dates)
     flat = {k: v for k, v in report.items() if k != "majority_class" and not isinstance(v, dict)}
     print_frame(pd.DataFrame({"value": flat}), f"test split, {report['examples']} examples")
@@ -148,7 +147,7 @@ def _print_reliability(section: dict) -> None:
 @lm_app.command("calibrate")
 def lm_calibrate(
     model: Annotated[Path, typer.Argument(help="a `lm train` folder")],
-    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    data: DataDir = Path("runs/dataset"),
     n: Annotated[int, typer.Option(help="validation contexts (scenario `empty`), at most")] = 2000,
     seed: int = 0,
     batch_size: int = 32,
@@ -160,6 +159,7 @@ def lm_calibrate(
 
     from synthpm.lm.calibrate import fit_calibration
 
+    runs_a_model()
     record = fit_calibration(model, data, n, seed, batch_size).record
     fit = pd.DataFrame({"before": record["before"], "after": record["after"]})
     dates = record["dates"] or ["?", "?"]
@@ -193,21 +193,18 @@ def lm_convert(
     console.print(f"wrote {convert_gguf(gguf or _bundled_gguf(), out)}")
 
 
-@lm_app.command("lora")
+@command(lm_app, "lora")
 def lm_lora(
+    *,
     model: Annotated[Path, typer.Option(help="a `lm convert` folder")] = Path("runs/smollm2"),
-    data: Annotated[Path, typer.Option(help="a `dataset build` folder")] = Path("runs/dataset"),
+    data: DataDir = Path("runs/dataset"),
     out: Annotated[Path, typer.Option(help="adapter folder")] = Path("runs/lora"),
-    steps: int = 10,
-    batch_size: int = 2,
-    lr: float = 2e-4,
-    rank: int = 8,
-    seed: int = 0,
+    config: Annotated[
+        LoraConfig, options("steps", "batch_size", "lr", "r", "seed", r=Opt(flag="rank"))
+    ],
 ) -> None:
     """LoRA fine-tuning of the local pretrained model (GPU scale; on CPU a smoke test)."""
-    from synthpm.lm.lora import LoraConfig, lora_train
+    from synthpm.lm.lora import lora_train
 
-    config = LoraConfig(
-        steps=steps, batch_size=batch_size, lr=lr, r=rank, alpha=2 * rank, seed=seed
-    )
+    config = config.model_copy(update={"alpha": 2 * config.r})  # the usual scale: alpha = 2r
     console.print(lora_train(model, data, out, config, log=console.print))

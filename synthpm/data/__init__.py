@@ -1,1 +1,1 @@
-"""Store, embedded default data, validation and importers (DESIGN.md §1)."""
+"""Store, embedded default data, validation and importers (docs/design.md §1)."""

@@ -1,4 +1,4 @@
-"""8-K items and the event taxonomy (DESIGN.md §1).
+"""8-K items and the event taxonomy (docs/design.md §1).
 
 Item numbers since August 2004 are "section.item" ("2.02"); filings before that used whole
 numbers ("5", "12"), which EDGAR still lists for old filings. Both map into one taxonomy, so
@@ -6,6 +6,16 @@ a 1999 "Item 12" and a 2020 "Item 2.02" are both `results`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class EventKind(NamedTuple):
+    """What a filing is: its type in the event taxonomy, and what that means in words."""
+
+    event_type: str
+    meaning: str
+
 
 # item -> (event_type, meaning). The meaning is the SEC's item title, shortened.
 ITEMS_8K: dict[str, tuple[str, str]] = {
@@ -59,9 +69,9 @@ LEGACY_ITEMS_8K: dict[str, tuple[str, str]] = {
     "12": ("results", "Results of operations and financial condition"),
 }
 
-UNKNOWN_ITEM = ("other_event", "Unrecognised 8-K item")
-NO_ITEMS = ("filing_8k", "8-K filed without structured items")
-INSIDER_FILING = ("insider_filing", "Form 4: statement of changes in beneficial ownership")
+UNKNOWN_ITEM = EventKind("other_event", "Unrecognised 8-K item")
+NO_ITEMS = EventKind("filing_8k", "8-K filed without structured items")
+INSIDER_FILING = EventKind("insider_filing", "Form 4: statement of changes in beneficial ownership")
 
 EVENT_TYPES: tuple[str, ...] = tuple(
     sorted(
@@ -70,10 +80,10 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 )
 
 
-def classify_item(item: str) -> tuple[str, str]:
+def classify_item(item: str) -> EventKind:
     """(event_type, meaning) of an 8-K item number such as "2.02" or legacy "12"."""
     item = item.strip()
     if item in ITEMS_8K:
-        return ITEMS_8K[item]
+        return EventKind(*ITEMS_8K[item])
     legacy = item.lstrip("0") or item
-    return LEGACY_ITEMS_8K.get(legacy, UNKNOWN_ITEM)
+    return EventKind(*LEGACY_ITEMS_8K.get(legacy, UNKNOWN_ITEM))

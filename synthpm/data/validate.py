@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -120,7 +121,14 @@ def check_tickers(df: pd.DataFrame) -> pd.Series:
     return tickers.astype(object)
 
 
-def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> tuple[pd.DataFrame, list[str]]:
+class Validated(NamedTuple):
+    """A checked price frame, and the warnings about the bars it repaired."""
+
+    prices: pd.DataFrame
+    warnings: list[str]
+
+
+def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> Validated:
     """A long price frame checked and cleaned for the `prices` table.
 
     Returns the frame (sorted by ticker, date) and warnings about repaired bars.
@@ -152,21 +160,22 @@ def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> tuple[pd.DataF
             df, dup, f"duplicate (ticker, date) {first['date'].date()} at rows {rows}", "date"
         )
     df, warnings = _repair_inconsistent_bars(df, strict=strict)
-    return df.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True), warnings
+    prices = df.sort_values(["ticker", "date"], kind="stable").reset_index(drop=True)
+    return Validated(prices, warnings)
 
 
 def _first(df: pd.DataFrame, col: str, mask: np.ndarray) -> str:
     return repr(float(df[col].to_numpy()[mask][0])) if mask.any() else ""
 
 
-def _repair_inconsistent_bars(df: pd.DataFrame, *, strict: bool) -> tuple[pd.DataFrame, list[str]]:
+def _repair_inconsistent_bars(df: pd.DataFrame, *, strict: bool) -> Validated:
     o, h, lo, c = (df[k].to_numpy() for k in PRICE_FIELDS)
     tol_h = np.where(np.isnan(h), np.inf, h * (1 + RANGE_TOLERANCE))
     tol_l = np.where(np.isnan(lo), -np.inf, lo * (1 - RANGE_TOLERANCE))
     with np.errstate(invalid="ignore"):
         bad = (h < lo) | (c > tol_h) | (c < tol_l) | (o > tol_h) | (o < tol_l)
     if not bad.any():
-        return df, []
+        return Validated(df, [])
     if strict:
         loc = _location(df, bad)
         i = int(np.flatnonzero(bad)[0])
@@ -185,8 +194,9 @@ def _repair_inconsistent_bars(df: pd.DataFrame, *, strict: bool) -> tuple[pd.Dat
     sources = sorted(df.loc[bad, "_source"].astype(str).unique()) if "_source" in df else []
     df = df.copy()
     df.loc[bad, ["open", "high", "low"]] = np.nan
-    return df, [
+    warning = (
         f"{int(bad.sum())} bar(s) with high < low or open/close outside [low, high] kept as "
         f"close-only (open/high/low dropped) in {', '.join(sources[:3]) or 'input'}: {examples}"
         + (" ..." if bad.sum() > 5 else "")
-    ]
+    )
+    return Validated(df, [warning])

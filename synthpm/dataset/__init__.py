@@ -1,4 +1,4 @@
-"""Training data (DESIGN §4–5): decision points → contexts → scenarios x hindsight labels →
+"""Training data (docs/design.md §4–5): decision points → contexts → scenarios x hindsight labels →
 faithful reasoning → conversations split by date.
 
 `calendar` (decision points) → `context` (the vectorised context frame and the `Context`

@@ -28,10 +28,13 @@ import json
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date as Date
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -59,23 +62,58 @@ from synthpm.limits import Limits
 from synthpm.signals import signal_json
 
 SPLITS = ("train", "validation", "test")
-COLUMNS = (
-    "id",
-    "date",
-    "ticker",
-    "sector",
-    "trigger",
-    "scenario",
-    "split",
-    "decision",
-    "reason",
-    "conviction",
-    "hold_days",
-    "outcome",
-    "system",
-    "user",
-    "assistant",
-)
+
+
+class Example(NamedTuple):
+    """One labelled conversation: a row of the dataset's Parquet shards, fields in order."""
+
+    id: str
+    date: Date
+    ticker: str
+    sector: str
+    trigger: str
+    scenario: str
+    split: str
+    decision: str
+    reason: str
+    conviction: float
+    hold_days: int
+    outcome: float
+    system: str
+    user: str
+    assistant: str
+
+
+COLUMNS = Example._fields
+
+
+@dataclass
+class ChunkCounts:
+    """What one chunk wrote: contexts per split, examples per (split|scenario) × decision,
+    disciplined reasons, and the seconds spent building contexts. Chunks add up with `+=`."""
+
+    contexts: Counter = field(default_factory=Counter)
+    by_split: dict[str, Counter] = field(default_factory=dict)
+    by_scenario: dict[str, Counter] = field(default_factory=dict)
+    by_reason: Counter = field(default_factory=Counter)
+    context_seconds: float = 0.0
+
+    def add(self, example: Example) -> None:
+        self.by_split.setdefault(example.split, Counter())[example.decision] += 1
+        self.by_scenario.setdefault(example.scenario, Counter())[example.decision] += 1
+        self.by_reason[example.reason] += 1
+
+    def __iadd__(self, other: ChunkCounts) -> ChunkCounts:
+        self.contexts += other.contexts
+        for mine, theirs in (
+            (self.by_split, other.by_split),
+            (self.by_scenario, other.by_scenario),
+        ):
+            for name, counter in theirs.items():
+                mine.setdefault(name, Counter()).update(counter)
+        self.by_reason += other.by_reason
+        self.context_seconds += other.context_seconds
+        return self
 
 
 class FaithfulnessError(SynthpmError):
@@ -85,25 +123,25 @@ class FaithfulnessError(SynthpmError):
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: str | None = None
-    end: str | None = None
-    schedule: Schedule = "weekly"
-    filings: bool = True  # event-driven points on 8-K days
+    start: str | None = Field(None, description="first date (YYYY-MM-DD)")
+    end: str | None = Field(None, description="last date (YYYY-MM-DD)")
+    schedule: Schedule = Field("weekly", description="scheduled reviews: weekly, monthly or none")
+    filings: bool = Field(True, description="also decide on 8-K filing days")
     scenarios: tuple[str, ...] = SCENARIOS
-    val_start: str | None = None
-    test_start: str | None = None
+    val_start: str | None = Field(None, description="first validation date")
+    test_start: str | None = Field(None, description="first test date")
     limits: Limits = Field(default_factory=Limits)
     labels: LabelConfig = Field(default_factory=LabelConfig)
     seed: int = 0
     chunk_dates: int = Field(26, ge=1)  # decision dates per chunk: one shard per split each
     workers: int = Field(1, ge=1)  # processes; each holds one chunk at a time
-    jsonl: bool = False
+    jsonl: bool = Field(False, description="also write JSONL beside the Parquet")
 
 
-def _write_split(rows: list[tuple], folder: Path, part: int, jsonl: bool) -> None:
+def _write_split(rows: list[Example], folder: Path, part: int, jsonl: bool) -> None:
     """One chunk's examples of one split: a zstd Parquet shard (and JSONL when asked)."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)})
+    table = pa.table({c: [getattr(r, c) for r in rows] for c in COLUMNS})
     pq.write_table(table, folder / f"part-{part:05d}.parquet", compression="zstd")
     if jsonl:
         with (folder / f"part-{part:05d}.jsonl").open("w") as out:
@@ -116,9 +154,16 @@ def _write_split(rows: list[tuple], folder: Path, part: int, jsonl: bool) -> Non
                 out.write(json.dumps({"messages": messages, "meta": row}) + "\n")
 
 
+class SplitBounds(NamedTuple):
+    """Calendar positions where the validation and the test split start."""
+
+    val_start: int
+    test_start: int
+
+
 def split_bounds(
     dates: pd.DatetimeIndex, calendar: pd.DatetimeIndex, config: DatasetConfig
-) -> tuple[int, int]:
+) -> SplitBounds:
     """Calendar positions where validation and test start."""
 
     def position(text: str | None, fraction: float) -> int:
@@ -131,7 +176,7 @@ def split_bounds(
         raise ConfigError(
             f"val_start must come before test_start ({config.val_start}, {config.test_start})"
         )
-    return val, test
+    return SplitBounds(val, test)
 
 
 def examples_for_context(
@@ -141,16 +186,15 @@ def examples_for_context(
     book: ScenarioBook,
     config: DatasetConfig,
     split: str = "",
-):
-    """The labelled conversations of one context, one per scenario the book can fill, as
-    tuples in `COLUMNS` order."""
+) -> Iterator[Example]:
+    """The labelled conversations of one context, one per scenario the book can fill."""
     ctx = context_from_row(row, benchmark)
     text = context_text(ctx)
     limits = config.limits
-    plain_facts = market_text(ctx.market)[1]
+    plain_facts = market_text(ctx.market).facts
     for scenario in book.for_context(ctx.ticker, ctx.sector, config.scenarios):
         market_facts = (
-            market_text(scenario_market(ctx, scenario))[1] if scenario.market else plain_facts
+            market_text(scenario_market(ctx, scenario)).facts if scenario.market else plain_facts
         )
         user = render_prompt(ctx, limits, scenario, text)
         decision, reason = decide(
@@ -188,22 +232,22 @@ def examples_for_context(
             words.catalysts,
             words.exit_triggers,
         )
-        yield (
-            f"{ctx.date}:{ctx.ticker}:{scenario.name}",
-            ctx.date,
-            ctx.ticker,
-            ctx.sector,
-            ctx.trigger,
-            scenario.name,
-            split,
-            decision,
-            reason,
-            float(label["conviction"]),
-            int(label["hold_days"]),
-            float(label["outcome"]),
-            SYSTEM_PROMPT,
-            user,
-            answer,
+        yield Example(
+            id=f"{ctx.date}:{ctx.ticker}:{scenario.name}",
+            date=ctx.date,
+            ticker=ctx.ticker,
+            sector=ctx.sector,
+            trigger=ctx.trigger,
+            scenario=scenario.name,
+            split=split,
+            decision=decision,
+            reason=reason,
+            conviction=float(label["conviction"]),
+            hold_days=int(label["hold_days"]),
+            outcome=float(label["outcome"]),
+            system=SYSTEM_PROMPT,
+            user=user,
+            assistant=answer,
         )
 
 
@@ -252,19 +296,19 @@ def build_dataset(
     (out / "contexts").mkdir(parents=True)
     global _JOB
     _JOB = _Job(inputs, panel, forecasts, points, labels, split, closes, config, out)
-    counts: Counter = Counter()
+    counts = ChunkCounts()
     workers = min(config.workers, len(chunks))
     if workers > 1:
         # fork: workers inherit the job (panel, inputs) without pickling it
         with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             done = pool.map(_chunk, range(len(chunks)), chunks)
             for part in progress(done, total=len(chunks)) if progress else done:
-                counts.update(part)
+                counts += part
     else:
         for number in (
             progress(range(len(chunks)), total=len(chunks)) if progress else range(len(chunks))
         ):
-            counts.update(_chunk(number, chunks[number]))
+            counts += _chunk(number, chunks[number])
     _JOB = None
     seconds = time.perf_counter() - started
     stats = _stats(counts, out, len(points), seconds, val, test, calendar)
@@ -293,19 +337,19 @@ class _Job:
 _JOB: _Job | None = None
 
 
-def _chunk(number: int, dates: np.ndarray) -> Counter:
+def _chunk(number: int, dates: np.ndarray) -> ChunkCounts:
     """Contexts, scenarios and labelled conversations of one chunk of dates, written."""
-    job, counts = _JOB, Counter()
+    job, counts = _JOB, ChunkCounts()
     mask = job.points["date"].isin(dates).to_numpy()
     tick = time.perf_counter()
     contexts = build_contexts(job.inputs, job.panel, job.forecasts, job.points[mask], job.closes)
-    counts["context_seconds"] += time.perf_counter() - tick
+    counts.context_seconds += time.perf_counter() - tick
     frame = contexts.frame
     splits = job.split[mask]
     frame.assign(split=splits).to_parquet(job.out / "contexts" / f"part-{number:05d}.parquet")
     labels = job.labels[mask].to_dict("records")
     records = frame.to_dict("records")
-    rows: dict[str, list] = {s: [] for s in SPLITS}
+    rows: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for day, positions in frame.groupby("date", sort=True).indices.items():
         # Every ticker trading that day, not only those with a decision point: a filing day
         # off the weekly schedule still has a whole market to hold positions in.
@@ -316,48 +360,37 @@ def _chunk(number: int, dates: np.ndarray) -> Counter:
         book = ScenarioBook(np.datetime64(day), universe, job.config.limits, job.config.seed)
         for i in positions:
             where = splits[i]
-            counts[f"contexts_{where}"] += 1
+            counts.contexts[where] += 1
             if where not in rows:
                 continue
-            for row in examples_for_context(
+            for example in examples_for_context(
                 records[i], contexts.benchmark, labels[i], book, job.config, where
             ):
-                rows[where].append(row)
-                counts[("split", where, row[7])] += 1
-                counts[("scenario", row[5], row[7])] += 1
-                counts[("reason", row[8])] += 1
+                rows[where].append(example)
+                counts.add(example)
     for where, found in rows.items():
         if found:
             _write_split(found, job.out / where, number, job.config.jsonl)
     return counts
 
 
-def _stats(counts, out: Path, n_points, seconds, val, test, calendar) -> dict:
-    examples = sum(v for k, v in counts.items() if isinstance(k, tuple) and k[0] == "split")
+def _stats(counts: ChunkCounts, out: Path, n_points, seconds, val, test, calendar) -> dict:
+    examples = sum(sum(c.values()) for c in counts.by_split.values())
 
-    def table(kind: str) -> dict:
-        names = sorted({k[1] for k in counts if isinstance(k, tuple) and k[0] == kind})
-        return {n: {d: counts[(kind, n, d)] for d in ("BUY", "SELL", "SKIP")} for n in names}
+    def table(by: dict[str, Counter]) -> dict:
+        return {n: {d: by[n][d] for d in ("BUY", "SELL", "SKIP")} for n in sorted(by)}
 
     return {
         "examples": examples,
         "decision_points": n_points,
-        "contexts": {
-            k.split("_", 1)[1]: v
-            for k, v in counts.items()
-            if isinstance(k, str) and k.startswith("contexts_")
-        },
+        "contexts": dict(counts.contexts),
         "val_start": str(calendar[val].date()) if val < len(calendar) else None,
         "test_start": str(calendar[test].date()) if test < len(calendar) else None,
-        "by_split": table("split"),
-        "by_scenario": table("scenario"),
-        "by_reason": {
-            k[1]: v
-            for k, v in sorted(counts.items(), key=str)
-            if isinstance(k, tuple) and k[0] == "reason"
-        },
+        "by_split": table(counts.by_split),
+        "by_scenario": table(counts.by_scenario),
+        "by_reason": dict(sorted(counts.by_reason.items())),
         "bytes": {s: sum(f.stat().st_size for f in (out / s).glob("*.parquet")) for s in SPLITS},
         "seconds": round(seconds, 2),
-        "context_seconds": round(counts["context_seconds"], 3),
+        "context_seconds": round(counts.context_seconds, 3),
         "examples_per_s": round(examples / seconds, 1) if seconds else None,
     }

@@ -1,25 +1,30 @@
 """`build_contexts`: the context frame (one row per decision point, flat columns, all
 values known by `date`) built in bulk from the feature panel, the walk-forward forecasts and
 the store's events and insider trades. Vectorised: no Python loop over rows. The frame's
-columns are documented in `synthpm.context`, which holds the types a row becomes.
+columns are documented in `synthpm.context`, which holds the types a row becomes, and named
+in `synthpm.columns`.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
-from synthpm.context import (
+from synthpm.columns import (
+    BEST_HORIZON,
     FORECAST_FIELDS,
-    INSIDER_COUNTS,
-    MARKET_COLUMNS,
+    FROM_PANEL,
+    INSIDER_COVERED,
     NOTABLE,
     RECENT,
-    TREND_COLUMNS,
-    UNINFORMATIVE,
-    WINDOW_DAYS,
-    Contexts,
+    event_col,
+    event_prob_col,
+    forecast_col,
+    insider_col,
 )
+from synthpm.context import UNINFORMATIVE, WINDOW_DAYS, Contexts
 from synthpm.features.filings import EVENT_GROUPS, day_numbers
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
@@ -84,19 +89,12 @@ def build_contexts(
     )
     closes = inputs.closes() if closes is None else closes
     frame["sector"] = frame["ticker"].map(inputs.sectors).fillna("Unknown").to_numpy(object)
-    wanted = [
-        *TREND_COLUMNS.values(),
-        *MARKET_COLUMNS.values(),
-        "vix_is_proxy",
-        "ev_covered",
-        *INSIDER_COUNTS,
-    ]
-    values = panel[wanted].to_numpy()[rows]
-    for i, col in enumerate(wanted):
+    values = panel[list(FROM_PANEL)].to_numpy()[rows]
+    for i, col in enumerate(FROM_PANEL):
         frame[col] = values[:, i]
 
-    columns = [f"{f}_{h}" for h in HORIZONS for f in FORECAST_FIELDS]
-    columns += ["best_horizon", *(f"event_prob_{g}" for g in EVENT_GROUPS)]
+    columns = [forecast_col(f, h) for h in HORIZONS for f in FORECAST_FIELDS]
+    columns += [BEST_HORIZON, *(event_prob_col(g) for g in EVENT_GROUPS)]
     known = [c for c in columns if forecasts is not None and c in forecasts]
     joined = forecasts[known].reindex(index) if known else pd.DataFrame(index=index)
     for col in columns:  # a date before the first fold, or a group never seen: NaN
@@ -108,14 +106,17 @@ def build_contexts(
     query, lo = (tcode << 32) | day, (tcode << 32) | (day - WINDOW_DAYS)
     _recent_events(frame, inputs.events, codes, query, lo)
     _notable_trades(frame, inputs.insider, codes, query, lo)
-    source = benchmark_close(inputs.market, closes)[1]
+    source = benchmark_close(inputs.market, closes).source
     benchmark = "index" if source == "index" else "equal-weight universe"
     return Contexts(frame, benchmark)
 
 
-def _keyed(
-    table: pd.DataFrame, codes: dict[str, int], columns: tuple[str, ...] = ()
-) -> tuple[pd.DataFrame, np.ndarray]:
+class _Keyed(NamedTuple):
+    table: pd.DataFrame  # rows of known tickers sorted by (ticker, date_known)
+    keys: np.ndarray  # their `ticker_code << 32 | day`, sorted
+
+
+def _keyed(table: pd.DataFrame, codes: dict[str, int], columns: tuple[str, ...] = ()) -> _Keyed:
     """Rows of known tickers sorted by (ticker, date_known), with their keys; optional
     `columns` a source lacks (a CSV without 8-K items or insider roles) come back empty."""
     table = table[table["ticker"].isin(codes)].assign(
@@ -124,25 +125,25 @@ def _keyed(
     tcode = table["ticker"].map(codes).to_numpy().astype(np.int64)
     keys = (tcode << 32) | day_numbers(table["date_known"])
     order = np.argsort(keys, kind="stable")
-    return table.iloc[order], keys[order]
+    return _Keyed(table.iloc[order], keys[order])
 
 
 def _recent_events(frame, events, codes, query, lo) -> None:
-    table, keys = _keyed(events[~events["event_type"].isin(UNINFORMATIVE)], codes, ("item",))
+    known = _keyed(events[~events["event_type"].isin(UNINFORMATIVE)], codes, ("item",))
     fields = {"date": "date_known", "type": "event_type", "item": "item"}
-    for k, pos in enumerate(_latest(keys, query, lo, RECENT), start=1):
+    for k, pos in enumerate(_latest(known.keys, query, lo, RECENT), start=1):
         for name, col in fields.items():
-            frame[f"ev{k}_{name}"] = _take(table[col].to_numpy(), pos)
+            frame[event_col(k, name)] = _take(known.table[col].to_numpy(), pos)
 
 
 def _notable_trades(frame, insider, codes, query, lo) -> None:
     # Covered: the ticker's first Form 4 row (first key at or after the ticker's own
     # prefix) is known by the date; a key of a later ticker is larger than any query.
-    keys = np.append(_keyed(insider, codes)[1], np.iinfo(np.int64).max)
-    frame["ins_covered"] = keys[np.searchsorted(keys, query & ~np.int64(0xFFFFFFFF))] <= query
-    table, keys = _keyed(insider[insider["code"].isin(["P", "S"])], codes, ("owner", "role"))
+    keys = np.append(_keyed(insider, codes).keys, np.iinfo(np.int64).max)
+    frame[INSIDER_COVERED] = keys[np.searchsorted(keys, query & ~np.int64(0xFFFFFFFF))] <= query
+    known = _keyed(insider[insider["code"].isin(["P", "S"])], codes, ("owner", "role"))
     fields = {"date": "date_known", "owner": "owner", "role": "role", "code": "code"}
-    for k, pos in enumerate(_latest(keys, query, lo, NOTABLE), start=1):
+    for k, pos in enumerate(_latest(known.keys, query, lo, NOTABLE), start=1):
         for name, col in fields.items():
-            frame[f"ins{k}_{name}"] = _take(table[col].to_numpy(), pos)
-        frame[f"ins{k}_value"] = _take(table["value"].to_numpy(dtype=float), pos)
+            frame[insider_col(k, name)] = _take(known.table[col].to_numpy(), pos)
+        frame[insider_col(k, "value")] = _take(known.table["value"].to_numpy(dtype=float), pos)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from synthpm.data.taxonomy import EVENT_TYPES
 from synthpm.features.filings import EVENT_GROUPS
@@ -73,16 +74,25 @@ def _decimal(whole: str, frac: str | None) -> str:
     return f"{whole}.{frac}" if frac else whole
 
 
-def _number(groups: tuple[str | None, ...]) -> tuple[str, str, str, str]:
-    """(sign, "$" or "", decimal, unit) of a number's regex groups."""
-    sign, dollar, whole, frac, unit = groups
+class _Number(NamedTuple):
+    """A number's canonical parts; joined, in this order, they are its citation key."""
+
+    sign: str  # "-", "+" or ""
+    dollar: str  # "$" or ""
+    value: str  # canonical decimal (`_decimal`)
+    unit: str  # "%", "K", "M", "B" or ""
+
+
+def _number(match: re.Match[str]) -> _Number:
+    """The canonical parts of a number matched by `_NUMBER` (its five groups)."""
+    sign, dollar, whole, frac, unit = match.groups()
     sign = "-" if sign == "\u2212" else (sign or "")
-    return sign, dollar or "", _decimal(whole or "", frac), _UNITS.get(unit, unit or "")
+    return _Number(sign, dollar or "", _decimal(whole or "", frac), _UNITS.get(unit, unit or ""))
 
 
-def _number_backs(groups: tuple[str | None, ...]) -> list[str]:
+def _number_backs(match: re.Match[str]) -> list[str]:
     """A prompt number backs itself with less stated: sign, $ or unit left out."""
-    sign, dollar, value, unit = _number(groups)
+    sign, dollar, value, unit = _number(match)
     forms = {value, dollar + value, value + unit, dollar + value + unit}
     return [*forms, *(("-" if sign == "-" else "+") + form for form in forms)]
 
@@ -91,15 +101,22 @@ def _event_backs(name: str) -> set[str]:
     return {name, *(p for p in name.split("_") if p in EVENT_NAMES)}
 
 
-def _word_cite(token: str) -> tuple[str, str] | None:
+class _Cite(NamedTuple):
+    """A citation: the key a prompt must back, and the form a report shows."""
+
+    key: str
+    shown: str
+
+
+def _word_cite(token: str) -> _Cite | None:
     """(key, readable form) of the citation a non-number token makes, or None."""
     low = token.lower().replace("-", "_")
     if low in EVENT_NAMES:
-        return low, low
+        return _Cite(low, low)
     if _DIGIT(token):
-        return token.lower(), token
+        return _Cite(token.lower(), token)
     if len(token) >= 2 and token.isupper() and token not in EXEMPT:
-        return token, token
+        return _Cite(token, token)
     return None
 
 
@@ -108,39 +125,46 @@ def _phrase_word(matches: list[re.Match[str]]) -> str | None:
     return word if word in _PHRASE_WORDS else None
 
 
+class _ChunkCites(NamedTuple):
+    """What a text chunk cites, and its word if that is one of a spaced event name's."""
+
+    cites: tuple[_Cite, ...]
+    phrase_word: str | None
+
+
 # Chunk caches: what a text chunk cites (and its word, if one of a spaced event name), what a
 # prompt chunk backs. Chunks repeat across examples; numbers make them unbounded, so reset.
 _CACHE_LIMIT = 50_000
-_cites: dict[str, tuple[tuple[tuple[str, str], ...], str | None]] = {}
+_cites: dict[str, _ChunkCites] = {}
 _backs: dict[str, tuple[str, ...]] = {}
 
 
-def _cite_chunk(chunk: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
+def _cite_chunk(chunk: str) -> _ChunkCites:
     if len(_cites) >= _CACHE_LIMIT:
         _cites.clear()
-    cites = []
+    cites: list[_Cite] = []
     matches = list(_TOKEN.finditer(chunk))
     for m in matches:
         if m[3] is not None:
-            key = "".join(_number(m.groups()))
-            cites.append((key, key))
+            key = "".join(_number(m))
+            cites.append(_Cite(key, key))
         elif cited := _word_cite(m.group()):
             cites.append(cited)
-    info = _cites[chunk] = (tuple(cites), _phrase_word(matches))
+    info = _cites[chunk] = _ChunkCites(tuple(cites), _phrase_word(matches))
     return info
 
 
 def _back_chunk(chunk: str) -> tuple[str, ...]:
     if m := _NUMBER_CHUNK(chunk):
-        backs = _backs[chunk] = tuple(_number_backs(m.groups()))
+        backs = _backs[chunk] = tuple(_number_backs(m))
         return backs
     keys: set[str] = set()
     matches = list(_TOKEN.finditer(chunk))
     for m in matches:
         if m[3] is not None:
-            keys.update(_number_backs(m.groups()))
+            keys.update(_number_backs(m))
         elif cited := _word_cite(token := m.group()):
-            keys.update(_event_backs(cited[0]) if cited[0] in EVENT_NAMES else [cited[0]])
+            keys.update(_event_backs(cited.key) if cited.key in EVENT_NAMES else [cited.key])
             pieces = map(_PLAIN_NUMBER, token.split("-"))  # "52-week" backs "52 weeks"
             keys.update(_decimal(*n.groups()) for n in pieces if n)
     word = _phrase_word(matches)
@@ -159,7 +183,7 @@ def _citations(text: str) -> dict[str, str]:
         else:
             for name in (f"{prev2}_{prev}_{word}", f"{prev}_{word}") if prev else ():
                 if name in _MULTI:  # the phrase, not its last word, is the citation
-                    cites = ((name, name),)
+                    cites = (_Cite(name, name),)
                     break
             prev2, prev = prev, word
         for key, shown in cites:

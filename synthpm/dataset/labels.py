@@ -35,6 +35,8 @@ of it, calibrated on validation into the probability of a win (`lm.calibrate`).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,7 +86,7 @@ def outcomes(
     `closes` is `inputs.closes()`, passed in by callers that label many chunks."""
     config = config or LabelConfig()
     closes = inputs.closes() if closes is None else closes
-    bench = benchmark_close(inputs.market, closes)[0].to_numpy(dtype=np.float64)
+    bench = benchmark_close(inputs.market, closes).close.to_numpy(dtype=np.float64)
     c = closes.to_numpy(dtype=np.float64)
     n, h = len(c), config.horizon
     # Every member's net excess return over the hold from each date (NaN past the data).
@@ -116,6 +118,13 @@ def outcomes(
     )
 
 
+class Label(NamedTuple):
+    """A hindsight label: the decision (BUY / SELL / SKIP) and its reason (one of REASONS)."""
+
+    decision: str
+    reason: str
+
+
 def decide(
     conviction: float,
     outcome: float,
@@ -124,17 +133,17 @@ def decide(
     sector: str,
     limits: Limits,
     config: LabelConfig,
-) -> tuple[str, str]:
+) -> Label:
     """(decision, reason) for one context under one scenario; see the module docstring."""
     state = scenario.state
     held = state.position(ticker)
     if held is not None and conviction <= config.sell_conviction:
-        return "SELL", "sell"
+        return Label("SELL", "sell")
     bar = config.bear_conviction if scenario.name == "bear_market" else config.buy_conviction
     if conviction < bar:
         if held is not None:
-            return "SKIP", "hold"
-        return "SKIP", "bear_bar" if conviction >= config.buy_conviction else "weak"
+            return Label("SKIP", "hold")
+        return Label("SKIP", "bear_bar" if conviction >= config.buy_conviction else "weak")
     share, reason = room_for_buy(
         limits,
         wanted=limits.max_position,
@@ -147,5 +156,5 @@ def decide(
         cost_rate=config.cost_bps / 1e4,
     )
     if share == 0.0:  # the manager would refuse this trade: a disciplined SKIP
-        return "SKIP", reason if reason in LIMIT_REASONS else "weak"
-    return "BUY", "buy"
+        return Label("SKIP", reason if reason in LIMIT_REASONS else "weak")
+    return Label("BUY", "buy")

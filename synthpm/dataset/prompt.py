@@ -23,6 +23,7 @@ once per context (`ContextText`), because ten scenarios share one context.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from synthpm.context import Context, MarketContext
 from synthpm.dataset.scenarios import Scenario
@@ -225,7 +226,14 @@ def context_text(ctx: Context) -> ContextText:
     return ContextText("\n".join(lines), facts, ctx.best_horizon)
 
 
-def market_text(market: MarketContext) -> tuple[str, list[Fact]]:
+class MarketText(NamedTuple):
+    """The prompt's MARKET line, and the facts it states that reasoning may cite."""
+
+    line: str
+    facts: list[Fact]
+
+
+def market_text(market: MarketContext) -> MarketText:
     facts: list[Fact] = []
     name = "index" if market.benchmark == "index" else "equal-weight universe"
     parts = []
@@ -246,7 +254,7 @@ def market_text(market: MarketContext) -> tuple[str, list[Fact]]:
         text += f"; VIX {market.vix:.1f}{z}{proxy}"
         if market.vix > 25:
             facts.append(Fact(f"VIX {market.vix:.1f}", -1.0 - (market.vix - 25) / 10, "market"))
-    return text, facts
+    return MarketText(text, facts)
 
 
 def limits_text(limits: Limits) -> str:
@@ -334,7 +342,7 @@ def render_prompt(
     its ten scenarios) and by the agent, so the model reads at inference what it trained on."""
     limits = limits or Limits()
     text = text or context_text(ctx)
-    market = market_text(scenario_market(ctx, scenario))[0]
+    market = market_text(scenario_market(ctx, scenario)).line
     scenario = scenario or Scenario("given", ctx.portfolio)
     return "\n".join(
         [

@@ -1,4 +1,4 @@
-"""Ten simulated portfolio states per decision point (DESIGN §5).
+"""Ten simulated portfolio states per decision point (docs/design.md §5).
 
 The same context under different states teaches the model that the portfolio changes the
 right decision: a strong setup is a BUY for an empty book and a disciplined SKIP when its
@@ -45,14 +45,13 @@ HISTORY_WEEKS = 13
 
 @dataclass(frozen=True)
 class Scenario:
-    """A portfolio state for one context, and the market stress the bear scenario applies."""
+    """A named portfolio state for one context, and the market stress the bear scenario
+    applies. The state is a `PortfolioState`, the one shape the prompt and the labels read,
+    as the engine's live book is (the prompt wraps that one as `Scenario("given", state)`)."""
 
     name: str
     state: PortfolioState
     market: dict[str, float] = field(default_factory=dict)  # MarketContext overrides
-
-    def sector_weight(self, sector: str) -> float:
-        return self.state.sector_weight(sector)
 
 
 def _history(rng: np.random.Generator, end: float, peak: float) -> list[float]:
@@ -76,7 +75,8 @@ def _trades(rng: np.random.Generator, wins: int, n: int = 10) -> list[float]:
 
 
 class ScenarioBook:
-    """The scenarios of every context on one date."""
+    """The maker of every context's scenarios on one date (a set of books, not a book itself:
+    each `Scenario.state` is one)."""
 
     def __init__(
         self,

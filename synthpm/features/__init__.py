@@ -1,4 +1,4 @@
-"""Features: the point-in-time panel the analysts read (DESIGN §2).
+"""Features: the point-in-time panel the analysts read (docs/design.md §2).
 
 `technical` (per-ticker price kernel), `filings` (events and insider trades as known by each
 date), `market` (index, VIX, same-date cross-section) → `panel` (assembly, config, cache).

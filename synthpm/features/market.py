@@ -9,6 +9,8 @@ records which in `index_source`. VIX is the stored column (real or the labelled 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 import talib
@@ -34,7 +36,14 @@ CROSS_SECTION_FEATURES: dict[str, str] = {
 }
 
 
-def benchmark_close(market: pd.DataFrame, closes: pd.DataFrame) -> tuple[pd.Series, str]:
+class BenchmarkClose(NamedTuple):
+    """The benchmark's close on the panel's calendar, and where it comes from."""
+
+    close: pd.Series
+    source: str  # "index" (the stored index) or "equal_weight_universe" (the stand-in)
+
+
+def benchmark_close(market: pd.DataFrame, closes: pd.DataFrame) -> BenchmarkClose:
     """The benchmark's close on the panel's calendar (`closes.index`), and its source.
 
     A date the index lacks takes the last known value (never a later one).
@@ -42,22 +51,30 @@ def benchmark_close(market: pd.DataFrame, closes: pd.DataFrame) -> tuple[pd.Seri
     calendar = closes.index
     if not market.empty and market["index_close"].notna().any():
         series = market.set_index("date")["index_close"].dropna()
-        return series.reindex(series.index.union(calendar)).ffill().reindex(calendar), "index"
+        close = series.reindex(series.index.union(calendar)).ffill().reindex(calendar)
+        return BenchmarkClose(close, "index")
     daily = closes.pct_change(fill_method=None).mean(axis=1).fillna(0.0)
-    return (1.0 + daily).cumprod().rename("index_close"), "equal_weight_universe"
+    return BenchmarkClose((1.0 + daily).cumprod().rename("index_close"), "equal_weight_universe")
 
 
-def benchmark_kind(market: pd.DataFrame) -> tuple[str, str]:
+class BenchmarkKind(NamedTuple):
+    """What the stored index measures, and what it is (its stored source, or the stand-in)."""
+
+    kind: str  # "total_return", "price" or "universe"
+    source: str
+
+
+def benchmark_kind(market: pd.DataFrame) -> BenchmarkKind:
     """(kind, source) of the stored index: kind "total_return" (dividends reinvested) or
     "price" (an index level without dividends; also any index stored without a kind), or
     "universe" for the equal-weight stand-in, whose returns are the stored closes' own."""
     if market.empty or not market["index_close"].notna().any():
-        return "universe", "equal-weight universe of the stored closes"
+        return BenchmarkKind("universe", "equal-weight universe of the stored closes")
     rows = market[market["index_close"].notna()]
     kinds = set(rows["index_kind"].dropna()) if "index_kind" in rows else set()
     sources = rows["index_source"].dropna() if "index_source" in rows else pd.Series([])
     source = str(sources.iloc[-1]) if len(sources) else "index"
-    return ("total_return" if kinds == {"total_return"} else "price"), source
+    return BenchmarkKind("total_return" if kinds == {"total_return"} else "price", source)
 
 
 def market_features(index_close: pd.Series, market: pd.DataFrame) -> pd.DataFrame:

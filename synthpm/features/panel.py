@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -150,7 +151,17 @@ class PanelInputs:
         return h.hexdigest()
 
 
-def _fill_bars(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
+class _Bars(NamedTuple):
+    """One ticker's OHLCV as float64 arrays, in `price_features`' argument order."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+
+def _fill_bars(bars: pd.DataFrame) -> _Bars:
     """OHLCV arrays; a bar stored close-only (the store's repair of an inconsistent bar) is
     made flat at its close and takes the previous volume, so that one bad bar does not turn
     every later value of a smoothed indicator into NaN."""
@@ -160,7 +171,8 @@ def _fill_bars(bars: pd.DataFrame) -> tuple[np.ndarray, ...]:
     if not np.isnan(cols[1]).all():
         cols = [np.where(np.isnan(c), close, c) for c in cols]
         volume = pd.Series(volume).ffill().fillna(0.0).to_numpy()
-    return (*cols, close, volume)
+    open_, high, low = cols
+    return _Bars(open_, high, low, close, volume)
 
 
 def build_features(

@@ -1,4 +1,4 @@
-"""Forecasts: walk-forward analyst models (DESIGN §3).
+"""Forecasts: walk-forward analyst models (docs/design.md §3).
 
 `base` (horizons, classes, the model API) → `targets` (forward labels, the one place that
 reads the future) → `lgbm` / `nets` (models) → `walkforward` (folds, purge, output schema)

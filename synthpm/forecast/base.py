@@ -13,6 +13,7 @@ benchmark's), `vol_h` (annualised realised volatility ahead), `mdd_h` (max drawd
 `predict` returns, per horizon: `proba_h_0..4` (class probabilities, rows sum to 1),
 `vol_h`, `mdd_h`, and optionally `ret_h` (a direct estimate of the excess return; when
 absent the driver takes the probability-weighted mean of the fold's class means).
+`synthpm.columns` spells these names.
 """
 
 from __future__ import annotations
@@ -41,7 +42,3 @@ class ReturnModel(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> Self: ...
-
-
-def proba_columns(horizon: str) -> list[str]:
-    return [f"proba_{horizon}_{k}" for k in range(N_CLASSES)]

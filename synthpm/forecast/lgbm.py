@@ -7,10 +7,9 @@ most of a small fit's cost; the boosters swap only its labels):
 - `abs`: the expected absolute excess return, a heteroscedastic scale: the predictive
   distribution of the excess return is taken as normal with mean `ret` and standard
   deviation `abs * sqrt(pi/2)`, and the return-class probabilities are its mass between the
-  fold's class edges (`targets.attrs["class_edges"]`). A 5-class booster
-  grows five trees a round: on the 494-stock panel it measured 15x slower per round than one
-  of these regressors, and on the embedded data its expected return ranked worse (1m rank IC
-  0.036 against 0.044);
+  fold's class edges (`targets.attrs["class_edges"]`). A 5-class booster grows five trees
+  a round, so it is much slower, and its expected return ranked worse
+  (benchmarks/results/design_choices.md);
 - `vol` and `mdd`: realised volatility and max drawdown ahead.
 The parameters suit noisy daily panels: shallow trees, large leaves, row and feature
 subsampling; `deterministic` with a fixed seed makes a fit reproducible bit for bit on the
@@ -31,7 +30,16 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from synthpm.forecast.base import HORIZONS, proba_columns
+from synthpm.columns import (
+    EVENTS_COVERED,
+    event_prob_col,
+    event_target_col,
+    event_target_group,
+    prediction_col,
+    proba_cols,
+    target_col,
+)
+from synthpm.forecast.base import HORIZONS, N_CLASSES
 
 BASE_PARAMS = {
     "learning_rate": 0.05,
@@ -52,6 +60,11 @@ BASE_PARAMS = {
 def _matrix(panel: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """float32 values of the panel's `rows` (copies only those rows)."""
     return panel.iloc[rows].to_numpy(dtype=np.float32)
+
+
+def _key(target: str, horizon: str) -> str:
+    """A return booster's name and file stem: its target (`TARGETS`) at the horizon."""
+    return f"{target}_{horizon}"
 
 
 class LightGBMForecaster:
@@ -83,41 +96,42 @@ class LightGBMForecaster:
         ).construct()
         fitted: list[tuple[np.ndarray, lgb.Booster]] = []
         for h in self.horizons:
-            excess = targets[f"excess_{h}"].to_numpy(dtype=np.float64)
+            excess = targets[target_col("excess", h)].to_numpy(dtype=np.float64)
             labels = {
                 "ret": excess,
                 "abs": np.abs(excess),
-                "vol": targets[f"vol_{h}"].to_numpy(dtype=np.float64),
-                "mdd": targets[f"mdd_{h}"].to_numpy(dtype=np.float64),
+                "vol": targets[target_col("vol", h)].to_numpy(dtype=np.float64),
+                "mdd": targets[target_col("mdd", h)].to_numpy(dtype=np.float64),
             }
             for target, y in labels.items():
                 # Identical labels, identical booster: vol_1d and vol_1w both read 5 days.
                 same = [b for seen, b in fitted if np.array_equal(seen, y, equal_nan=True)]
                 if same:
-                    self.boosters[f"{target}_{h}"] = same[0]
+                    self.boosters[_key(target, h)] = same[0]
                     continue
                 data.set_label(y)
                 params = {**self.params, "objective": "huber", "alpha": 1.5 * float(np.std(y))}
-                self.boosters[f"{target}_{h}"] = lgb.train(params, data, self.rounds)
-                fitted.append((y, self.boosters[f"{target}_{h}"]))
+                self.boosters[_key(target, h)] = lgb.train(params, data, self.rounds)
+                fitted.append((y, self.boosters[_key(target, h)]))
         return self
 
     def predict(self, panel: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
         x = _matrix(panel[self.features], rows)
         out: dict[str, np.ndarray] = {}
         for h in self.horizons:
-            mean = self.boosters[f"ret_{h}"].predict(x)
-            scale = np.maximum(self.boosters[f"abs_{h}"].predict(x), 1e-6) * np.sqrt(np.pi / 2)
+            mean = self.boosters[_key("ret", h)].predict(x)
+            scale = np.maximum(self.boosters[_key("abs", h)].predict(x), 1e-6) * np.sqrt(np.pi / 2)
             out.update(
                 zip(
-                    proba_columns(h),
+                    proba_cols(h, N_CLASSES),
                     class_probabilities(mean, scale, self.class_edges[h]).T,
                     strict=True,
                 )
             )
-            out[f"ret_{h}"] = mean
-            out[f"vol_{h}"] = np.maximum(self.boosters[f"vol_{h}"].predict(x), 0.0)
-            out[f"mdd_{h}"] = np.minimum(self.boosters[f"mdd_{h}"].predict(x), 0.0)
+            out[prediction_col("ret", h)] = mean
+            vol, mdd = self.boosters[_key("vol", h)], self.boosters[_key("mdd", h)]
+            out[prediction_col("vol", h)] = np.maximum(vol.predict(x), 0.0)
+            out[prediction_col("mdd", h)] = np.minimum(mdd.predict(x), 0.0)
         return pd.DataFrame(out, index=panel.index[rows])
 
     def shap_values(self, panel: pd.DataFrame, rows: np.ndarray, horizon: str) -> pd.DataFrame:
@@ -127,7 +141,7 @@ class LightGBMForecaster:
         not needed.
         """
         x = _matrix(panel[self.features], rows)
-        contrib = self.boosters[f"ret_{horizon}"].predict(x, pred_contrib=True)[:, :-1]
+        contrib = self.boosters[_key("ret", horizon)].predict(x, pred_contrib=True)[:, :-1]
         return (
             pd.DataFrame({"feature": self.features, "mean_abs_shap": np.abs(contrib).mean(axis=0)})
             .sort_values("mean_abs_shap", ascending=False)
@@ -195,7 +209,7 @@ class EventForecaster:
                 feature_name=self.features,
                 params={"verbosity": -1, "max_bin": 63},
             )
-            self.boosters[column.removeprefix("event_")] = lgb.train(self.params, data, self.rounds)
+            self.boosters[event_target_group(column)] = lgb.train(self.params, data, self.rounds)
         return self
 
     def predict(self, panel: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
@@ -203,9 +217,9 @@ class EventForecaster:
         if not self.boosters:
             return pd.DataFrame(index=panel.index[rows])
         x = _matrix(panel[self.features], rows)
-        covered = panel["ev_covered"].to_numpy()[rows] > 0 if "ev_covered" in panel else True
+        covered = panel[EVENTS_COVERED].to_numpy()[rows] > 0 if EVENTS_COVERED in panel else True
         out = {
-            f"event_prob_{group}": np.where(covered, booster.predict(x), np.nan)
+            event_prob_col(group): np.where(covered, booster.predict(x), np.nan)
             for group, booster in self.boosters.items()
         }
         return pd.DataFrame(out, index=panel.index[rows])
@@ -215,7 +229,7 @@ class EventForecaster:
         path.mkdir(parents=True, exist_ok=True)
         (path / "events.json").write_text(json.dumps({"features": self.features}))
         for group, booster in self.boosters.items():
-            booster.save_model(str(path / f"event_{group}.txt"))
+            booster.save_model(str(path / f"{event_target_col(group)}.txt"))
 
     @classmethod
     def load(cls, path: Path) -> Self:
@@ -223,6 +237,6 @@ class EventForecaster:
         model = cls()
         if (path / "events.json").exists():
             model.features = json.loads((path / "events.json").read_text())["features"]
-        for file in sorted(path.glob("event_*.txt")):
-            model.boosters[file.stem.removeprefix("event_")] = lgb.Booster(model_file=str(file))
+        for file in sorted(path.glob(f"{event_target_col('*')}.txt")):
+            model.boosters[event_target_group(file.stem)] = lgb.Booster(model_file=str(file))
         return model

@@ -20,19 +20,27 @@ must survive), so `delta`, `scale` and the weights below are in units of one tar
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 
-def _masked(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+class _Masked(NamedTuple):
+    """A target made safe for arithmetic, with the rows that count and how many there are."""
+
+    target: torch.Tensor  # NaN replaced by 0
+    mask: torch.Tensor  # 1.0 on the rows with a target, in pred's dtype
+    count: int  # rows with a target
+
+
+def _masked(pred: torch.Tensor, target: torch.Tensor) -> _Masked:
     """(target with NaN replaced by 0, float mask of valid rows, number of valid rows)."""
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     valid = ~torch.isnan(target)
     clean = torch.where(valid, target, torch.zeros_like(target))
-    return clean, valid.to(pred.dtype), int(valid.sum())
+    return _Masked(clean, valid.to(pred.dtype), int(valid.sum()))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:

@@ -15,7 +15,8 @@ passed to `fit`. Early stopping holds out the last `val_fraction` of those rows'
 dates, and drops the training rows of the `purge` panel dates before the first held-out
 date, so no training label (which reads up to 63 days ahead) overlaps the held-out period.
 The LSTM reads, for a row (t, ticker), the `window` rows of the same ticker up to and
-including t; a ticker's first rows are left-padded with zeros (the training mean).
+including t; a ticker's first rows are left-padded with zeros (the training mean). The nets'
+inputs are prepared in `net_inputs`, their torch modules are in `net_layers`.
 
 Reproducible on CPU: `fit` seeds torch (inside `fork_rng`, so the caller's RNG state is left
 alone) and a numpy Generator from `seed`; two fits with the same seed and thread count give
@@ -29,7 +30,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -37,16 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synthpm.columns import TARGET_KINDS, prediction_col, proba_cols, target_col
 from synthpm.data.errors import ConfigError
-from synthpm.forecast.base import HORIZONS, N_CLASSES, proba_columns
+from synthpm.forecast.base import HORIZONS, N_CLASSES
 from synthpm.forecast.losses import masked_mse, sign_aware_loss, sign_error_ratio_loss
+from synthpm.forecast.net_inputs import Preprocessor, WindowIndex, index_level, take_features
+from synthpm.forecast.net_layers import HEAD_WIDTH, LSTMNet, MLPNet
 
 LOSSES = ("mse", "huber", "sign_ratio")
 FORMAT = 1  # version of the saved directory layout
 _IGNORE = -100  # class label of rows without one (cross_entropy's ignore_index)
-_OUT = N_CLASSES + 3  # per-horizon head: 5 logits, ret, vol, mdd
 _PREDICT_CHUNK = 65_536  # rows whose features are gathered at once in predict
-_TARGET_KINDS = ("class", "excess", "vol", "mdd")
 
 
 def _chunks(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -54,150 +56,21 @@ def _chunks(idx: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield idx[lo : lo + size]
 
 
-def _level(index: pd.MultiIndex, name: str, pos: int) -> pd.Index:
-    return index.get_level_values(name if name in index.names else pos)
+def _scale_key(kind: str, horizon: str, stat: str) -> str:
+    """A target's training `std` or `mean` in `_scales` (saved in config.json)."""
+    return f"{target_col(kind, horizon)}_{stat}"
 
 
-def _take(panel: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> np.ndarray:
-    """float32 values of `columns` at panel positions `rows` (copies only those cells)."""
-    col_idx = panel.columns.get_indexer(columns)
-    if (col_idx < 0).any():
-        missing = [c for c, i in zip(columns, col_idx, strict=True) if i < 0]
-        raise ConfigError(f"the panel lacks feature column(s) the model was fitted on: {missing}")
-    return panel.iloc[rows, col_idx].to_numpy(dtype=np.float32)
+class _Split(NamedTuple):
+    train: np.ndarray  # positions into the fitted rows
+    val: np.ndarray  # the held-out ones (empty: no early stopping)
 
 
-class _Preprocessor:
-    """Per feature: clip at the training 1st/99th percentiles, impute the training median,
-    standardise by the mean and std of the clipped training values.
+class _Batch(NamedTuple):
+    """A training batch on the device: the net's inputs, and the targets by column."""
 
-    Clipping first makes mean/std robust to the fat tails of financial features (as robust as
-    median/IQR, and unlike the IQR it never degenerates to 0 on a mostly-constant feature such
-    as an event flag). Non-finite training values are ignored; at predict, +-inf is clipped to
-    the bounds and NaN becomes the median. Columns with no finite training value are dropped.
-    """
-
-    STATS = ("lo", "hi", "median", "mean", "std")
-
-    def __init__(self, columns: list[str], stats: dict[str, np.ndarray]) -> None:
-        self.columns = columns
-        self.stats = stats
-
-    @classmethod
-    def fit(cls, values: np.ndarray, columns: list[str]) -> _Preprocessor:
-        kept: list[str] = []
-        rows: list[tuple[float, ...]] = []
-        for j, name in enumerate(columns):
-            col = values[:, j].astype(np.float64)
-            col = col[np.isfinite(col)]
-            if col.size == 0:
-                continue
-            lo, hi = np.quantile(col, [0.01, 0.99])
-            clipped = np.clip(col, lo, hi)
-            std = float(clipped.std())
-            kept.append(name)
-            rows.append((lo, hi, float(np.median(col)), float(clipped.mean()), std or 1.0))
-        if not kept:
-            raise ConfigError("no feature column has a finite value on the training rows")
-        arr = np.asarray(rows, dtype=np.float64).T
-        return cls(kept, dict(zip(cls.STATS, arr, strict=True)))
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        s = {k: v.astype(np.float32) for k, v in self.stats.items()}
-        x = np.clip(values.astype(np.float32, copy=False), s["lo"], s["hi"])
-        x = np.where(np.isnan(x), s["median"], x)
-        x -= s["mean"]
-        x /= s["std"]
-        return x
-
-    def state(self) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(v.copy()) for k, v in self.stats.items()}
-
-    @classmethod
-    def from_state(cls, columns: list[str], state: dict[str, torch.Tensor]) -> _Preprocessor:
-        return cls(columns, {k: state[k].numpy().astype(np.float64) for k in cls.STATS})
-
-
-class WindowIndex:
-    """Index arithmetic for trailing windows of the same ticker, without building them all.
-
-    `order` lists panel positions in (ticker, date) order, `rank[p]` is position p's place in
-    `order`, and `depth[p]` the number of earlier rows of p's ticker. The window of p is then
-    `order[rank[p] - window + 1 .. rank[p]]`, with the slots before the ticker's first row
-    (offset < -depth[p]) marked -1.
-    """
-
-    def __init__(self, index: pd.MultiIndex, window: int) -> None:
-        n = len(index)
-        dates = pd.factorize(_level(index, "date", 0), sort=True)[0]
-        tickers = pd.factorize(_level(index, "ticker", 1))[0]
-        self.window = window
-        self.order = np.lexsort((dates, tickers))
-        self.rank = np.empty(n, dtype=np.intp)
-        self.rank[self.order] = np.arange(n)
-        sorted_t = tickers[self.order]
-        first = np.r_[True, sorted_t[1:] != sorted_t[:-1]] if n else np.zeros(0, bool)
-        starts = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        self.depth = np.empty(n, dtype=np.intp)
-        self.depth[self.order] = np.arange(n) - starts
-
-    def positions(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), window) panel positions of each row's window, oldest first; -1 = pad."""
-        offsets = np.arange(-(self.window - 1), 1)
-        k = self.rank[rows][:, None] + offsets
-        valid = self.depth[rows][:, None] + offsets >= 0
-        return np.where(valid, self.order[np.where(valid, k, 0)], -1)
-
-    def needed(self, rows: np.ndarray) -> np.ndarray:
-        """Sorted panel positions that the windows of `rows` read (a difference array)."""
-        n = len(self.order)
-        hi = self.rank[rows]
-        lo = hi - np.minimum(self.depth[rows], self.window - 1)
-        diff = np.bincount(lo, minlength=n + 1) - np.bincount(hi + 1, minlength=n + 1)
-        return np.sort(self.order[np.cumsum(diff[:n]) > 0])
-
-
-class _Heads(nn.Module):
-    """One linear head per horizon: [5 class logits, ret, vol, mdd]."""
-
-    def __init__(self, hidden: int, horizons: tuple[str, ...]) -> None:
-        super().__init__()
-        self.heads = nn.ModuleDict({h: nn.Linear(hidden, _OUT) for h in horizons})
-
-    def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {h: head(z) for h, head in self.heads.items()}
-
-
-class _MLPNet(nn.Module):
-    def __init__(self, n_in: int, hidden: int, dropout: float, horizons: tuple[str, ...]):
-        super().__init__()
-        self.trunk = nn.Sequential(
-            nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
-        )  # fmt: skip
-        self.heads = _Heads(hidden, horizons)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.heads(self.trunk(x))
-
-
-class _LSTMNet(nn.Module):
-    """LSTM over the window; the last step's output (the row itself) feeds a small MLP."""
-
-    def __init__(
-        self, n_in: int, hidden: int, dropout: float, horizons: tuple[str, ...], layers: int
-    ):
-        super().__init__()
-        self.lstm = nn.LSTM(
-            n_in, hidden, num_layers=layers, batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )  # fmt: skip
-        self.post = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout))
-        self.heads = _Heads(hidden, horizons)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, _ = self.lstm(x)
-        return self.heads(self.post(out[:, -1]))
+    inputs: torch.Tensor
+    targets: dict[str, torch.Tensor]
 
 
 class _TorchForecaster:
@@ -240,7 +113,7 @@ class _TorchForecaster:
         }  # fmt: skip
         self._validate()
         self.horizons = tuple(horizons)
-        self._prep: _Preprocessor | None = None
+        self._prep: Preprocessor | None = None
         self._scales: dict[str, float] = {}
         self._net: nn.Module | None = None
         self.history_: list[dict[str, float]] = []
@@ -290,38 +163,39 @@ class _TorchForecaster:
             if cap is not None and len(rows) > cap:
                 keep = np.sort(rng.choice(len(rows), size=cap, replace=False))
                 rows, y = rows[keep], {k: v[keep] for k, v in y.items()}
-            train, val = self._split(panel.index, rows)
-            if len(train) == 0:
+            split = self._split(panel.index, rows)
+            if len(split.train) == 0:
                 raise ConfigError("fit was given no training rows")
             columns = [str(c) for c in panel.columns]
-            self._prep = _Preprocessor.fit(_take(panel, rows[train], columns), columns)
-            self._scales = self._fit_scales(y, train)
+            self._prep = Preprocessor.fit(take_features(panel, rows[split.train], columns), columns)
+            self._scales = self._fit_scales(y, split.train)
             ty = self._target_tensors(y)
             source = self._source(panel, rows, self._context(panel))
             self._net = self._build_net(len(self._prep.columns)).to(p["device"])
-            self._train(source, ty, train, val, rng)
+            self._train(source, ty, split, rng)
         return self
 
-    def _split(self, index: pd.MultiIndex, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(train, validation) positions into `rows`: the last `val_fraction` of the rows'
-        distinct dates, with the `purge` panel dates before it dropped from training.
-        No validation (train for all `epochs`) when too few dates are left for both."""
+    def _split(self, index: pd.MultiIndex, rows: np.ndarray) -> _Split:
+        """Training and validation positions into `rows`: validation is the last
+        `val_fraction` of the rows' distinct dates, with the `purge` panel dates before it
+        dropped from training. No validation (train for all `epochs`) when too few dates
+        are left for both."""
         p = self.params
-        day, _ = pd.factorize(_level(index, "date", 0), sort=True)
+        day, _ = pd.factorize(index_level(index, "date", 0), sort=True)
         row_day = day[rows]
         days = np.unique(row_day)
         n_val = round(p["val_fraction"] * len(days))
         everything = np.arange(len(rows))
         if n_val < 1:
-            return everything, everything[:0]
+            return _Split(everything, everything[:0])
         first_val = days[len(days) - n_val]
         train = np.flatnonzero(row_day < first_val - p["purge"])
         if len(train) == 0:
-            return everything, everything[:0]
-        return train, np.flatnonzero(row_day >= first_val)
+            return _Split(everything, everything[:0])
+        return _Split(train, np.flatnonzero(row_day >= first_val))
 
     def _target_arrays(self, targets: pd.DataFrame) -> dict[str, np.ndarray]:
-        need = [f"{k}_{h}" for h in self.horizons for k in _TARGET_KINDS]
+        need = [target_col(k, h) for h in self.horizons for k in TARGET_KINDS]
         missing = [c for c in need if c not in targets.columns]
         if missing:
             raise ConfigError(f"targets lack column(s) {missing}")
@@ -337,34 +211,35 @@ class _TorchForecaster:
         scales = {}
         for h in self.horizons:
             for kind in ("excess", "vol", "mdd"):
-                v = y[f"{kind}_{h}"][train]
+                v = y[target_col(kind, h)][train]
                 v = v[np.isfinite(v)]
                 std = float(v.std()) if v.size > 1 else 0.0
-                scales[f"{kind}_{h}_std"] = std if std > 0 else 1.0
+                scales[_scale_key(kind, h, "std")] = std if std > 0 else 1.0
                 if kind != "excess":
-                    scales[f"{kind}_{h}_mean"] = float(v.mean()) if v.size else 0.0
+                    scales[_scale_key(kind, h, "mean")] = float(v.mean()) if v.size else 0.0
         return scales
 
     def _target_tensors(self, y: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         s, out = self._scales, {}
         for h in self.horizons:
-            c = y[f"class_{h}"]
+            label, excess = target_col("class", h), target_col("excess", h)
+            c = y[label]
             ok = np.isfinite(c) & (c >= 0) & (c < N_CLASSES) & (c == np.round(c))
-            out[f"class_{h}"] = torch.from_numpy(np.where(ok, c, _IGNORE).astype(np.int64))
-            out[f"excess_{h}"] = torch.from_numpy(y[f"excess_{h}"] / s[f"excess_{h}_std"])
+            out[label] = torch.from_numpy(np.where(ok, c, _IGNORE).astype(np.int64))
+            out[excess] = torch.from_numpy(y[excess] / s[_scale_key("excess", h, "std")])
             for kind in ("vol", "mdd"):
-                z = (y[f"{kind}_{h}"] - s[f"{kind}_{h}_mean"]) / s[f"{kind}_{h}_std"]
-                out[f"{kind}_{h}"] = torch.from_numpy(z)
+                mean, std = s[_scale_key(kind, h, "mean")], s[_scale_key(kind, h, "std")]
+                out[target_col(kind, h)] = torch.from_numpy((y[target_col(kind, h)] - mean) / std)
         return {k: (v if v.dtype == torch.int64 else v.float()) for k, v in out.items()}
 
     def _loss(self, out: dict[str, torch.Tensor], yb: dict[str, torch.Tensor]) -> torch.Tensor:
         p = self.params
         total = torch.zeros((), device=p["device"])
         for h in self.horizons:
-            o, cls = out[h], yb[f"class_{h}"]
+            o, cls = out[h], yb[target_col("class", h)]
             n_cls = (cls != _IGNORE).sum().clamp(min=1)
             ce = F.cross_entropy(o[:, :N_CLASSES], cls, ignore_index=_IGNORE, reduction="sum")
-            ret, excess = o[:, N_CLASSES], yb[f"excess_{h}"]
+            ret, excess = o[:, N_CLASSES], yb[target_col("excess", h)]
             if p["loss"] == "sign_ratio":
                 reg = sign_error_ratio_loss(ret, excess)
             else:
@@ -372,8 +247,8 @@ class _TorchForecaster:
                     ret, excess, base=p["loss"], sign_weight=p["sign_weight"],
                     delta=p["huber_delta"],
                 )  # fmt: skip
-            vol = masked_mse(o[:, N_CLASSES + 1], yb[f"vol_{h}"])
-            mdd = masked_mse(o[:, N_CLASSES + 2], yb[f"mdd_{h}"])
+            vol = masked_mse(o[:, N_CLASSES + 1], yb[target_col("vol", h)])
+            mdd = masked_mse(o[:, N_CLASSES + 2], yb[target_col("mdd", h)])
             total = total + ce / n_cls + reg + vol + mdd
         return total
 
@@ -381,13 +256,13 @@ class _TorchForecaster:
         self,
         source: Callable[[np.ndarray], torch.Tensor],
         ty: dict[str, torch.Tensor],
-        train: np.ndarray,
-        val: np.ndarray,
+        split: _Split,
         rng: np.random.Generator,
     ) -> None:
         """AdamW with ReduceLROnPlateau on the validation loss; keep the best state dict,
         stop after `patience` epochs without improvement."""
         p, net = self.params, self._net
+        train, val = split.train, split.val
         assert net is not None
         dev = p["device"]
         opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
@@ -395,9 +270,9 @@ class _TorchForecaster:
             opt, mode="min", factor=0.5, patience=max(1, p["patience"] // 2)
         )
 
-        def batch(idx: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        def batch(idx: np.ndarray) -> _Batch:
             t = torch.from_numpy(idx)
-            return source(idx).to(dev), {k: v[t].to(dev) for k, v in ty.items()}
+            return _Batch(source(idx).to(dev), {k: v[t].to(dev) for k, v in ty.items()})
 
         best, bad = math.inf, 0
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -460,14 +335,15 @@ class _TorchForecaster:
                         outs[h].append(o.cpu().double())
         cols: dict[str, np.ndarray] = {}
         for h in self.horizons:
-            o = torch.cat(outs[h]) if outs[h] else torch.zeros((0, _OUT), dtype=torch.float64)
+            o = torch.cat(outs[h]) if outs[h] else torch.zeros((0, HEAD_WIDTH), dtype=torch.float64)
             proba = torch.softmax(o[:, :N_CLASSES], dim=1).numpy()
-            cols.update(zip(proba_columns(h), proba.T, strict=True))
-            cols[f"ret_{h}"] = o[:, N_CLASSES].numpy() * s[f"excess_{h}_std"]
+            cols.update(zip(proba_cols(h, N_CLASSES), proba.T, strict=True))
+            ret = o[:, N_CLASSES].numpy() * s[_scale_key("excess", h, "std")]
+            cols[prediction_col("ret", h)] = ret
             for k, (kind, lo, hi) in enumerate([("vol", 0.0, None), ("mdd", None, 0.0)]):
                 z = o[:, N_CLASSES + 1 + k].numpy()
-                value = z * s[f"{kind}_{h}_std"] + s[f"{kind}_{h}_mean"]
-                cols[f"{kind}_{h}"] = np.clip(value, lo, hi)
+                value = z * s[_scale_key(kind, h, "std")] + s[_scale_key(kind, h, "mean")]
+                cols[prediction_col(kind, h)] = np.clip(value, lo, hi)
         return pd.DataFrame(cols, index=panel.index[rows])
 
     @contextmanager
@@ -511,7 +387,7 @@ class _TorchForecaster:
         params["horizons"] = tuple(params["horizons"])
         model = cls(**params)
         prep_state = torch.load(path / "preprocess.pt", weights_only=True)
-        model._prep = _Preprocessor.from_state(config["columns"], prep_state)
+        model._prep = Preprocessor.from_state(config["columns"], prep_state)
         model._scales = {k: float(v) for k, v in config["scales"].items()}
         model.history_, model.best_epoch_ = config["history"], config["best_epoch"]
         net = model._build_net(len(model._prep.columns))
@@ -527,13 +403,13 @@ class MLPForecaster(_TorchForecaster):
 
     def _build_net(self, n_features: int) -> nn.Module:
         p = self.params
-        return _MLPNet(n_features, p["hidden"], p["dropout"], self.horizons)
+        return MLPNet(n_features, p["hidden"], p["dropout"], self.horizons)
 
     def _source(
         self, panel: pd.DataFrame, rows: np.ndarray, ctx: Any
     ) -> Callable[[np.ndarray], torch.Tensor]:
         assert self._prep is not None
-        x = torch.from_numpy(self._prep.transform(_take(panel, rows, self._prep.columns)))
+        x = torch.from_numpy(self._prep.transform(take_features(panel, rows, self._prep.columns)))
         return lambda idx: x[torch.from_numpy(idx)]
 
 
@@ -555,7 +431,7 @@ class LSTMForecaster(_TorchForecaster):
 
     def _build_net(self, n_features: int) -> nn.Module:
         p = self.params
-        return _LSTMNet(n_features, p["hidden"], p["dropout"], self.horizons, p["layers"])
+        return LSTMNet(n_features, p["hidden"], p["dropout"], self.horizons, p["layers"])
 
     def _context(self, panel: pd.DataFrame) -> WindowIndex:
         return WindowIndex(panel.index, int(self.params["window"]))
@@ -565,7 +441,7 @@ class LSTMForecaster(_TorchForecaster):
     ) -> Callable[[np.ndarray], torch.Tensor]:
         assert self._prep is not None
         needed = ctx.needed(rows)
-        values = self._prep.transform(_take(panel, needed, self._prep.columns))
+        values = self._prep.transform(take_features(panel, needed, self._prep.columns))
         x = torch.from_numpy(np.vstack([values, np.zeros((1, values.shape[1]), np.float32)]))
         remap = np.full(len(ctx.order), len(needed), dtype=np.intp)  # pads -> the zero row
         remap[needed] = np.arange(len(needed))

@@ -14,20 +14,31 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 
+from synthpm.columns import FOLD, event_prob_group, event_target_col, forecast_col, target_col
 from synthpm.forecast.base import CLASSES
 
 MIN_NAMES = 5
 
 
-def daily_rank_ic(dates: np.ndarray, pred: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+class RankIC(NamedTuple):
+    mean: float  # over dates, of the cross-sectional Spearman correlation
+    ir: float  # the mean over its standard deviation across dates (NaN without dispersion)
+
+
+NO_IC = RankIC(float("nan"), float("nan"))
+
+
+def daily_rank_ic(dates: np.ndarray, pred: np.ndarray, real: np.ndarray) -> RankIC:
     """Mean and IR of the per-date Spearman correlation, vectorised over dates."""
     frame = pd.DataFrame({"date": dates, "p": pred, "r": real}).dropna()
     if frame.empty:
-        return float("nan"), float("nan")
+        return NO_IC
     by = frame.groupby("date")
     frame["p"] = by["p"].rank()
     frame["r"] = by["r"].rank()
@@ -39,23 +50,23 @@ def daily_rank_ic(dates: np.ndarray, pred: np.ndarray, real: np.ndarray) -> tupl
     with np.errstate(divide="ignore", invalid="ignore"):
         ic = (cov / np.sqrt(var))[(n >= MIN_NAMES) & (var > 0)]
     if ic.empty:
-        return float("nan"), float("nan")
+        return NO_IC
     std = ic.std()
-    return float(ic.mean()), float(ic.mean() / std) if std > 0 else float("nan")
+    return RankIC(float(ic.mean()), float(ic.mean() / std) if std > 0 else float("nan"))
 
 
 def _return_metrics(f: pd.DataFrame, real: pd.DataFrame, h: str, edges: pd.Series) -> dict:
-    excess = real[f"excess_{h}"].to_numpy()
+    excess = real[target_col("excess", h)].to_numpy()
     keep = ~np.isnan(excess)
     if not keep.any():
         return {"rows": 0}
     f, excess = f[keep], excess[keep]
-    fold_edges = np.vstack(edges.loc[f["fold"].to_numpy()].to_numpy())
+    fold_edges = np.vstack(edges.loc[f[FOLD].to_numpy()].to_numpy())
     realised_class = (excess[:, None] >= fold_edges).sum(axis=1)
-    predicted_class = f[f"return_class_{h}"].cat.codes.to_numpy()
-    expected = f[f"expected_return_{h}"].to_numpy()
+    predicted_class = f[forecast_col("return_class", h)].cat.codes.to_numpy()
+    expected = f[forecast_col("expected_return", h)].to_numpy()
     dates = f.index.get_level_values("date").to_numpy()
-    ic, ic_ir = daily_rank_ic(dates, expected, excess)
+    ic = daily_rank_ic(dates, expected, excess)
     out = {
         "rows": int(keep.sum()),
         "accuracy": accuracy_score(realised_class, predicted_class),
@@ -66,19 +77,18 @@ def _return_metrics(f: pd.DataFrame, real: pd.DataFrame, h: str, edges: pd.Serie
             average="macro",
             zero_division=0,
         ),
-        "rank_ic": ic,
-        "ic_ir": ic_ir,
+        "rank_ic": ic.mean,
+        "ic_ir": ic.ir,
         "sign_accuracy": float((np.sign(expected) == np.sign(excess)).mean()),
         "mae": mean_absolute_error(excess, expected),
         "r2": r2_score(excess, expected),
     }
-    for target, column in (("vol", "volatility"), ("mdd", "max_drawdown")):
-        realised = real[f"{target}_{h}"].to_numpy()[keep]
+    for target, field in (("vol", "volatility"), ("mdd", "max_drawdown")):
+        realised = real[target_col(target, h)].to_numpy()[keep]
         ok = ~np.isnan(realised)
-        out[f"{column}_mae"] = mean_absolute_error(realised[ok], f[f"{column}_{h}"].to_numpy()[ok])
-        out[f"{column}_rank_ic"] = daily_rank_ic(
-            dates[ok], f[f"{column}_{h}"].to_numpy()[ok], realised[ok]
-        )[0]
+        forecast = f[forecast_col(field, h)].to_numpy()[ok]
+        out[f"{field}_mae"] = mean_absolute_error(realised[ok], forecast)
+        out[f"{field}_rank_ic"] = daily_rank_ic(dates[ok], forecast, realised[ok]).mean
     return {k: round(float(v), 5) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -96,16 +106,16 @@ def quality_report(
         edges = pd.Series({f["test_start"]: f["class_edges"][h] for f in folds})
         report["horizons"][h] = _return_metrics(forecasts, real, h, edges)
         for fold in folds:
-            in_fold = (forecasts["fold"] == fold["test_start"]).to_numpy()
+            in_fold = (forecasts[FOLD] == fold["test_start"]).to_numpy()
             report["folds"].setdefault(fold["test_start"], {})[h] = _return_metrics(
                 forecasts[in_fold], real[in_fold], h, edges
             )
     happened = events.loc[forecasts.index]
     for col in forecasts.columns:
-        if not col.startswith("event_prob_"):
+        group = event_prob_group(col)
+        if group is None:
             continue
-        group = col.removeprefix("event_prob_")
-        y, p = happened[f"event_{group}"].to_numpy(), forecasts[col].to_numpy()
+        y, p = happened[event_target_col(group)].to_numpy(), forecasts[col].to_numpy()
         ok = ~(np.isnan(y) | np.isnan(p))
         if ok.any():
             report["events"][group] = {

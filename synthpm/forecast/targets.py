@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from synthpm.columns import event_target_col, target_col
 from synthpm.features.filings import EVENT_GROUPS, GROUP_OF, day_numbers
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
@@ -67,15 +68,15 @@ def return_targets(
     for name, h in horizons.items():
         fwd = np.full_like(c, np.nan)
         fwd[:-h] = c[h:] / c[:-h] - 1.0 - (b[h:] / b[:-h] - 1.0)
-        out[f"excess_{name}"] = _long(fwd, closes, index)
+        out[target_col("excess", name)] = _long(fwd, closes, index)
         n = max(h, MIN_VOL_DAYS)
         vol = np.full_like(c, np.nan)
         # log_ret row j is the return from day j to j+1, so rows t..t+n-1 are (t, t+n].
         rolled = log_ret.rolling(n).std().to_numpy() * np.sqrt(252.0)
         if n <= len(rolled):
             vol[: len(rolled) - n + 1] = rolled[n - 1 :]
-        out[f"vol_{name}"] = _long(vol, closes, index)
-        out[f"mdd_{name}"] = _long(_max_drawdown_ahead(c, h), closes, index)
+        out[target_col("vol", name)] = _long(vol, closes, index)
+        out[target_col("mdd", name)] = _long(_max_drawdown_ahead(c, h), closes, index)
     return pd.DataFrame(out, index=index)
 
 
@@ -89,7 +90,7 @@ def event_targets(inputs: PanelInputs, index: pd.MultiIndex) -> pd.DataFrame:
     row_days, end_days = cal_days[row_pos], ahead[row_pos]
     complete = end_days != np.iinfo(np.int64).max
     tickers = index.get_level_values("ticker").to_numpy()
-    out = {f"event_{g}": np.full(len(index), np.nan) for g in EVENT_GROUPS}
+    out = {event_target_col(g): np.full(len(index), np.nan) for g in EVENT_GROUPS}
     if inputs.events.empty:
         return pd.DataFrame(out, index=index)
     events = inputs.events.assign(
@@ -105,5 +106,5 @@ def event_targets(inputs: PanelInputs, index: pd.MultiIndex) -> pd.DataFrame:
             hits = np.searchsorted(known, end_days[covered], "right") - np.searchsorted(
                 known, row_days[covered], "right"
             )
-            out[f"event_{group}"][covered] = (hits > 0).astype(np.float64)
+            out[event_target_col(group)][covered] = (hits > 0).astype(np.float64)
     return pd.DataFrame(out, index=index)

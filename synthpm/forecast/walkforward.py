@@ -13,7 +13,7 @@ Return classes. A fold's class edges are the `class_quantiles` of its training r
 returns, per horizon; its class means turn class probabilities into an expected excess
 return when the model gives no direct estimate.
 
-Output per (date, ticker), per horizon h (the `Forecasts` schema, DESIGN §3):
+Output per (date, ticker), per horizon h (the `Forecasts` schema, docs/design.md §3):
 `return_class_h` (one of CLASSES), `confidence_h` (its probability), `expected_return_h`
 (excess over the benchmark, as a fraction), `volatility_h` (annualised), `sharpe_h`
 (expected excess return annualised over that volatility), `max_drawdown_h` (<= 0); then
@@ -27,15 +27,24 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from synthpm.columns import (
+    BEST_HORIZON,
+    FOLD,
+    event_prob_group,
+    forecast_col,
+    prediction_col,
+    proba_cols,
+    target_col,
+)
 from synthpm.data.errors import ConfigError
 from synthpm.features.panel import PanelInputs
-from synthpm.forecast.base import CLASSES, HORIZONS, ReturnModel, proba_columns
+from synthpm.forecast.base import CLASSES, HORIZONS, N_CLASSES, ReturnModel
 from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
 from synthpm.forecast.quality import quality_report
 from synthpm.forecast.targets import event_targets, lookahead, return_targets
@@ -47,12 +56,12 @@ class ForecastConfig(BaseModel):
     """Walk-forward settings; every field has the default the CLI uses."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    model: Literal[MODELS] = "lightgbm"
+    model: Literal[MODELS] = Field("lightgbm", description="lightgbm, mlp or lstm")
     horizons: dict[str, int] = dict(HORIZONS)
-    refit_months: int = 12
-    min_train_days: int = 756  # three years
+    refit_months: int = Field(12, description="months between refits")
+    min_train_days: int = Field(756, description="trading days before the first test")  # 3 years
     purge: int | None = None  # trading days; None means the targets' lookahead
-    train_stride: int = 5
+    train_stride: int = Field(5, description="train on every n-th trading day")
     class_quantiles: tuple[float, float, float, float] = (0.2, 0.4, 0.6, 0.8)
     seed: int = 0
     model_params: dict = {}
@@ -144,19 +153,25 @@ def to_class(excess: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return out
 
 
-def with_classes(targets: pd.DataFrame, config: ForecastConfig) -> tuple[pd.DataFrame, dict, dict]:
+class FoldTargets(NamedTuple):
+    targets: pd.DataFrame  # with `class_h` added
+    edges: dict[str, list[float]]  # per horizon, the four class edges
+    means: dict[str, list[float]]  # per horizon, the mean excess return of each class
+
+
+def with_classes(targets: pd.DataFrame, config: ForecastConfig) -> FoldTargets:
     """A fold's training targets with `class_h` added, its class edges and class means."""
     out = targets.copy()
     edges: dict[str, list[float]] = {}
     means: dict[str, list[float]] = {}
     for h in config.horizons:
-        excess = out[f"excess_{h}"].to_numpy()
+        excess = out[target_col("excess", h)].to_numpy()
         edges[h] = class_edges(excess, config.class_quantiles).tolist()
         classes = to_class(excess, np.asarray(edges[h]))
-        out[f"class_{h}"] = classes
+        out[target_col("class", h)] = classes
         means[h] = [float(excess[classes == k].mean()) for k in range(len(CLASSES))]
     out.attrs["class_edges"] = edges
-    return out, edges, means
+    return FoldTargets(out, edges, means)
 
 
 def assemble(raw: pd.DataFrame, fold: dict, horizons: dict[str, int]) -> pd.DataFrame:
@@ -164,29 +179,37 @@ def assemble(raw: pd.DataFrame, fold: dict, horizons: dict[str, int]) -> pd.Data
     out = pd.DataFrame(index=raw.index)
     sharpe = []
     for h, days in horizons.items():
-        proba = raw[proba_columns(h)].to_numpy()
+        proba = raw[proba_cols(h, N_CLASSES)].to_numpy()
         best = proba.argmax(axis=1)
-        out[f"return_class_{h}"] = pd.Categorical.from_codes(best, CLASSES)
-        out[f"confidence_{h}"] = proba.max(axis=1)
-        if f"ret_{h}" in raw:
-            expected = raw[f"ret_{h}"].to_numpy()
+        out[forecast_col("return_class", h)] = pd.Categorical.from_codes(best, CLASSES)
+        out[forecast_col("confidence", h)] = proba.max(axis=1)
+        if prediction_col("ret", h) in raw:
+            expected = raw[prediction_col("ret", h)].to_numpy()
         else:
             expected = proba @ np.asarray(fold["class_means"][h])
-        out[f"expected_return_{h}"] = expected
-        out[f"volatility_{h}"] = raw[f"vol_{h}"].to_numpy()
+        out[forecast_col("expected_return", h)] = expected
+        volatility = raw[prediction_col("vol", h)].to_numpy()
+        out[forecast_col("volatility", h)] = volatility
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[f"sharpe_{h}"] = expected * (252.0 / days) / out[f"volatility_{h}"]
-        out[f"max_drawdown_{h}"] = raw[f"mdd_{h}"].to_numpy()
-        sharpe.append(out[f"sharpe_{h}"].to_numpy())
+            out[forecast_col("sharpe", h)] = expected * (252.0 / days) / volatility
+        out[forecast_col("max_drawdown", h)] = raw[prediction_col("mdd", h)].to_numpy()
+        sharpe.append(out[forecast_col("sharpe", h)].to_numpy())
     names = np.array(list(horizons))
-    out["best_horizon"] = pd.Categorical(
+    out[BEST_HORIZON] = pd.Categorical(
         names[np.nan_to_num(np.vstack(sharpe), nan=-np.inf).argmax(axis=0)], categories=names
     )
     for col in raw.columns:
-        if col.startswith("event_prob_"):
+        if event_prob_group(col) is not None:
             out[col] = raw[col].to_numpy()
-    out["fold"] = fold["test_start"]
+    out[FOLD] = fold["test_start"]
     return out
+
+
+class FoldModels(NamedTuple):
+    """One fold's fitted models: the return forecaster and the event forecaster."""
+
+    returns: ReturnModel
+    events: EventForecaster
 
 
 @dataclass
@@ -197,7 +220,7 @@ class WalkForward:
     forecasts: pd.DataFrame
     quality: dict
     folds: list[dict]
-    models: list[tuple[ReturnModel, EventForecaster]] = field(repr=False, default_factory=list)
+    models: list[FoldModels] = field(repr=False, default_factory=list)
 
     def save(self, out: str | Path) -> Path:
         out = Path(out)
@@ -257,7 +280,7 @@ def walk_forward(
         pieces.append(assemble(raw, info, config.horizons))
         info["seconds"] = round(time.perf_counter() - started, 2)
         fold_info.append(info)
-        models.append((model, event_model))
+        models.append(FoldModels(model, event_model))
         log(
             f"fold {info['test_start']}..{info['test_end']}: {len(train):,} training rows, "
             f"{len(test):,} forecasts, {info['seconds']} s"

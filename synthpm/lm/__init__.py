@@ -1,1 +1,1 @@
-"""The language model (DESIGN §6): tokenizer → model → train → decode → evaluate."""
+"""The language model (docs/design.md §6): tokenizer → model → train → decode → evaluate."""

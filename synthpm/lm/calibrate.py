@@ -31,6 +31,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,15 +50,24 @@ BINS = 10  # equal-width bins of the reliability table and the ECE
 ROWS = ("date", "ticker", "scenario", "system", "user", "outcome")
 
 
+class Convictions(NamedTuple):
+    """Each row's conviction as the answer writes it, and the model's expectation of it."""
+
+    written: np.ndarray
+    expected: np.ndarray
+
+
 def read_convictions(
     decoder: SignalDecoder, tokenizer: ChatTokenizer, rows: pd.DataFrame, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
+) -> Convictions:
     """(written, expected) conviction of each row's conversation, decoded in signal mode:
     one pass gives both readings (the text holds the written one)."""
-    prompts = [tokenizer.render(s, u)[0] for s, u in zip(rows["system"], rows["user"], strict=True)]
+    prompts = [
+        tokenizer.render(s, u).ids for s, u in zip(rows["system"], rows["user"], strict=True)
+    ]
     scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size) if prompts else []
-    written = np.array([parse_signal(text, True).conviction for text, _ in scored], dtype=float)
-    return written, np.array([expected for _, expected in scored], dtype=float)
+    written = np.array([parse_signal(s.text, True).conviction for s in scored], dtype=float)
+    return Convictions(written, np.array([s.expected for s in scored], dtype=float))
 
 
 def reliability(p: np.ndarray, won: np.ndarray, bins: int = BINS) -> list[dict]:

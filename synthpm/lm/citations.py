@@ -19,8 +19,8 @@ Lengths: the schema's string patterns (`[...]{0,N}`) become unbounded `cite_chun
 the decoder closes a string once it reaches N characters (`SignalDecoder`): a string
 overruns N by at most the token that crossed it and the literal it was writing. Bounded
 repetitions in the grammar would state the limit exactly, but they make xgrammar's compile
-(once per prompt) 2.3x and its token masks 1.7x as costly with the default tokenizer's long
-tokens (measured: 10.9 -> 4.7 ms, 1,132 -> 686 us/token).
+and token masks much costlier with the default tokenizer's long tokens
+(benchmarks/results/design_choices.md).
 
 Not constrained: tickers and acronyms in capitals and event names, which the check also
 verifies; `lm eval` measures the faithfulness rate that results.

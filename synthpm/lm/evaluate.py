@@ -71,6 +71,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score
 
+from synthpm.columns import TREND_COLUMNS, forecast_col
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.scenarios import SCENARIOS
 from synthpm.lm.calibrate import Calibration, assess, calibration_error, read_convictions
@@ -84,11 +85,11 @@ MIN_NAMES = 5  # contexts a date needs for its IC (filing-only days have one or 
 IC_BLOCK = "M"  # bootstrap blocks: calendar months
 # per-date baselines read from the contexts frame: name -> (column, sign)
 CONTEXT_BASELINES = {
-    "forecaster_1m": ("expected_return_1m", 1.0),
-    "reversal_1m": ("ret_21d", -1.0),
+    "forecaster_1m": (forecast_col("expected_return", "1m"), 1.0),
+    "reversal_1m": (TREND_COLUMNS["return_1m"], -1.0),
     # a volatile stock's outcome is more extreme either way: in a rising market (2019-2022)
     # volatility alone ranks outcomes, and a score must beat it
-    "volatility_1m": ("vol_21d", 1.0),
+    "volatility_1m": (TREND_COLUMNS["volatility_1m"], 1.0),
 }
 COLUMNS = ("date", "ticker", "scenario", "system", "user", "decision", "conviction", "outcome")
 
@@ -199,7 +200,9 @@ def evaluate(
     test = everything.sample(n, random_state=0) if len(everything) > n else everything
     train = read_split(Path(data), "train", 200_000, ("decision",))  # for the majority only
     majority = train["decision"].mode().iloc[0]
-    prompts = [tokenizer.render(s, u)[0] for s, u in zip(test["system"], test["user"], strict=True)]
+    prompts = [
+        tokenizer.render(s, u).ids for s, u in zip(test["system"], test["user"], strict=True)
+    ]
 
     # Signal mode timed on its second pass (a second or so): the first pays once for the
     # memory of each batch shape (`heap`) and keeps the system prompt's keys and values.
@@ -210,7 +213,7 @@ def evaluate(
     started = time.perf_counter()
     scored = decoder.decode_scored(prompts, mode="full", batch_size=batch_size)
     full_rate = len(prompts) / (time.perf_counter() - started)
-    full = [parse_signal(text) for text, _ in scored]
+    full = [parse_signal(s.text) for s in scored]
     single = []
     for ids in prompts[:50]:
         tick = time.perf_counter()
@@ -226,7 +229,7 @@ def evaluate(
     won = (test["outcome"].to_numpy() > 0).astype(float)
     readings = {
         "conviction": np.array([s.conviction for s in full]),
-        "conviction_expected": np.array([expected for _, expected in scored]),
+        "conviction_expected": np.array([s.expected for s in scored]),
     }
     faithful = [check_faithfulness(s, u).ok for s, u in zip(full, test["user"], strict=True)]
     report = {

@@ -24,7 +24,7 @@
 - **Outputs.** `out/` holds the adapter (`adapter_config.json`, `adapter_model.safetensors`,
   loadable with `peft.PeftModel.from_pretrained(base, out)`) and `train_log.json` (loss and
   tokens/s per step, trainable parameter count, device). `load_adapter(out)` loads it back
-  with its base; `hf_decode.HFSignalDecoder` decodes prompts from `chat_prompt_ids`.
+  with its base; `decode.SignalDecoder` decodes prompts from `chat_prompt_ids`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,14 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
+from synthpm.lm.tokenizer import Rendered
 from synthpm.lm.train import dataset_record, sample_split
 
 IGNORE = -100
@@ -107,9 +109,7 @@ def chat_prompt_ids(tokenizer, system: str, user: str) -> list[int]:
     )
 
 
-def encode_example(
-    tokenizer, system: str, user: str, assistant: str, max_len: int
-) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer, system: str, user: str, assistant: str, max_len: int) -> Rendered:
     """Token ids of one conversation and its loss mask (1 on the assistant turn, else 0)."""
     full = _ids(
         tokenizer.apply_chat_template(
@@ -123,10 +123,10 @@ def encode_example(
     while start < min(len(prompt), len(full)) and prompt[start] == full[start]:
         start += 1
     mask = [0] * start + [1] * (len(full) - start)
-    return full[:max_len], mask[:max_len]
+    return Rendered(full[:max_len], mask[:max_len])
 
 
-def _collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+def _collate(rows: list[Rendered], pad_id: int) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -139,13 +139,20 @@ def _collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, 
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+class TrainedAdapter(NamedTuple):
+    """The trained in-memory PEFT model, and the figures of its training run."""
+
+    model: Any  # a peft PeftModel
+    figures: dict
+
+
 def train_adapter(
     model_dir: str | Path,
     data: str | Path,
     out: str | Path,
     config: LoraConfig,
     log: Callable[[str], object] = print,
-):
+) -> TrainedAdapter:
     """`lora_train`, also answering the trained in-memory PEFT model: (model, figures)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
@@ -186,7 +193,7 @@ def train_adapter(
         encode_example(tokenizer, s, u, a, config.max_len)
         for s, u, a in zip(frame["system"], frame["user"], frame["assistant"], strict=True)
     ]
-    rows = [r for r in rows if sum(r[1]) > 0]  # truncation may cut the whole answer off
+    rows = [r for r in rows if sum(r.mask) > 0]  # truncation may cut the whole answer off
     if not rows:
         raise ConfigError(f"no training example of {data} keeps its answer within max_len")
     pad_id = tokenizer.pad_token_id
@@ -250,7 +257,7 @@ def train_adapter(
             indent=2,
         )
     )
-    return model, figures
+    return TrainedAdapter(model, figures)
 
 
 def lora_train(
@@ -261,10 +268,17 @@ def lora_train(
     log: Callable[[str], object] = print,
 ) -> dict:
     """Train a LoRA adapter on `<data>/train`; save it and train_log.json in `out`; figures."""
-    return train_adapter(model_dir, data, out, config, log)[1]
+    return train_adapter(model_dir, data, out, config, log).figures
 
 
-def load_adapter(path: str | Path, base: str | Path | None = None):
+class LoadedAdapter(NamedTuple):
+    """A model ready to decode, and its Hugging Face tokenizer."""
+
+    model: Any  # a transformers model, with the adapter applied when there is one
+    tokenizer: Any
+
+
+def load_adapter(path: str | Path, base: str | Path | None = None) -> LoadedAdapter:
     """(model, tokenizer) of a `train_adapter` folder, fp32 in eval mode on the CPU.
 
     The base model is the local folder named in `adapter_config.json` (`base` overrides it,
@@ -296,4 +310,4 @@ def load_adapter(path: str | Path, base: str | Path | None = None):
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, path, local_files_only=True)
-    return model.eval(), tokenizer
+    return LoadedAdapter(model.eval(), tokenizer)

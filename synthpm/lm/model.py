@@ -16,6 +16,7 @@ on CPU, and every choice is visible; the choices follow nanochat's GPT:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,25 +46,30 @@ class GPTConfig:
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
     """RMSNorm, as F.rms_norm, from a vector norm in x's dtype (bf16 reductions accumulate in
-    float32): on a 2-core CPU, for q and k of 64 prompts of 150 tokens in bf16, 0.67 ms where
-    asking for a float32 norm takes 1.17 (it copies x to float32 first) and F.rms_norm 9.4
-    (measured). In float32 (training) nothing changes."""
+    float32): faster in bf16 than a float32 norm or F.rms_norm (benchmarks/results/
+    design_choices.md). In float32 (training) nothing changes."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).float()
     return x * torch.rsqrt(norm.square() / x.size(-1) + torch.finfo(x.dtype).eps).to(x.dtype)
 
 
 def _softcap(logits: torch.Tensor) -> torch.Tensor:
     """SOFTCAP * tanh(logits / SOFTCAP), spelled as 2 SOFTCAP sigmoid(2 logits / SOFTCAP) -
-    SOFTCAP (the same function; they differ by < 4e-6 in float32): torch's float32 tanh is
-    slow on this project's CPU, 1.85 ms for 256 x 4,096 logits where this takes 0.43-0.86,
-    and its backward is faster too (measured)."""
+    SOFTCAP (the same function; they differ by < 4e-6 in float32), because torch's float32
+    tanh is slow on CPU (benchmarks/results/design_choices.md)."""
     return torch.sigmoid(logits * (2 / SOFTCAP)) * (2 * SOFTCAP) - SOFTCAP
 
 
-def _rotary(seq_len: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+class _Rotary(NamedTuple):
+    """Rotary tables: the cosine and sine of each position's angles, (T, D/2) each."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+
+
+def _rotary(seq_len: int, base: float = 10_000.0) -> _Rotary:
     freqs = 1.0 / base ** (torch.arange(0, HEAD_DIM, 2, dtype=torch.float32) / HEAD_DIM)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float32), freqs)
-    return angles.cos(), angles.sin()  # (T, D/2)
+    return _Rotary(angles.cos(), angles.sin())
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -73,32 +79,35 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Tensor):
     """Attention with an additive mask (0 or -inf) and transposed keys (`KVCache`), written
-    out: with 2 heads of 64 on a 2-core CPU, PyTorch's SDPA kernel takes 12.9 ms where these
-    three products take 6.6 ms (a prefill of 64 rows x 150 queries x 230 keys, bf16), and
-    1.75 ms against 0.28 ms for a decoding step of 64 rows (measured). Training keeps SDPA
-    (causal, fused backward)."""
+    out because at this size on CPU three plain products beat PyTorch's SDPA kernel for
+    decoding (benchmarks/results/design_choices.md). Training keeps SDPA (causal, fused
+    backward)."""
     scores = (q * HEAD_DIM**-0.5) @ k_t  # scaling q: a smaller tensor than the scores
     return scores.add_(bias).softmax(-1) @ v
 
 
 def inference_dtype() -> torch.dtype:
     """bfloat16 on a GPU or a CPU with native bf16 dot products (AVX512-BF16 or AMX), else
-    float32. On this project's 2-core CPU a (2000 x 128) @ (128 x 384) product takes 0.49 ms
-    in bf16 against 2.26 ms in fp32 (measured). On the demo model, signal mode wrote the same
-    text in both on 518 of 518 prompts of a backtest's dates; full mode the same decision on
-    128 of 128 and the same text on 93 (a greedy text drifts once one token differs)."""
+    float32: several times faster there, and the demo model writes the same signals in both
+    (benchmarks/results/design_choices.md)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, private
     native = any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
     return torch.bfloat16 if torch.cuda.is_available() or native else torch.float32
+
+
+class LayerKV(NamedTuple):
+    """One layer's whole cache buffers: keys transposed, (B, H, D, L), and values (B, H, L, D)."""
+
+    keys_t: torch.Tensor
+    values: torch.Tensor
 
 
 class KVCache:
     """Keys and values of every layer for a batch, filled as decoding advances.
 
     Keys are kept transposed, (D, L) per head, so a step's scores are a plain product of
-    contiguous matrices, queries by keys, over all L slots (`update`): 0.17 ms a layer for a
-    step of 64 rows over 197 keys, where a slice of (L, D) keys is copied first and takes
-    0.93 ms (bf16, 2 cores; measured). Callers keep L close to what they fill."""
+    contiguous matrices, queries by keys, over all L slots (`update`), with no copy of a
+    slice. Callers keep L close to what they fill."""
 
     def __init__(self, config: GPTConfig, batch: int, length: int, dtype=torch.float32):
         layers, heads = config.depth, config.heads
@@ -110,7 +119,7 @@ class KVCache:
     def length(self) -> int:
         return self.v.size(3)
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> LayerKV:
         """Store (B, H, T, D) keys and values at `pos`; return the layer's whole buffers,
         keys (B, H, D, L) and values (B, H, L, D), slots not yet filled included (the
         attention mask hides them): a batched matrix product copies a sliced operand
@@ -118,7 +127,7 @@ class KVCache:
         end = self.pos + k.size(2)
         self.k[layer, ..., self.pos : end] = k.transpose(-1, -2)
         self.v[layer, :, :, self.pos : end] = v
-        return self.k[layer], self.v[layer]
+        return LayerKV(self.k[layer], self.v[layer])
 
     def start_from(self, prefix: KVCache) -> None:
         """Every row begins with the filled slots of `prefix`, a one-row cache."""
@@ -258,8 +267,7 @@ class GPT(nn.Module):
             zero = torch.zeros((), dtype=x.dtype, device=x.device)
             bias = torch.where(visible, zero, -torch.inf)
         # With a cache and `last`, the last block runs its attention and MLP for the last
-        # tokens alone (`Block.forward`): a 64-prompt prefill of 150 tokens for one logit
-        # row took 31.2 ms, not 45.4 (best of 15, bf16, 2 cores; measured).
+        # tokens alone (`Block.forward`): a prefill needs only the last rows' logits.
         *inner, final = self.blocks
         for block in inner:
             x = block(x, cos, sin, cache, bias)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -58,6 +58,13 @@ def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
+
+
+class Rendered(NamedTuple):
+    """A conversation as token ids, and the loss mask (1 on what the model must emit)."""
+
+    ids: list[int]
+    mask: list[int]
 
 
 class ChatTokenizer:
@@ -151,18 +158,18 @@ class ChatTokenizer:
 
     def _layout(
         self, sys_ids: list[int], user_ids: list[int], asst_ids: list[int] | None
-    ) -> tuple[list[int], list[int]]:
+    ) -> Rendered:
         prompt = [self.bos_id, self.system_id, *sys_ids, self.end_id]
         prompt += [self.user_id, *user_ids, self.end_id, self.assistant_id]
         if asst_ids is None:
-            return prompt, [0] * len(prompt)
+            return Rendered(prompt, [0] * len(prompt))
         # The loss covers what the model must emit: the answer and the end that stops it.
-        return prompt + asst_ids + [self.end_id], [0] * len(prompt) + [1] * (len(asst_ids) + 1)
+        return Rendered(
+            prompt + asst_ids + [self.end_id], [0] * len(prompt) + [1] * (len(asst_ids) + 1)
+        )
 
-    def render(
-        self, system: str, user: str, assistant: str | None = None
-    ) -> tuple[list[int], list[int]]:
-        """(ids, loss mask) of one conversation; without `assistant`, the generation prompt."""
+    def render(self, system: str, user: str, assistant: str | None = None) -> Rendered:
+        """One conversation's ids and loss mask; without `assistant`, the generation prompt."""
         answer = None if assistant is None else self.encode(assistant)
         return self._layout(self.encode(system), self.encode(user), answer)
 
@@ -171,7 +178,7 @@ class ChatTokenizer:
         systems: Sequence[str],
         users: Sequence[str],
         assistants: Sequence[str | None] | None = None,
-    ) -> list[tuple[list[int], list[int]]]:
+    ) -> list[Rendered]:
         """`render` for many conversations at once: one Rust batch for all the text."""
         n = len(users)
         answers = list(assistants) if assistants is not None else [None] * n

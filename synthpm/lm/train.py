@@ -34,7 +34,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -44,30 +44,35 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
-from synthpm.lm.heap import keep_freed_memory
 from synthpm.lm.model import GPT, GPTConfig, inference_dtype
-from synthpm.lm.tokenizer import ChatTokenizer
+from synthpm.lm.tokenizer import ChatTokenizer, Rendered
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    depth: int = Field(2, ge=1)
-    seq_len: int = Field(512, ge=32)  # a full example: mean 211 tokens, max 258 measured
-    vocab_size: int = Field(4096, ge=300)
-    batch_size: int = Field(64, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    steps: int = Field(300, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    depth: int = Field(2, ge=1, description="the size knob: width = 64 x depth")
+    # a full example: mean 211 tokens, max 258 measured
+    seq_len: int = Field(512, ge=32, description="longest training sequence, tokens")
+    vocab_size: int = Field(
+        4096, ge=300, description="tokenizer size (fitted on a model folder's first run)"
+    )
+    batch_size: int = Field(64, ge=1, description="sequences per micro-batch (per process)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    steps: int = Field(300, ge=1, description="optimizer steps")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW)")
     weight_decay: float = Field(0.0, ge=0)
     warmup: int = Field(20, ge=0)
-    schedule: Literal["cosine", "wsd"] = "cosine"
+    schedule: Literal["cosine", "wsd"] = Field(
+        "cosine", description="cosine or wsd (warmup-stable-decay)"
+    )
     decay_frac: float = Field(0.2, gt=0, le=1)
     min_lr_frac: float = Field(0.1, ge=0, le=1)
-    eval_every: int = Field(100, ge=1)
+    eval_every: int = Field(100, ge=1, description="steps between validation losses")
     eval_batches: int = Field(8, ge=1)
     save_every: int = Field(50, ge=1)
-    max_examples: int | None = Field(200_000, ge=1)  # training rows read (CPU budgets)
+    # CPU budgets
+    max_examples: int | None = Field(200_000, ge=1, description="training rows read")
     balance: bool = True
     seed: int = 0
 
@@ -165,7 +170,27 @@ def dataset_record(data: Path) -> dict:
         "seed": config["seed"],
         "val_start": stats["val_start"],
         "test_start": stats["test_start"],
+        "examples": stats["by_split"],  # a rebuild with other labels counts otherwise
     }
+
+
+def trained_on_other_data(out: Path, record: dict) -> bool:
+    """Whether `out` already holds a tokenizer or checkpoint from another dataset: resuming
+    it would silently mix two datasets (a rebuilt dataset keeps its folder's name)."""
+    started = (out / "tokenizer").exists() or (out / "checkpoint.pt").exists()
+    before = out / "dataset.json"
+    return started and before.is_file() and json.loads(before.read_text()) != record
+
+
+class Batch(NamedTuple):
+    """Next-token inputs, targets and the loss mask (1 on assistant tokens), (rows, width)."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+    def to(self, device) -> Batch:
+        return Batch(*(t.to(device) for t in self))
 
 
 class Batches:
@@ -175,7 +200,7 @@ class Batches:
         rendered = tokenizer.render_batch(
             list(frame["system"]), list(frame["user"]), list(frame["assistant"])
         )
-        keep = [i for i, (ids, _) in enumerate(rendered) if len(ids) <= config.seq_len + 1]
+        keep = [i for i, row in enumerate(rendered) if len(row.ids) <= config.seq_len + 1]
         self.rows = [rendered[i] for i in keep]
         self.dropped = len(rendered) - len(keep)
         decisions = frame["decision"].to_numpy()[keep]
@@ -189,14 +214,14 @@ class Batches:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batch(self, step: int, index: int) -> tuple[torch.Tensor, ...]:
+    def batch(self, step: int, index: int) -> Batch:
         """Micro-batch `index` (rank x grad_accum + micro) of `step`: the same at any world size."""
         rng = np.random.default_rng([self.config.seed, step, index])
         picks = rng.choice(len(self.rows), self.config.batch_size, p=self.p)
         return self.collate([self.rows[i] for i in picks])
 
-    def collate(self, rows) -> tuple[torch.Tensor, ...]:
-        width = max(len(ids) for ids, _ in rows) - 1
+    def collate(self, rows: list[Rendered]) -> Batch:
+        width = max(len(row.ids) for row in rows) - 1
         x = torch.full((len(rows), width), self.pad, dtype=torch.long)
         y = torch.full((len(rows), width), self.pad, dtype=torch.long)
         m = torch.zeros((len(rows), width))
@@ -205,7 +230,7 @@ class Batches:
             x[r, :n] = torch.tensor(ids[:-1])
             y[r, :n] = torch.tensor(ids[1:])
             m[r, :n] = torch.tensor(mask[1:], dtype=torch.float32)
-        return x, y, m
+        return Batch(x, y, m)
 
 
 def _save(path: Path, payload: dict) -> None:
@@ -214,7 +239,14 @@ def _save(path: Path, payload: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
 
 
-def load_model(out: str | Path, dtype: torch.dtype | None = None) -> tuple[GPT, ChatTokenizer]:
+class LoadedModel(NamedTuple):
+    """A trained model, in eval mode, and its chat tokenizer."""
+
+    model: GPT
+    tokenizer: ChatTokenizer
+
+
+def load_model(out: str | Path, dtype: torch.dtype | None = None) -> LoadedModel:
     """The trained model, for inference in `dtype` (default: `inference_dtype()`)."""
     out = Path(out)
     if not (out / "model.pt").exists():
@@ -223,7 +255,7 @@ def load_model(out: str | Path, dtype: torch.dtype | None = None) -> tuple[GPT, 
     model = GPT(GPTConfig(**payload["config"]))
     model.load_state_dict(payload["model"])
     model = model.to(dtype or inference_dtype())
-    return model.eval(), ChatTokenizer.load(out / "tokenizer")
+    return LoadedModel(model.eval(), ChatTokenizer.load(out / "tokenizer"))
 
 
 def train(data: str | Path, out: str | Path, config: TrainConfig | None = None, log=print) -> dict:
@@ -250,9 +282,13 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     if main:
         out.mkdir(parents=True, exist_ok=True)
         record = dataset_record(data)
+        if trained_on_other_data(out, record):
+            raise ConfigError(
+                f"{out} holds a tokenizer or checkpoint trained on other data than {data}: "
+                "train into a new folder, or delete it"
+            )
         if record:
             (out / "dataset.json").write_text(json.dumps(record, indent=1))
-    keep_freed_memory()  # activations reuse the heap (`heap`)
     torch.manual_seed(config.seed)
     frame = sample_split(data, "train", config.max_examples, config.seed)
     tokenizer = None
@@ -322,7 +358,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
         loss_sum, tokens = 0.0, 0
         for micro in range(config.grad_accum):
             index = rank * config.grad_accum + micro
-            x, y, m = (t.to(device) for t in train_rows.batch(step, index))
+            x, y, m = train_rows.batch(step, index).to(device)
             # DDP all-reduces gradients on the last micro-step only
             sync = world == 1 or micro == config.grad_accum - 1
             with contextlib.nullcontext() if sync else net.no_sync():
@@ -382,9 +418,7 @@ def evaluate_loss(model: GPT, batches: Batches, n: int) -> float:
         return float("nan")
     device = next(model.parameters()).device
     losses = [
-        model(
-            *(t.to(device) for t in batches.collate(batches.rows[i * size : (i + 1) * size]))
-        ).item()
+        model(*batches.collate(batches.rows[i * size : (i + 1) * size]).to(device)).item()
         for i in range(min(n, max(1, len(batches) // size)))
     ]
     return float(np.mean(losses))

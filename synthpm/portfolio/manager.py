@@ -1,6 +1,6 @@
 """The portfolio manager: deterministic code that turns signals into orders under hard limits.
 
-The model says what and how sure; this says how much (DESIGN §8). For each decision date:
+The model says what and how sure; this says how much (docs/design.md §8). For each decision date:
 
 1. SELL signals on held names become exit orders (the manager is long-only: a SELL on a name
    not held is rejected, `not_held`); SKIPs are logged as `skipped`.
@@ -20,8 +20,9 @@ The model says what and how sure; this says how much (DESIGN §8). For each deci
    already holds `max_positions` names (`max_positions`), or when the cut leaves less than
    `MIN_ORDER` of equity (the reason is the limit that bound). `limits.room_for_buy` is
    that rule, shared with the hindsight labels.
-3. Every signal becomes one decision row: `executed` (with its size), `resized` (with the
-   limit that bound) or `rejected`/`skipped` (with the reason).
+3. Every signal gets an `Outcome`, one row of the run's decisions: `executed` (with its
+   size), `resized` (with the limit that bound) or `rejected`/`skipped` (with the reason).
+   `decide` returns them with the orders as a `Plan`.
 
 Sizes are dollars at the decision date's close; the engine fills the shares at the next bar
 and may cut a buy again if the fill price leaves too little cash (it never lets cash go
@@ -31,15 +32,18 @@ any day, not only on decision dates).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from synthpm.context import PortfolioState
 from synthpm.limits import MIN_ORDER, Limits, drawdown, room_for_buy
 from synthpm.signals import Signal
 
-__all__ = ["MIN_ORDER", "Book", "Order", "PortfolioManager", "wanted_weights"]
+__all__ = ["MIN_ORDER", "Book", "Order", "Outcome", "Plan", "PortfolioManager", "wanted_weights"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +54,51 @@ class Order:
     hold_days: int = 0  # calendar days a new position is held (signals only)
 
 
-@dataclass
+Status = Literal["executed", "resized", "rejected", "skipped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the manager did with one signal: a row of the run's `decisions`."""
+
+    status: Status
+    size: float  # dollars at the decision close (0 when nothing is traded)
+    reason: str  # the binding limit, why it was refused, or "" for a full-size BUY
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A decision date's result: the orders to fill at the next bar, and each signal's outcome
+    in the signals' order."""
+
+    orders: list[Order]
+    outcomes: list[Outcome]
+
+
+@dataclass(frozen=True)
 class Book:
-    """What the manager needs to know about the portfolio at the decision close."""
+    """The manager's view of the portfolio at a decision close: arrays by engine column.
+
+    Not a second portfolio state, a view of one: the backtest builds it from its account
+    (`Broker.book`, `synthpm.backtest.broker`), and `from_state` from a `PortfolioState`
+    (the shape the prompt, the scenarios and the labels read), so both judge the same book.
+    """
 
     cash: float
     shares: np.ndarray  # per column, signed
     close: np.ndarray  # per column, the decision date's close (last known for a gap)
     peak_equity: float
+
+    @classmethod
+    def from_state(cls, state: PortfolioState, tickers: Sequence[str], close: np.ndarray) -> Book:
+        """The book of a `PortfolioState`: each position's shares at `close`, by the column of
+        its ticker in `tickers`; the state's cash and drawdown peak."""
+        shares = np.zeros(len(tickers))
+        column = {t: i for i, t in enumerate(tickers)}
+        for p in state.positions:
+            j = column[p.ticker]
+            shares[j] = p.weight * state.equity / close[j]
+        return cls(state.cash, shares, np.asarray(close, dtype=np.float64), state.peak_equity)
 
     @property
     def values(self) -> np.ndarray:
@@ -87,27 +128,27 @@ class PortfolioManager:
         sectors: np.ndarray,  # sector code (int) of every column
         signals: list[Signal],
         leaving: set[int],  # columns the engine already exits at the next bar
-    ) -> tuple[list[Order], list[tuple[str, float, str]]]:
-        """Orders, and per signal (status, size in dollars, reason) in the signals' order."""
+    ) -> Plan:
+        """The date's orders, and per signal its `Outcome` (the module docstring's rules)."""
         lim = self.limits
         equity = book.equity
         values = book.values
-        out: list[tuple[str, float, str] | None] = [None] * len(signals)
+        out: dict[int, Outcome] = {}  # by signal
         orders: list[Order] = []
         leaving = set(leaving)
         for i, signal in enumerate(signals):
             col = int(columns[i])
             if signal.decision == "SKIP":
-                out[i] = ("skipped", 0.0, "signal is SKIP")
+                out[i] = Outcome("skipped", 0.0, "signal is SKIP")
             elif signal.decision == "SELL":
                 if book.shares[col] <= 0:
-                    out[i] = ("rejected", 0.0, "not_held")
+                    out[i] = Outcome("rejected", 0.0, "not_held")
                 elif col in leaving:
-                    out[i] = ("executed", 0.0, "already exiting")
+                    out[i] = Outcome("executed", 0.0, "already exiting")
                 else:
                     leaving.add(col)
                     orders.append(Order(col, -float(book.shares[col]), "sell_signal"))
-                    out[i] = ("executed", float(values[col]), "sell_signal")
+                    out[i] = Outcome("executed", float(values[col]), "sell_signal")
         held = {int(c) for c in np.flatnonzero(book.shares > 0)} - leaving
         proceeds = sum(float(values[c]) for c in leaving) * (1 - self.cost_rate)
         cash = book.cash + proceeds
@@ -127,7 +168,7 @@ class PortfolioManager:
         for i in buys:
             signal, col = signals[i], int(columns[i])
             if col in leaving:
-                out[i] = ("rejected", 0.0, "exiting")
+                out[i] = Outcome("rejected", 0.0, "exiting")
                 continue
             room, reason = room_for_buy(
                 lim,
@@ -141,7 +182,7 @@ class PortfolioManager:
                 cost_rate=self.cost_rate,
             )
             if room == 0.0:
-                out[i] = ("rejected", 0.0, reason)
+                out[i] = Outcome("rejected", 0.0, reason)
                 continue
             size = room * equity
             orders.append(Order(col, size / book.close[col], "signal", signal.hold_duration_days))
@@ -149,5 +190,5 @@ class PortfolioManager:
             sector_value[sectors[col]] += size
             cash -= size * (1 + self.cost_rate)
             held.add(col)
-            out[i] = ("resized", size, reason) if reason else ("executed", size, "")
-        return orders, out  # type: ignore[return-value]
+            out[i] = Outcome("resized", size, reason) if reason else Outcome("executed", size, "")
+        return Plan(orders, [out[i] for i in range(len(signals))])

@@ -27,14 +27,16 @@ means removing the group hurt, so the group helps. Rows after the baseline are s
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
+from synthpm.columns import prediction_col, proba_cols, target_col
 from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.features.panel import FAMILIES, FEATURES
-from synthpm.forecast.base import HORIZONS, N_CLASSES, proba_columns
+from synthpm.forecast.base import HORIZONS, N_CLASSES
 from synthpm.forecast.lgbm import LightGBMForecaster
 from synthpm.forecast.quality import daily_rank_ic
 from synthpm.forecast.targets import lookahead
@@ -56,13 +58,22 @@ def _groups(columns: list[str], by: str) -> dict[str, list[str]]:
     return {name: cols for name, cols in groups.items() if cols}
 
 
+class _Split(NamedTuple):
+    """The trading calendar, the test period's bounds on it, and each row's place on it."""
+
+    calendar: pd.DatetimeIndex  # the panel's dates, sorted
+    test_start: int  # calendar position of the first test day
+    test_end: int  # calendar position of the last test day (inclusive)
+    day_pos: np.ndarray  # calendar position of each row
+
+
 def _split(
     dates: pd.Index,
     labelled: np.ndarray,
     test_start,
     test_days: int,
     purge: int,
-) -> tuple[pd.DatetimeIndex, int, int, np.ndarray]:
+) -> _Split:
     """Calendar, test start and end positions, and the calendar position of each row."""
     calendar = pd.DatetimeIndex(dates.unique()).sort_values()
     day_pos = calendar.get_indexer(dates)
@@ -84,21 +95,21 @@ def _split(
             f"test_start {calendar[start].date()} leaves no training dates before it with a "
             f"purge of {purge} trading days (the panel starts {calendar[0].date()})"
         )
-    return calendar, start, end, day_pos
+    return _Split(calendar, start, end, day_pos)
 
 
 def _scores(
     pred: pd.DataFrame, excess: np.ndarray, dates: np.ndarray, edges: np.ndarray, h: str
 ) -> dict[str, float]:
-    ret = pred[f"ret_{h}"].to_numpy()
-    predicted = pred[proba_columns(h)].to_numpy().argmax(axis=1)
+    ret = pred[prediction_col("ret", h)].to_numpy()
+    predicted = pred[proba_cols(h, N_CLASSES)].to_numpy().argmax(axis=1)
     realised = to_class(excess, edges).astype(int)
     return {
         "loss": float(np.mean((ret - excess) ** 2)),
         "macro_f1": float(
             f1_score(realised, predicted, labels=range(N_CLASSES), average="macro", zero_division=0)
         ),
-        "rank_ic": daily_rank_ic(dates, ret, excess)[0],
+        "rank_ic": daily_rank_ic(dates, ret, excess).mean,
     }
 
 
@@ -136,7 +147,7 @@ def ablation(
             f"unknown horizon {horizon!r}{did_you_mean(horizon, HORIZONS)}; "
             f"horizons: {', '.join(HORIZONS)}"
         )
-    needed = [f"{t}_{horizon}" for t in ("excess", "vol", "mdd")]
+    needed = [target_col(kind, horizon) for kind in ("excess", "vol", "mdd")]
     missing = [c for c in needed if c not in targets.columns]
     if missing:
         raise ConfigError(f"targets lack {', '.join(missing)} (return_targets gives them)")
@@ -153,7 +164,7 @@ def ablation(
         raise ConfigError("the feature panel has no rows or no columns")
     if not targets.index.equals(panel.index):
         targets = targets.reindex(panel.index)
-    excess = targets[f"excess_{horizon}"].to_numpy(dtype=np.float64)
+    excess = targets[target_col("excess", horizon)].to_numpy(dtype=np.float64)
     dates = panel.index.get_level_values("date")
     calendar, start, end, day_pos = _split(dates, ~np.isnan(excess), test_start, test_days, purge)
     complete = targets[needed].notna().all(axis=1).to_numpy()
@@ -172,8 +183,9 @@ def ablation(
     sub = panel.iloc[rows]
     train_pos, test_pos = np.arange(len(train)), np.arange(len(train), len(rows))
     fit_targets = targets.iloc[train][needed].copy()
-    edges = class_edges(fit_targets[f"excess_{horizon}"].to_numpy(), CLASS_QUANTILES)
-    fit_targets[f"class_{horizon}"] = to_class(fit_targets[f"excess_{horizon}"].to_numpy(), edges)
+    fit_excess = fit_targets[target_col("excess", horizon)].to_numpy()
+    edges = class_edges(fit_excess, CLASS_QUANTILES)
+    fit_targets[target_col("class", horizon)] = to_class(fit_excess, edges)
     fit_targets.attrs["class_edges"] = {horizon: edges.tolist()}
     test_excess = excess[test]
     test_dates = dates[test].to_numpy()

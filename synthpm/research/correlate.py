@@ -10,14 +10,13 @@ no dispersion skipped), and `ic_ir` its mean over its standard deviation across 
 feature constant across tickers on every date (the market family) has no cross-sectional
 dispersion, so its IC is NaN: it can only help a model through interactions.
 
-Speed. Calling `daily_rank_ic` per feature and horizon costs about a second on a 1.5M-row
-panel (two grouped ranks and grouped sums), so 75 features x 4 horizons would take minutes.
-Here the panel is laid out as a dense date x ticker grid per feature and ranked along the
-ticker axis with one vectorised sort; each feature is ranked once on its own missing-value
-pattern and each label once on its own, and only the dates where the other side is missing
-for some ticker are ranked again on the joint set (label re-ranks are shared between
-features with the same missing pattern). The result equals `daily_rank_ic` to rounding; a
-test checks it.
+Speed. Calling `daily_rank_ic` per feature and horizon (two grouped ranks and grouped sums
+each) is slow on a large panel. Here the panel is laid out as a dense date x ticker grid per
+feature and ranked along the ticker axis with one vectorised sort; each feature is ranked
+once on its own missing-value pattern and each label once on its own, and only the dates
+where the other side is missing for some ticker are ranked again on the joint set (label
+re-ranks are shared between features with the same missing pattern). The result equals
+`daily_rank_ic` to rounding; a test checks it.
 """
 
 from __future__ import annotations
@@ -29,9 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from synthpm.columns import ic_col, ic_ir_col, target_col, target_horizons
 from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.forecast.base import HORIZONS
-from synthpm.forecast.quality import MIN_NAMES
+from synthpm.forecast.quality import MIN_NAMES, NO_IC, RankIC
 
 
 def _rank_rows(grid: np.ndarray) -> np.ndarray:
@@ -45,7 +45,7 @@ def _resolve_horizons(
     targets: pd.DataFrame, horizons: Sequence[str] | Mapping[str, int] | None
 ) -> list[str]:
     """Horizon names, shortest first where their lengths are known (the last is the longest)."""
-    available = [c.removeprefix("excess_") for c in targets.columns if c.startswith("excess_")]
+    available = target_horizons("excess", targets.columns)
     if horizons is None:
         names = available
         if not names:
@@ -57,7 +57,7 @@ def _resolve_horizons(
         for h in names:
             if h not in available:
                 raise ConfigError(
-                    f"no excess_{h} column in targets{did_you_mean(h, available)}; "
+                    f"no {target_col('excess', h)} column in targets{did_you_mean(h, available)}; "
                     f"horizons there: {', '.join(available) or 'none'}"
                 )
     days = dict(horizons) if isinstance(horizons, Mapping) else dict(HORIZONS)
@@ -82,14 +82,14 @@ def _ic(
     l_rank: np.ndarray,
     l_grid: np.ndarray,
     label_cache: dict[bytes, np.ndarray],
-) -> tuple[float, float]:
+) -> RankIC:
     """Mean and IR of the per-date Spearman IC from precomputed one-sided ranks."""
     f_valid, l_valid = ~np.isnan(f_grid), ~np.isnan(l_grid)
     joint = f_valid & l_valid
     n = joint.sum(axis=1)
     use = n >= MIN_NAMES
     if not use.any():
-        return float("nan"), float("nan")
+        return NO_IC
     rp, rr, jm, n = f_rank[use], l_rank[use], joint[use], n[use]
     # Feature ranks are right where the label misses no feature-valid ticker; else re-rank.
     redo = (f_valid[use] & ~l_valid[use]).any(axis=1)
@@ -109,10 +109,10 @@ def _ic(
     var = np.einsum("ij,ij->i", cp, cp) * np.einsum("ij,ij->i", cr, cr)
     ok = var > 0
     if not ok.any():
-        return float("nan"), float("nan")
+        return NO_IC
     ic = pd.Series(cov[ok] / np.sqrt(var[ok]))
     std = ic.std()
-    return float(ic.mean()), float(ic.mean() / std) if std > 0 else float("nan")
+    return RankIC(float(ic.mean()), float(ic.mean() / std) if std > 0 else float("nan"))
 
 
 def feature_label_correlation(
@@ -149,7 +149,7 @@ def feature_label_correlation(
     def grid(values: np.ndarray) -> np.ndarray:
         return _grid(values, date_codes, ticker_codes, shape)[keep_dates]
 
-    labels = {h: grid(targets[f"excess_{h}"].to_numpy(dtype=np.float64)) for h in names}
+    labels = {h: grid(targets[target_col("excess", h)].to_numpy(dtype=np.float64)) for h in names}
     label_ranks = {h: _rank_rows(g) for h, g in labels.items()}
     caches: dict[str, dict[bytes, np.ndarray]] = {h: {} for h in names}
     result: dict[str, dict[str, float]] = {}
@@ -158,12 +158,11 @@ def feature_label_correlation(
         f_rank = _rank_rows(f_grid)
         row = {}
         for h in names:
-            row[f"ic_{h}"], row[f"ic_ir_{h}"] = _ic(
-                f_rank, f_grid, label_ranks[h], labels[h], caches[h]
-            )
+            ic = _ic(f_rank, f_grid, label_ranks[h], labels[h], caches[h])
+            row[ic_col(h)], row[ic_ir_col(h)] = ic.mean, ic.ir
         result[feature] = row
-    columns = [f"ic_{h}" for h in names] + [f"ic_ir_{h}" for h in names]
+    columns = [ic_col(h) for h in names] + [ic_ir_col(h) for h in names]
     out = pd.DataFrame.from_dict(result, orient="index", columns=columns)
     out.index.name = "feature"
-    key = out[f"ic_{names[-1]}"].abs()
+    key = out[ic_col(names[-1])].abs()
     return out.loc[key.sort_values(ascending=False, na_position="last", kind="stable").index]

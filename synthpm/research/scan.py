@@ -20,6 +20,8 @@ Choices, stated once:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -28,9 +30,16 @@ from synthpm.data.errors import ConfigError, did_you_mean
 COLUMNS = ["step", "ticker", "mean_abs_corr", "max_abs_corr"]
 
 
+class _Window(NamedTuple):
+    """The daily returns of the scan's window, and the date it ends on."""
+
+    returns: pd.DataFrame  # dates x tickers, NaN where a ticker has no return
+    as_of: pd.Timestamp
+
+
 def _window_returns(
     closes: pd.DataFrame, as_of: pd.Timestamp | None, window: int | None
-) -> tuple[pd.DataFrame, pd.Timestamp]:
+) -> _Window:
     """Daily simple returns of the `window` trading days ending at `as_of` (inclusive)."""
     closes = closes.set_axis(pd.DatetimeIndex(pd.to_datetime(closes.index))).sort_index()
     if as_of is None:
@@ -41,7 +50,7 @@ def _window_returns(
     if window is not None:
         closes = closes.iloc[-(window + 1) :]  # window + 1 closes give `window` returns
     returns = closes.astype(np.float64).pct_change(fill_method=None).iloc[1:]
-    return returns.replace([np.inf, -np.inf], np.nan), as_of  # a zero close gives no return
+    return _Window(returns.replace([np.inf, -np.inf], np.nan), as_of)  # a zero close: no return
 
 
 def least_correlated(

@@ -2,7 +2,8 @@
 
 `STRATEGIES` maps a registry name to its class; `make_strategy(name, **params)` builds one
 and names the mistake (with a did-you-mean) for an unknown strategy or parameter. The engine
-adds `benchmark` (and later the language model, `lm`) itself.
+adds `benchmark` (and later the language model, `lm`) itself. Each kind (`base.kind_of`) has
+its own table: `SIGNAL_SOURCES` and `PORTFOLIO_RULES`.
 """
 
 from __future__ import annotations
@@ -11,18 +12,18 @@ from dataclasses import fields
 
 from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.signals import SignalSource
-from synthpm.strategies.base import PortfolioRule
+from synthpm.strategies.base import Kind, PortfolioRule, kind_of
 from synthpm.strategies.rules import EqualWeight, MagnitudeChoice, RiskParity, TopK
 from synthpm.strategies.sources import AlwaysBuy, FixedRules
 
-STRATEGIES: dict[str, type] = {
-    "always_buy": AlwaysBuy,
-    "rules": FixedRules,
+SIGNAL_SOURCES: dict[str, type] = {"always_buy": AlwaysBuy, "rules": FixedRules}
+PORTFOLIO_RULES: dict[str, type] = {
     "equal_weight": EqualWeight,
     "lgbm_topk": TopK,
     "magnitude": MagnitudeChoice,
     "hrp": RiskParity,
 }
+STRATEGIES: dict[str, type] = SIGNAL_SOURCES | PORTFOLIO_RULES
 
 
 def strategy_params(name: str) -> dict[str, object]:
@@ -53,14 +54,18 @@ def make_strategy(name: str, /, **params: object) -> SignalSource | PortfolioRul
 
 
 __all__ = [
+    "PORTFOLIO_RULES",
+    "SIGNAL_SOURCES",
     "STRATEGIES",
     "AlwaysBuy",
     "EqualWeight",
     "FixedRules",
+    "Kind",
     "MagnitudeChoice",
     "PortfolioRule",
     "RiskParity",
     "TopK",
+    "kind_of",
     "make_strategy",
     "strategy_params",
 ]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
+from synthpm.columns import forecast_col
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.strategies.base import check_horizon
@@ -39,6 +40,7 @@ class Scheduled:
     """What every rule shares: it rebalances on the first decision date of each calendar
     week or month (`every`)."""
 
+    kind: ClassVar[str] = "rule"  # run by the engine's `run_rule` (`strategies.base.kind_of`)
     every: Every = "week"
 
     def __post_init__(self) -> None:
@@ -60,7 +62,7 @@ def _tickers(contexts: Contexts) -> pd.Index:
 def _expected(contexts: Contexts, horizon: str) -> pd.Series:
     """Finite expected excess returns by ticker (none before the first forecast fold)."""
     f = contexts.frame
-    column = f"expected_return_{horizon}"
+    column = forecast_col("expected_return", horizon)
     if column not in f or f.empty:
         return _empty()
     values = pd.Series(pd.to_numeric(f[column], errors="coerce").to_numpy(float), index=f.ticker)
@@ -138,12 +140,11 @@ class RiskParity(Scheduled):
     ("min_variance"), long only and fully invested, fitted on the trailing `lookback` daily
     returns of the date's tickers that have a complete window (no missing close).
 
-    Speed (measured, 2 CPU cores, 252 days): at 500 assets one fit takes about 0.8-2 s (HRP)
-    and 0.9-1.6 s (min variance), too slow for every rebalance of a long backtest; at 100
-    assets about 0.07 s and 0.09 s. So `max_assets` (default 100)
-    keeps the tickers with the longest price history up to the date (ties by ticker name):
-    a choice that uses no forecast, changes slowly (low turnover) and favours seasoned names
-    with clean covariance estimates. `max_assets=None` fits every eligible ticker.
+    A fit on several hundred assets is too slow for every rebalance of a long backtest
+    (benchmarks/results/design_choices.md), so `max_assets` (default 100) keeps the tickers
+    with the longest price history up to the date (ties by ticker name): a choice that uses
+    no forecast, changes slowly (low turnover) and favours seasoned names with clean
+    covariance estimates. `max_assets=None` fits every eligible ticker.
     """
 
     every: Every = "month"

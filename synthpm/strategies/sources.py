@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from synthpm.context import RECENT, Contexts
+from synthpm.columns import RECENT, event_col, forecast_col
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.features.filings import GROUP_OF
 from synthpm.signals import Signal
@@ -81,14 +82,18 @@ def adverse_events(frame: pd.DataFrame) -> list[list[str]]:
     first; empty when none. The ev columns are already limited to the last 90 days."""
     out: list[list[str]] = [[] for _ in range(len(frame))]
     for k in range(1, RECENT + 1):
-        if f"ev{k}_type" not in frame:
+        if event_col(k, "type") not in frame:
             continue
-        types = frame[f"ev{k}_type"]
+        types = frame[event_col(k, "type")]
         hit = np.flatnonzero(types.isin(ADVERSE).to_numpy())
-        dates = pd.to_datetime(frame[f"ev{k}_date"]).iloc[hit]
+        dates = pd.to_datetime(frame[event_col(k, "date")]).iloc[hit]
         for i, etype, day in zip(hit, types.iloc[hit], dates, strict=True):
             out[i].append(f"{etype} {day:%Y-%m-%d}" if pd.notna(day) else str(etype))
     return out
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(float)
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,9 @@ class FixedRules:
 
     def signals(self, contexts: Contexts) -> list[Signal]:
         f, h = contexts.frame, self.horizon
-        expected = pd.to_numeric(f[f"expected_return_{h}"], errors="coerce").to_numpy(float)
-        confidence = pd.to_numeric(f[f"confidence_{h}"], errors="coerce").to_numpy(float)
-        classes = f[f"return_class_{h}"].astype(object).to_numpy()
+        expected = _numbers(f[forecast_col("expected_return", h)])
+        confidence = _numbers(f[forecast_col("confidence", h)])
+        classes = f[forecast_col("return_class", h)].astype(object).to_numpy()
         known = np.isfinite(expected) & pd.notna(classes)
         adverse = adverse_events(f)
         has_adverse = np.array([bool(a) for a in adverse], dtype=bool)

@@ -167,12 +167,14 @@ def _events(filings: pd.DataFrame) -> pd.DataFrame:
     )
     eight_k = filings[filings["form"].isin(EIGHT_K_FORMS)].explode("item")
     eight_k["item"] = eight_k["item"].replace("", None)
-    kinds = eight_k["item"].map(lambda i: classify_item(i) if i else NO_ITEMS)
-    eight_k["event_type"] = kinds.str[0]
-    eight_k["detail"] = kinds.str[1]
+    # a filing with no items: an empty string became None (NaN under pandas 3), never an item
+    kinds = eight_k["item"].map(lambda i: classify_item(i) if isinstance(i, str) else NO_ITEMS)
+    # object dtype: mapped str values would take pandas' string dtype
+    eight_k["event_type"] = kinds.map(lambda kind: kind.event_type).astype(object)
+    eight_k["detail"] = kinds.map(lambda kind: kind.meaning).astype(object)
     eight_k["source_id"] = eight_k["accessionNumber"] + "#" + eight_k["item"].fillna("")
     insider = filings[filings["form"].isin(INSIDER_FORMS)].assign(
-        item=None, event_type=INSIDER_FILING[0], detail=INSIDER_FILING[1]
+        item=None, event_type=INSIDER_FILING.event_type, detail=INSIDER_FILING.meaning
     )
     insider["source_id"] = insider["accessionNumber"]
     events = pd.concat([eight_k, insider], ignore_index=True)[columns]

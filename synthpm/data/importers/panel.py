@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,14 @@ def import_panel(path: Path, *, strict: bool = False, kind: str = "panel") -> Im
     return ImportBatch(kind, str(path), {"prices": prices}, warnings, notes)
 
 
-def _dividend_adjusted(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+class _Adjusted(NamedTuple):
+    """The dividend-adjusted long frame, and how many of its rows had an adj_close to use."""
+
+    prices: pd.DataFrame
+    notes: dict[str, int]  # rows_dividend_adjusted, rows_without_adj_close
+
+
+def _dividend_adjusted(df: pd.DataFrame) -> _Adjusted:
     """close := adj_close, open/high/low scaled by adj_close / close (see the module doc)."""
     df = parse_numbers(df, ["open", "high", "low", "close", "adj_close"])
     close, adj = df["close"].to_numpy(), df["adj_close"].to_numpy()
@@ -65,14 +73,14 @@ def _dividend_adjusted(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     df["close"] = np.where(has_adj, adj, close)
     notes = {"rows_dividend_adjusted": int(has_adj.sum()), "rows_without_adj_close": 0}
     notes["rows_without_adj_close"] = len(df) - notes["rows_dividend_adjusted"]
-    return df, notes
+    return _Adjusted(df, notes)
 
 
 def python_dates(raw: pd.Series) -> pd.Series:
     """A Parquet date32 column (Python dates) as datetime64; any other column unchanged.
 
-    Such columns convert about 20x faster directly than through `parse_dates`' text parser
-    (3.7 s -> 0.2 s on the 2.5M-row panel); anything else is left for `parse_dates`, which
+    Such columns convert far faster directly than through `parse_dates`' text parser
+    (benchmarks/results/design_choices.md); anything else is left for `parse_dates`, which
     names the row of a bad value.
     """
     if raw.dtype == object and len(raw) and type(raw.iloc[0]) is date and raw.notna().all():
