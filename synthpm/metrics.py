@@ -33,7 +33,6 @@ from typing import NamedTuple, TypedDict, cast
 import empyrical as ep
 import numpy as np
 import pandas as pd
-from arch.bootstrap import IIDBootstrap, StationaryBootstrap
 
 PERIODS = 252
 CONVENTION: dict[str, str | int | float] = {
@@ -143,6 +142,8 @@ def sharpe_ci(
         return Interval(math.nan, math.nan)
     if block < 1:
         raise ValueError("block must be >= 1")
+    from arch.bootstrap import StationaryBootstrap  # here: 0.16 s an import otherwise
+
     s = StationaryBootstrap(block, r, seed=seed).apply(_sharpe, n_boot)[:, 0]
     s = s[np.isfinite(s)]
     if s.size == 0:
@@ -307,6 +308,8 @@ def block_bootstrap_t(
         return {k: _clean(v) for k, v in out.items()}
     sums = np.bincount(codes, weights=s.to_numpy(), minlength=b)
     counts = np.bincount(codes, minlength=b).astype(float)
+    from arch.bootstrap import IIDBootstrap  # here: 0.16 s an import otherwise
+
     means = IIDBootstrap(sums, counts, seed=seed).apply(_pooled_mean, n_boot)[:, 0]
     # a constant series has no error; round-off in the resampled means would fake one
     se = 0.0 if np.ptp(s.to_numpy()) == 0 else float(np.std(means, ddof=1))
