@@ -25,6 +25,7 @@ ORDER = (
     "portfolio",
     "report",
     "backtest",
+    "journal",
     "cli",
 )
 IMPORT = re.compile(r"^\s*(?:from|import) synthpm\.(\w+)", re.MULTILINE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ import pytest
 import torch
 from conftest import tiny_dataset
 
-from synthpm.data.errors import ConfigError
+from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.lm.train import TrainConfig, load_model, lr_at, train
 
 TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, eval_batches=1)
@@ -101,6 +102,100 @@ def test_it_learns_and_logs(data, tmp_path):
     assert rows[-1]["val_loss"] < rows[9]["val_loss"] and rows[-1]["tokens_per_s"] > 0
     model, tokenizer = load_model(tmp_path)
     assert model.config.depth == 1 and tokenizer.vocab_size <= 400
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """A tiny model trained on `data`, for the runs that continue from it (left unchanged)."""
+    out = tmp_path_factory.mktemp("base")
+    train(data, out, TrainConfig(steps=20, lr=1e-2, warmup=3, **TINY), log=lambda _: None)
+    return out
+
+
+def first_loss(folder) -> float:
+    return json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+
+
+def test_init_continues_from_a_trained_models_weights_and_tokenizer(data, trained, tmp_path):
+    # a depth and vocab_size of its own: the init's shape wins (the weights have it)
+    config = TrainConfig(steps=1, init=trained, **TINY | {"depth": 2, "vocab_size": 4096})
+    lines = []
+    train(data, tmp_path, config, log=lines.append)
+    # the same seed draws the same first batch, so the base run's first loss is a fresh
+    # model's on it: far above one from the trained weights
+    assert first_loss(tmp_path) < 0.6 * first_loss(trained)
+    assert any(line.startswith(f"starting from {trained}") for line in lines)
+    assert any("(not depth 2, vocab_size 4096)" in line for line in lines)
+    tokenizer = sorted(p.name for p in (trained / "tokenizer").iterdir())
+    assert sorted(p.name for p in (tmp_path / "tokenizer").iterdir()) == tokenizer
+    for name in tokenizer:  # never refitted: the ids are the weights'
+        assert (tmp_path / "tokenizer" / name).read_bytes() == (
+            trained / "tokenizer" / name
+        ).read_bytes()
+    assert load_model(tmp_path).model.config == load_model(trained).model.config
+    assert json.loads((tmp_path / "train_config.json").read_text())["depth"] == 1
+    # the lineage: which folder and which weights it started from, and their record
+    record = json.loads((tmp_path / "dataset.json").read_text())
+    before = json.loads((trained / "dataset.json").read_text())
+    sha = hashlib.sha256((trained / "model.pt").read_bytes()).hexdigest()[:16]
+    assert record["init"] == {"path": str(trained.resolve()), "weights_sha256": sha} | {
+        "dataset": before
+    }
+    assert record["limits"] == before["limits"] and record["test_start"] == before["test_start"]
+
+
+def test_a_continued_run_resumes_to_the_same_weights(data, trained, tmp_path):
+    config = TrainConfig(steps=4, save_every=1, init=trained, **TINY)
+    train(data, tmp_path / "straight", config, log=lambda _: None)
+
+    def crash(line: str) -> None:
+        if json.loads(line)["step"] == 2:  # logged (eval_every 2) before step 2's checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            data,
+            tmp_path / "resumed",
+            config,
+            log=lambda s: crash(s) if s.startswith("{") else None,
+        )
+    lines = []
+    train(data, tmp_path / "resumed", config, log=lines.append)
+    assert "resuming from step 1" in lines  # its checkpoint, not the init weights again
+    assert not any(line.startswith("starting from") for line in lines)
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], weights(trained)[k]) for k in a)  # it did train
+
+
+def test_a_bad_init_is_refused(data, trained, tmp_path):
+    from typer.main import get_command
+
+    from synthpm.cli import app
+
+    lm_train = get_command(app).commands["lm"].commands["train"]
+    assert any("--init" in param.opts for param in lm_train.params)
+    config = dict(steps=1, **TINY)
+    (tmp_path / "empty").mkdir()
+    half = tmp_path / "half"  # a model whose tokenizer is gone
+    shutil.copytree(trained, half)
+    shutil.rmtree(half / "tokenizer")
+    for init, missing in (
+        (tmp_path / "empty", "no model.pt and no tokenizer/tokenizer.json"),
+        (data, "no model.pt"),  # a dataset, not a model
+        (half, "no tokenizer/tokenizer.json"),
+    ):
+        with pytest.raises(SynthpmError, match=f"{init} is not a trained model folder.*{missing}"):
+            train(data, tmp_path / "out", TrainConfig(init=init, **config), log=lambda _: None)
+    # itself, however it is spelled
+    itself = TrainConfig(init=os.path.relpath(half), **config)
+    with pytest.raises(SynthpmError, match="is the output folder itself"):
+        train(data, half, itself, log=lambda _: None)
+    # a folder trained afresh cannot go on from an init: two tokenizers, two starting points
+    train(data, tmp_path / "fresh", TrainConfig(**config), log=lambda _: None)
+    with pytest.raises(SynthpmError, match=f"other data than {data} starting from {trained}"):
+        train(data, tmp_path / "fresh", TrainConfig(init=trained, **config), log=lambda _: None)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -87,6 +87,22 @@ class Broker:
         self.closed: list[float] = []  # realised returns of closing fills, oldest first
         self.dropped = 0
 
+    @classmethod
+    def from_holdings(
+        cls, market: Market, config: BacktestConfig, cash: float, holdings: pd.DataFrame
+    ) -> Broker:
+        """An account holding `holdings` (columns ticker, shares, cost_basis per share with
+        entry costs, entry_date; long only) and `cash`: a live book (`synthpm decide --book`).
+        Entry dates before the market's first date count from its first date."""
+        broker = cls(market, config)
+        broker.cash = float(cash)
+        cols = market.tickers.get_indexer(holdings["ticker"])
+        broker.shares[cols] = holdings["shares"].to_numpy(dtype=np.float64)
+        broker.basis[cols] = holdings["cost_basis"].to_numpy(dtype=np.float64)
+        entry = pd.to_datetime(holdings["entry_date"])
+        broker.entry[cols] = np.maximum(market.dates.searchsorted(entry), 0)
+        return broker
+
     def price(self, t: int, col: int) -> float:
         if self.use_open:
             p = self.market.open[t, col]

@@ -27,7 +27,7 @@ Semantics (the assumptions a reader needs to trust the figures):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -81,12 +81,22 @@ class BacktestResult:
     trades: pd.DataFrame  # TRADE_COLUMNS
     decisions: pd.DataFrame  # DECISION_COLUMNS (signal sources only)
     notes: dict
+    # the orders queued at the last day's close for the next bar (PENDING_COLUMNS): what a
+    # live run (`synthpm decide`) places; a backtest ends before they fill
+    pending: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PENDING_COLUMNS))
 
 
 DECISION_COLUMNS = [
     "date", "ticker", "source", "decision", "conviction", "hold_days", "reasoning", "status",
     "size", "reason",
 ]  # fmt: skip
+
+
+PENDING_COLUMNS = ["ticker", "shares", "value", "reason", "hold_days"]
+
+# Called on each decision date of a signal source with the date's contexts (the live book in
+# `portfolio`, the run's limits), its signals and the manager's outcomes: the journal's hook.
+Recorder = Callable[[Contexts, list[Signal], list[Outcome]], None]
 
 
 @dataclass(frozen=True)
@@ -115,14 +125,23 @@ def run_backtest(
 
 
 def run_signals(
-    source: SignalSource, contexts: Contexts, market: Market, config: BacktestConfig | None = None
+    source: SignalSource,
+    contexts: Contexts,
+    market: Market,
+    config: BacktestConfig | None = None,
+    *,
+    broker: Broker | None = None,
+    record: Recorder | None = None,
 ) -> BacktestResult:
     """A signal source: on each decision date it reads the contexts with the live book (the
     contexts' `portfolio`) and the run's limits; the portfolio manager sizes its signals,
     and every signal is logged with its outcome. The engine's exits cover long positions'
-    stop loss, take profit and hold expiry."""
+    stop loss, take profit and hold expiry.
+
+    `broker`: start from this account (a live book, `Broker.from_holdings`) instead of
+    `initial_cash`; `record`: called on each decision date (the journal's hook)."""
     config = config or BacktestConfig()
-    broker = Broker(market, config)
+    broker = broker or Broker(market, config)
     manager = PortfolioManager(config.limits, broker.cost_rate)
     decisions: dict[str, list] = {c: [] for c in DECISION_COLUMNS}
     history: list[float] = []  # equity on each decision date
@@ -130,15 +149,20 @@ def run_signals(
     def decide(day: _Day) -> list[Order]:
         history.append(day.equity)
         state = broker.state(day.t, day.equity, history, day.peak)
-        signals = source.signals(Contexts(day.rows, contexts.benchmark, state, config.limits))
+        shown = Contexts(day.rows, contexts.benchmark, state, config.limits)
+        signals = source.signals(shown)
         leaving = {o.column for o in day.exits}
         book = broker.book(day.t, day.peak)
         plan = manager.decide(book, day.columns, market.sectors, signals, leaving)
         _log(decisions, day.rows, source.name, signals, plan.outcomes)
+        if record is not None:
+            record(shown, signals, plan.outcomes)
         return day.exits + plan.orders
 
-    equity = _simulate(contexts, market, config, broker, decide, stops=True)
-    return _result(source.name, equity, broker, pd.DataFrame(decisions), config)
+    equity, pending = _simulate(contexts, market, config, broker, decide, stops=True)
+    result = _result(source.name, equity, broker, pd.DataFrame(decisions), config)
+    result.pending = _pending(broker, pending, _days(contexts, market, config).stop - 1)
+    return result
 
 
 def run_rule(
@@ -163,7 +187,7 @@ def run_rule(
         weights = rule.weights(date, day_contexts, market.closes.iloc[: day.t + 1])
         return _rebalance(broker, day.t, weights, day.equity)
 
-    equity = _simulate(contexts, market, config, broker, decide, stops=False)
+    equity, _ = _simulate(contexts, market, config, broker, decide, stops=False)
     decisions = pd.DataFrame({c: [] for c in DECISION_COLUMNS})
     return _result(rule.name, equity, broker, decisions, config)
 
@@ -223,10 +247,10 @@ def _simulate(
     broker: Broker,
     decide: Callable[[_Day], list[Order]],
     stops: bool,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, list[Order]]:
     """The day loop of signal sources and rules, in the order of events the module docstring
     states; on a decision date `decide` returns the orders for the next bar. Returns the
-    equity frame, a row a day."""
+    equity frame, a row a day, and the orders left queued after the last day."""
     days = _days(contexts, market, config)
     frame = contexts.frame
     first, last = market.dates[days.start], market.dates[days.stop - 1]
@@ -259,9 +283,23 @@ def _simulate(
         exposure = np.abs(values).sum() / equity if equity > 0 else 0.0
         held = int((broker.shares != 0).sum())
         rows.append((market.dates[t], equity, broker.cash, bench, exposure, held))
-    return pd.DataFrame(
+    equity = pd.DataFrame(
         rows, columns=["date", "equity", "cash", "benchmark", "exposure", "positions"]
     )
+    return equity, pending
+
+
+def _pending(broker: Broker, orders: list[Order], t: int) -> pd.DataFrame:
+    """Orders queued at the close of day t, valued at that close."""
+    market = broker.market
+    return pd.DataFrame(
+        [
+            (str(market.tickers[o.column]), o.shares, o.shares * float(market.mark[t, o.column]),
+             o.reason, o.hold_days)
+            for o in orders
+        ],
+        columns=PENDING_COLUMNS,
+    )  # fmt: skip
 
 
 def _result(

@@ -27,6 +27,7 @@ from synthpm.cli.backtest import BASELINES, RunOptions, backtest, compare_comman
 from synthpm.cli.common import DataSource, command, console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import all_cores, dataset_app, dataset_build
+from synthpm.cli.journal import decide_command, journal_app
 from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
 from synthpm.columns import FOLD
 from synthpm.data.errors import SynthpmError
@@ -48,8 +49,10 @@ app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(lm_app, name="lm")
+app.add_typer(journal_app, name="journal")
 command(app, "backtest")(backtest)
 command(app, "compare")(compare_command)
+command(app, "decide")(decide_command)
 
 
 @app.command("demo")

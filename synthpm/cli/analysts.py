@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NamedTuple
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -24,11 +24,11 @@ from synthpm.cli.common import (
     store_at,
 )
 from synthpm.columns import BEST_HORIZON, FOLD, forecast_col
-from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.data.errors import ConfigError
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.forecast.quality import quality_table
-from synthpm.forecast.walkforward import MODELS, FoldModels
+from synthpm.forecast.walkforward import MODELS, SavedRun
 
 features_app = typer.Typer(help="The point-in-time feature panel.", no_args_is_help=True)
 forecast_app = typer.Typer(help="Walk-forward analyst forecasts.", no_args_is_help=True)
@@ -158,33 +158,6 @@ def forecast_train(
     console.print(f"walk-forward {seconds:.1f}s; wrote {out}/ (forecasts.parquet, quality.json)")
 
 
-def _load_fold_models(run: Path, config: ForecastConfig, start: str) -> FoldModels:
-    from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
-
-    where = run / "models" / start
-    if config.model == "lightgbm":
-        returns = LightGBMForecaster.load(where / "returns")
-    else:
-        from synthpm.forecast.nets import load_net
-
-        returns = load_net(where / "returns")
-    return FoldModels(returns, EventForecaster.load(where / "events"))
-
-
-class _Run(NamedTuple):
-    """A saved forecast run's config, and its folds as `folds.json` records them."""
-
-    config: ForecastConfig
-    folds: list[dict]
-
-
-def _read_run(run: Path) -> _Run:
-    if not (run / "config.json").exists():
-        raise SynthpmError(f"{run} is not a forecast run: no config.json (run `forecast train`)")
-    config = ForecastConfig.model_validate_json((run / "config.json").read_text())
-    return _Run(config, json.loads((run / "folds.json").read_text()))
-
-
 @command(forecast_app, "predict")
 def forecast_predict(
     *,
@@ -197,30 +170,14 @@ def forecast_predict(
     Each date is forecast by the latest model fitted before it (the fold whose test period
     contains it, or the last fold for later dates), never by one that saw its future.
     """
-    from synthpm.forecast.walkforward import assemble
-
-    config, folds = _read_run(run)
+    saved = SavedRun.read(run)
     start = source.start
     lead = None if start is None else str((pd.Timestamp(start) - pd.Timedelta(days=550)).date())
     panel = load_panel(source.model_copy(update={"start": lead})).panel
     dates = panel.index.get_level_values("date")
     wanted = np.ones(len(panel), bool) if start is None else dates >= pd.Timestamp(start)
-    first = pd.Timestamp(folds[0]["test_start"])
-    if (dates[wanted] < first).any():
-        raise SynthpmError(
-            f"no model of {run} was fitted before {dates[wanted].min().date()}; "
-            f"the first forecastable date is {first.date()}"
-        )
-    starts = pd.DatetimeIndex([f["test_start"] for f in folds])
-    which = starts.searchsorted(dates, side="right") - 1
-    pieces = []
-    for k, fold in enumerate(folds):
-        rows = np.flatnonzero(wanted & (which == k))
-        if len(rows):
-            returns, events = _load_fold_models(run, config, fold["test_start"])
-            raw = pd.concat([returns.predict(panel, rows), events.predict(panel, rows)], axis=1)
-            pieces.append(assemble(raw, fold, config.horizons))
-    forecasts = pd.concat(pieces).sort_index()
+    forecasts = saved.predict(panel, wanted)
+    config = saved.config
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         forecasts.to_parquet(out)
@@ -236,7 +193,7 @@ def forecast_report(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON report")] = False,
 ) -> None:
     """The out-of-sample quality of a run: overall per horizon, then rank IC per fold."""
-    _read_run(run)
+    SavedRun.read(run)
     quality = json.loads((run / "quality.json").read_text())
     if as_json:
         print(json.dumps(quality, indent=1))
@@ -332,13 +289,14 @@ def research_shap(
     top: Annotated[int, typer.Option(help="rows to print")] = 20,
 ) -> None:
     """Mean |SHAP| per feature of the run's last LightGBM fold, over its test period."""
-    config, folds = _read_run(run)
+    saved = SavedRun.read(run)
+    config, folds = saved.config, saved.folds
     if config.model != "lightgbm":
         raise ConfigError(f"SHAP values need a lightgbm run; {run} used {config.model}")
     if horizon not in config.horizons:
         raise ConfigError(f"--horizon must be one of {', '.join(config.horizons)}")
     fold = folds[-1]
-    returns, _ = _load_fold_models(run, config, fold["test_start"])
+    returns, _ = saved.fold_models(fold["test_start"])
     lead = str((pd.Timestamp(fold["test_start"]) - pd.Timedelta(days=550)).date())
     panel = load_panel(source.model_copy(update={"start": lead, "end": fold["test_end"]})).panel
     dates = panel.index.get_level_values("date")

@@ -31,6 +31,7 @@ TrainOptions = Annotated[
         "seq_len",
         "vocab_size",
         "eval_every",
+        "init",
         schedule=Opt(type=str),  # the config checks it: its error names the field
     ),
 ]
@@ -46,6 +47,9 @@ def lm_train(
     config: TrainOptions,
 ) -> None:
     """Train from scratch (or resume OUT's checkpoint): loss on the assistant turn only.
+
+    --init MODEL continues training MODEL (a `lm train` folder) on DATA into OUT: MODEL's
+    tokenizer, depth and weights, a fresh optimizer; OUT's dataset.json names MODEL.
 
     Multi-GPU: `torchrun --standalone --nproc_per_node=N -m synthpm.cli lm train ...`."""
     runs_a_model()

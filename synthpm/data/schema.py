@@ -147,6 +147,57 @@ IMPORTS = Table(
     required=("imported_at", "kind", "table_name", "rows"),
 )
 
+# The trading journal (`synthpm.journal`): one row per decision by any source, written with
+# everything known at the decision, its outcomes filled in once the market reveals them.
+JOURNAL = Table(
+    "journal",
+    {
+        "id": "VARCHAR",  # uuid4 hex
+        "created_at": "TIMESTAMP",
+        "source": "VARCHAR",  # "lm:<model>@<weights hash>", a strategy's name, "human:<name>"
+        "account": "VARCHAR",  # the book it was decided in (a paper account, a backtest run)
+        "ticker": "VARCHAR",
+        "date": "DATE",  # decided at this date's close; orders fill at the next bar
+        "trigger": "VARCHAR",  # scheduled | filing | human
+        "context_id": "VARCHAR",  # sha256 of `context`, 16 hex digits
+        "context": "VARCHAR",  # the `Context` as JSON, its portfolio state included
+        "prompt": "VARCHAR",  # the user prompt exactly as rendered for the model
+        "signal": "VARCHAR",  # the `Signal` as JSON
+        "decision": "VARCHAR",  # BUY | SELL | SKIP (the signal's, for queries)
+        "conviction": "DOUBLE",
+        "hold_days": "INTEGER",
+        "status": "VARCHAR",  # the manager's: executed | resized | rejected | skipped | human
+        "size": "DOUBLE",  # dollars at the decision close
+        "reason": "VARCHAR",
+        "fills": "VARCHAR",  # JSON list of the fills the decision's order got
+        "excess_5d": "DOUBLE",  # outcomes: excess return over the benchmark, from the close
+        "excess_21d": "DOUBLE",  # of the next bar (the fill) over 5/21/63 trading days
+        "excess_63d": "DOUBLE",
+        "pnl": "DOUBLE",  # realised P&L of the position the decision opened (or closed)
+        "updated_at": "TIMESTAMP",  # when outcomes were last filled in
+        "notes": "VARCHAR",
+    },
+    key=("id",),
+    required=("id", "created_at", "source", "account", "ticker", "date", "decision"),
+)
+
+# A journal account: the settings its book is replayed with (`synthpm.journal.live`).
+ACCOUNTS = Table(
+    "accounts",
+    {
+        "name": "VARCHAR",
+        "source": "VARCHAR",
+        "created_at": "TIMESTAMP",
+        "start": "DATE",  # its first decision date
+        "config": "VARCHAR",  # the `BacktestConfig` as JSON: cash, costs, limits
+    },
+    key=("name",),
+    required=("name", "source", "created_at", "start", "config"),
+)
+
 TABLES: dict[str, Table] = {
-    t.name: t for t in (PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS)
-}
+    t.name: t
+    for t in (
+        PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS, JOURNAL, ACCOUNTS
+    )
+}  # fmt: skip

@@ -5,7 +5,10 @@ of the database file, checkpointed, and swapped in with an atomic rename. A fail
 point (bad data, a crash, kill -9) leaves the store file byte-for-byte as it was, which a
 DuckDB rollback alone does not promise (large appends write blocks to the file before
 commit). The copy costs well under a second for stores of this size. Rows replace stored
-rows with the same natural key, so re-importing a file is idempotent.
+rows with the same natural key, so re-importing a file is idempotent. Writers take an
+exclusive lock on `<store>.lock` for the whole transaction, so two processes writing at once
+(an import and the journal, two journal writers) queue instead of one rename dropping the
+other's rows; readers take no lock and see the last committed file.
 
 Reads. Every read opens the file read-only and returns a pandas DataFrame. Event and
 insider reads take `as_of`: only rows whose `date_known` is on or before it, so code that
@@ -18,6 +21,7 @@ reads of an older store fill absent columns with nulls and treat an absent table
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -77,6 +81,11 @@ class Store:
     @contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _writer_lock(self.path), self._shadow() as con:
+            yield con
+
+    @contextmanager
+    def _shadow(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if _wal(self.path).exists():  # left by another client: fold it in before copying
             duckdb.connect(str(self.path)).close()
         shadow = self.path.with_name(self.path.name + ".importing")
@@ -149,6 +158,11 @@ class Store:
     def _query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
         with self._reader() as con:
             return con.execute(sql, list(params)).df()
+
+    def has_table(self, name: str) -> bool:
+        """Whether the store holds the table (an older store may lack a newer one)."""
+        with self._reader() as con:
+            return name in _stored_columns(con)
 
     def tickers(self) -> list[str]:
         """Tickers with prices, sorted."""
@@ -336,6 +350,18 @@ def open_store(path: str | os.PathLike | None = None) -> Store:
 
 
 # ---------------------------------------------------------------------- helpers
+@contextmanager
+def _writer_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on `<store>.lock`; the kernel drops it when the holder
+    dies, kill -9 included, so a crashed writer never blocks the next."""
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _wal(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
 

@@ -42,7 +42,7 @@ from synthpm.columns import (
     proba_cols,
     target_col,
 )
-from synthpm.data.errors import ConfigError
+from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.features.panel import PanelInputs
 from synthpm.forecast.base import CLASSES, HORIZONS, N_CLASSES, ReturnModel
 from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
@@ -288,3 +288,55 @@ def walk_forward(
     forecasts = pd.concat(pieces)
     quality = quality_report(forecasts, targets, events, fold_info, config.horizons)
     return WalkForward(config, forecasts, quality, fold_info, models)
+
+
+class SavedRun(NamedTuple):
+    """A `forecast train` folder: its config, its folds as `folds.json` records them."""
+
+    path: Path
+    config: ForecastConfig
+    folds: list[dict]
+
+    @classmethod
+    def read(cls, run: str | Path) -> SavedRun:
+        run = Path(run)
+        if not (run / "config.json").exists():
+            raise SynthpmError(
+                f"{run} is not a forecast run: no config.json (run `forecast train`)"
+            )
+        config = ForecastConfig.model_validate_json((run / "config.json").read_text())
+        return cls(run, config, json.loads((run / "folds.json").read_text()))
+
+    def fold_models(self, start: str) -> FoldModels:
+        where = self.path / "models" / start
+        if self.config.model == "lightgbm":
+            returns = LightGBMForecaster.load(where / "returns")
+        else:
+            from synthpm.forecast.nets import load_net  # torch only when asked
+
+            returns = load_net(where / "returns")
+        return FoldModels(returns, EventForecaster.load(where / "events"))
+
+    def predict(self, panel: pd.DataFrame, wanted: np.ndarray) -> pd.DataFrame:
+        """Forecasts of the `wanted` rows of `panel` (a boolean mask), each date by the
+        latest model fitted before it: the fold whose test period contains it, or the last
+        fold for later dates; never one that saw its future."""
+        dates = panel.index.get_level_values("date")
+        first = pd.Timestamp(self.folds[0]["test_start"])
+        if (dates[wanted] < first).any():
+            raise SynthpmError(
+                f"no model of {self.path} was fitted before {dates[wanted].min().date()}; "
+                f"the first forecastable date is {first.date()}"
+            )
+        starts = pd.DatetimeIndex([f["test_start"] for f in self.folds])
+        which = starts.searchsorted(dates, side="right") - 1
+        pieces = []
+        for k, fold in enumerate(self.folds):
+            rows = np.flatnonzero(wanted & (which == k))
+            if len(rows):
+                returns, events = self.fold_models(fold["test_start"])
+                raw = pd.concat([returns.predict(panel, rows), events.predict(panel, rows)], axis=1)
+                pieces.append(assemble(raw, fold, self.config.horizons))
+        if not pieces:
+            raise SynthpmError("no rows to forecast")
+        return pd.concat(pieces).sort_index()

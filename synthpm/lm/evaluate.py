@@ -130,8 +130,11 @@ def by_scenario(
 def ic_rows(test: pd.DataFrame, ic_dates: int | None, min_names: int = MIN_NAMES) -> pd.DataFrame:
     """The `IC_SCENARIO` rows of up to `ic_dates` dates with at least `min_names` of them,
     spread evenly over the split (neighbouring dates repeat each other's outcome windows,
-    so spreading them buys more independent evidence than taking the first ones)."""
-    rows = test[test["scenario"] == IC_SCENARIO].assign(date=lambda f: pd.to_datetime(f["date"]))
+    so spreading them buys more independent evidence than taking the first ones). Data
+    without that scenario (a journal export: one conversation per context) are used whole."""
+    if (test["scenario"] == IC_SCENARIO).any():
+        test = test[test["scenario"] == IC_SCENARIO]
+    rows = test.drop_duplicates(["date", "ticker"]).assign(date=lambda f: pd.to_datetime(f["date"]))
     counts = rows.groupby("date").size()
     usable = counts.index[counts >= min_names].sort_values()
     if ic_dates is not None and len(usable) > ic_dates:

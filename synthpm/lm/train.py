@@ -6,6 +6,14 @@
   default each batch samples decisions equally (`balance`); the sampled rows of step s are a
   function of (seed, s) alone. `dataset.json` beside the model records the limits, label
   settings, scenarios and split dates it was trained with (`dataset_record`).
+- **Continual fine-tuning.** `init` starts from a trained model folder: its tokenizer is
+  copied into the new folder (never refitted: the token ids must match the weights), its
+  depth and vocab_size replace the config's (the shape is the weights'; a differing setting
+  is logged, not an error, since the command line always passes one), and its weights are
+  loaded before step 0. The optimizer state starts fresh. Everything else is a fresh run's:
+  schedule, steps, seed, checkpoints; a resume loads the checkpoint, never the init weights.
+  `dataset.json` names the init (path and a hash of its weights) and its record
+  (`lineage_record`).
 - **Exact resume.** Because the batch of a step depends only on (seed, step), a checkpoint
   needs just the weights, the optimizer state and the step: a run killed at any point (kill
   -9 included) and resumed from its last checkpoint ends with the same weights as one that
@@ -28,10 +36,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -45,7 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
 from synthpm.lm.model import GPT, GPTConfig, inference_dtype
-from synthpm.lm.tokenizer import ChatTokenizer, Rendered
+from synthpm.lm.tokenizer import FILE, ChatTokenizer, Rendered
 
 
 class TrainConfig(BaseModel):
@@ -75,6 +85,11 @@ class TrainConfig(BaseModel):
     max_examples: int | None = Field(200_000, ge=1, description="training rows read")
     balance: bool = True
     seed: int = 0
+    init: Path | None = Field(
+        None,
+        description="a trained model folder to start from (continual fine-tuning); "
+        "its tokenizer and model size are kept",
+    )
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -174,9 +189,76 @@ def dataset_record(data: Path) -> dict:
     }
 
 
+class Init(NamedTuple):
+    """A trained model folder a run starts from (`TrainConfig.init`)."""
+
+    path: Path  # absolute
+    weights: dict[str, torch.Tensor]
+    shape: GPTConfig
+    vocab_size: int  # the `vocab_size` setting its tokenizer was fitted with
+    record: dict  # its dataset.json; {} where it has none
+
+
+def read_init(init: Path, out: Path) -> Init:
+    """The model folder `init` continues from; ConfigError when it is `out` itself or not a
+    finished `lm train` folder (the error names what is missing)."""
+    init = Path(init)
+    if init.resolve() == Path(out).resolve():
+        raise ConfigError(
+            f"--init {init} is the output folder itself: continue into a new --out (a killed "
+            "run resumes from its checkpoint without --init)"
+        )
+    missing = [name for name in ("model.pt", f"tokenizer/{FILE}") if not (init / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"--init {init} is not a trained model folder (one `synthpm lm train` finished): "
+            f"no {' and no '.join(missing)}"
+        )
+    payload = torch.load(init / "model.pt", map_location="cpu", weights_only=True)
+    shape = GPTConfig(**payload["config"])
+    vocab = ChatTokenizer.load(init / "tokenizer").vocab_size
+    if vocab != shape.vocab_size:  # a tokenizer replaced after training: ids would not match
+        raise ConfigError(
+            f"--init {init}: its tokenizer has {vocab} tokens, its model.pt {shape.vocab_size}"
+        )
+    settings = init / "train_config.json"
+    fitted = json.loads(settings.read_text())["vocab_size"] if settings.is_file() else vocab
+    before = init / "dataset.json"
+    record = json.loads(before.read_text()) if before.is_file() else {}
+    return Init(init.resolve(), payload["model"], shape, fitted, record)
+
+
+def weights_hash(folder: Path) -> str:
+    """The first 16 hex digits of the sha256 of `folder`'s model.pt: which weights, exactly."""
+    digest = hashlib.sha256()
+    with (folder / "model.pt").open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def lineage_record(data: Path, record: dict, init: Init) -> dict:
+    """`record` (this run's data's `dataset_record`; {} for hand-made shards without
+    config.json and stats.json) for a run started from `init`: the init's limits where
+    the new data names none (its prompts are the ones the model learnt), split dates the later
+    of the two (the model has seen both datasets' training dates), and `init`: the folder, a
+    hash of its weights and its own record (so a chain of fine-tunes reads back to the start).
+    """
+    merged = {"data": str(Path(data).resolve())} | record
+    if "limits" in init.record:
+        merged.setdefault("limits", init.record["limits"])
+    for key in ("val_start", "test_start"):
+        dates = [r[key] for r in (init.record, record) if r.get(key)]
+        if dates:  # ISO dates: the string order is the date order
+            merged[key] = max(dates)
+    init_info = {"path": str(init.path), "weights_sha256": weights_hash(init.path)}
+    return merged | {"init": init_info | {"dataset": init.record}}
+
+
 def trained_on_other_data(out: Path, record: dict) -> bool:
     """Whether `out` already holds a tokenizer or checkpoint from another dataset: resuming
-    it would silently mix two datasets (a rebuilt dataset keeps its folder's name)."""
+    it would silently mix two datasets (a rebuilt dataset keeps its folder's name). With an
+    init the record names its weights too, so another (or retrained) init is other data."""
     started = (out / "tokenizer").exists() or (out / "checkpoint.pt").exists()
     before = out / "dataset.json"
     return started and before.is_file() and json.loads(before.read_text()) != record
@@ -233,6 +315,27 @@ class Batches:
         return Batch(x, y, m)
 
 
+def _settings(config: TrainConfig) -> dict:
+    """The settings a checkpoint resumes only with: `init` as an absolute path (the same
+    folder named from another directory resumes), left out when None (so checkpoints written
+    before the field existed still resume)."""
+    settings = config.model_dump(mode="json", exclude={"init"})
+    if config.init is not None:
+        settings["init"] = str(Path(config.init).resolve())
+    return settings
+
+
+def _copy_tokenizer(init: Path, out: Path) -> None:
+    """`init`'s tokenizer files into `out`, byte for byte, each renamed into place (a kill
+    mid-copy leaves no half file for the resume to compare)."""
+    (out / "tokenizer").mkdir(parents=True, exist_ok=True)
+    for src in (init / "tokenizer").iterdir():
+        if src.is_file():
+            tmp = out / "tokenizer" / (src.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, out / "tokenizer" / src.name)
+
+
 def _save(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -279,20 +382,42 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     rank = dist.get_rank() if world > 1 else 0
     main = rank == 0  # the only process that logs and writes files
     log = log if main else (lambda _: None)
+    init = read_init(config.init, out) if config.init is not None else None  # every rank
+    if init is not None:  # the shape is the weights': the config follows (module docstring)
+        shape = {"depth": init.shape.depth, "vocab_size": init.vocab_size}
+        if any(getattr(config, k) != v for k, v in shape.items()):
+            given = ", ".join(f"{k} {getattr(config, k)}" for k in shape)
+            log(
+                f"init {init.path}: depth {shape['depth']}, vocab_size {shape['vocab_size']} "
+                f"(not {given})"
+            )
+        config = config.model_copy(update=shape)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         record = dataset_record(data)
+        if init is not None:
+            record = lineage_record(data, record, init)
         if trained_on_other_data(out, record):
+            start = f" starting from {init.path}" if init is not None else ""
             raise ConfigError(
-                f"{out} holds a tokenizer or checkpoint trained on other data than {data}: "
-                "train into a new folder, or delete it"
+                f"{out} holds a tokenizer or checkpoint trained on other data than "
+                f"{data}{start}: train into a new folder, or delete it"
             )
         if record:
             (out / "dataset.json").write_text(json.dumps(record, indent=1))
+        if init is not None:
+            theirs, ours = init.path / "tokenizer" / FILE, out / "tokenizer" / FILE
+            if not ours.exists():
+                _copy_tokenizer(init.path, out)
+            elif ours.read_bytes() != theirs.read_bytes():  # ids would not match the weights
+                raise ConfigError(
+                    f"{out} holds another tokenizer than --init {init.path}'s: "
+                    "train into a new folder, or delete it"
+                )
     torch.manual_seed(config.seed)
     frame = sample_split(data, "train", config.max_examples, config.seed)
     tokenizer = None
-    if main and not (out / "tokenizer" / "tokenizer.json").exists():
+    if main and not (out / "tokenizer" / FILE).exists():
         sample = frame.sample(min(len(frame), 20_000), random_state=config.seed)
         texts = pd.concat([sample["system"], sample["user"], sample["assistant"]])
         tokenizer = ChatTokenizer.train(texts, config.vocab_size)
@@ -322,7 +447,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():  # every rank loads it
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["train_config"] != config.model_dump():
+        if state["train_config"] != _settings(config):
             raise ConfigError(f"{checkpoint} was written with other settings; use a new --out")
         if state.get("world_size", 1) != world:  # another world size draws other batches
             raise ConfigError(
@@ -333,6 +458,10 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
         optimizer.load_state_dict(state["optimizer"])  # follows the parameters' device
         step = state["step"]
         log(f"resuming from step {step}")
+    elif init is not None:  # never over a checkpoint: a resume continues its own weights
+        model.load_state_dict(init.weights)
+        log(f"starting from {init.path}'s weights (a fresh optimizer)")
+    del init  # its weights: a second copy of the model's, not needed any more
     # DDP averages gradients across ranks; `model` stays the unwrapped GPT for checkpoints
     # and validation (its forward has no collective, so rank 0 may run it alone)
     net = model
@@ -398,7 +527,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
                     "model": {k: v.cpu() for k, v in model.state_dict().items()},
                     "optimizer": optimizer.state_dict(),
                     "step": step,
-                    "train_config": config.model_dump(),
+                    "train_config": _settings(config),
                     "world_size": world,
                 },
             )

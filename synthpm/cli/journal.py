@@ -1,0 +1,219 @@
+"""`synthpm decide` and `synthpm journal ...`: the live loop and the trading journal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from synthpm.backtest.broker import Broker
+from synthpm.backtest.engine import BacktestConfig
+from synthpm.cli.backtest import _limits, strategy_named
+from synthpm.cli.common import StoreOption, console, options, print_frame, store_at
+from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.journal import stats
+from synthpm.journal.human import add_entry, import_trades
+from synthpm.journal.live import as_of, decide, write_decided
+from synthpm.journal.outcomes import update_journal
+from synthpm.journal.records import read_journal
+
+journal_app = typer.Typer(help="The trading journal: entries, outcomes, statistics, export.")
+
+Forecasts = Annotated[
+    Path, typer.Option(help="a `forecast train` folder: its saved fold models forecast D")
+]
+
+
+def source_of(strategy, model: Path) -> str:
+    """The journal's source name: a strategy's name, or `lm:<folder>@<weights hash>`."""
+    if strategy.name != "lm":
+        return strategy.name
+    from synthpm.lm.train import weights_hash
+
+    return f"lm:{model.name}@{weights_hash(model)}"
+
+
+def read_book(path: Path, market) -> tuple[float, pd.DataFrame]:
+    """`book.json`: {"cash": 100000, "positions": [{"ticker", "shares", "cost_basis",
+    "entry_date"}]} (cost basis per share)."""
+    try:
+        doc = json.loads(path.read_text())
+        cash = float(doc["cash"])
+        holdings = pd.DataFrame(
+            doc.get("positions", []), columns=["ticker", "shares", "cost_basis", "entry_date"]
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SynthpmError(f"{path}: not a book ({exc}); see `synthpm decide --help`") from exc
+    holdings["ticker"] = holdings["ticker"].astype(str).str.upper()
+    unknown = sorted(set(holdings["ticker"]) - set(market.tickers))
+    if unknown or cash < 0 or (holdings["shares"] <= 0).any():
+        raise SynthpmError(
+            f"{path}: unknown tickers {unknown}" if unknown else f"{path}: negative cash or shares"
+        )
+    return cash, holdings
+
+
+def decide_command(
+    *,
+    date: Annotated[str, typer.Option(help="the decision date (YYYY-MM-DD), a stored bar")],
+    strategy: Annotated[str, typer.Option(help="lm or a baseline's name")] = "lm",
+    model: Annotated[Path, typer.Option(help="the lm strategy's model folder")] = Path("runs/lm"),
+    param: Annotated[list[str] | None, typer.Option(help="STRATEGY.KEY=VALUE")] = None,
+    forecasts: Forecasts = Path("runs/forecast"),
+    store: StoreOption = None,
+    account: Annotated[str, typer.Option(help="the paper account the journal replays")] = "paper",
+    book: Annotated[
+        Path | None,
+        typer.Option(help="decide on this book (JSON: cash, positions) instead of the account's"),
+    ] = None,
+    config: Annotated[
+        BacktestConfig,
+        options("initial_cash", "commission_bps", "slippage_bps", "idle_cash", "fill"),
+    ],
+    max_positions: Annotated[int | None, typer.Option(help="portfolio limit")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print, journal nothing")] = False,
+) -> None:
+    """Decide on one date from what the store knows at its close; journal the decisions.
+
+    The account's book is the replay of its journal (its first decide fixes its cash, costs
+    and limits); the orders printed fill at the next bar."""
+    target = store_at(store)
+    chosen = strategy_named(strategy, param, model)
+    config = config.model_copy(update={"limits": _limits([chosen], max_positions)})
+    with console.status(f"reading {target.path} as of {date}"):
+        today = as_of(target, date, forecasts)
+    broker = None
+    if book is not None:
+        cash, holdings = read_book(book, today.market)
+        broker = Broker.from_holdings(today.market, config, cash, holdings)
+    source = source_of(chosen, model)
+    decided = decide(
+        target, chosen, today, source=source, account=account, config=config, book=broker
+    )
+    if not decided.rows:
+        console.print(f"{today.date.date()}: no decision points (not a review day, no filings)")
+        return
+    frame = pd.DataFrame(decided.rows)
+    acted = frame[frame["decision"] != "SKIP"]
+    shown = acted[["ticker", "decision", "conviction", "status", "size", "reason"]]
+    print_frame(shown.set_index("ticker"), f"{source} on {today.date.date()}: signals acted on")
+    for row in acted.itertuples():
+        console.print(
+            f"[bold]{row.ticker}[/] {row.decision}: {json.loads(row.signal)['reasoning']}"
+        )
+    if len(decided.orders):
+        print_frame(decided.orders.set_index("ticker"), "orders for the next bar")
+    skipped = len(frame) - len(acted)
+    console.print(f"{len(frame)} decisions ({skipped} SKIP); account {account!r}")
+    if dry_run:
+        console.print("dry run: nothing journaled")
+        return
+    written = write_decided(target, decided, account, source, config, book is not None)
+    console.print(f"journaled {written} entries in {target.path}")
+
+
+@journal_app.command("add")
+def journal_add(
+    ticker: Annotated[str, typer.Option()],
+    date: Annotated[str, typer.Option()],
+    decision: Annotated[str, typer.Option(help="BUY, SELL or SKIP")],
+    conviction: Annotated[float, typer.Option(min=0.0, max=1.0)],
+    rationale: Annotated[str, typer.Option()] = "",
+    name: Annotated[str, typer.Option(help="who decided (source human:<name>)")] = "me",
+    hold_days: Annotated[int, typer.Option(min=1, max=365)] = 30,
+    forecasts: Annotated[Path | None, typer.Option(help="forecast run for the context")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Journal a person's decision, with the context the store gives its date."""
+    row = add_entry(
+        store_at(store), ticker=ticker, date=date, decision=decision, conviction=conviction,
+        rationale=rationale, name=name, hold_days=hold_days, forecasts=forecasts,
+    )  # fmt: skip
+    console.print(f"journaled {row['id']}: {row['source']} {row['decision']} {row['ticker']}")
+
+
+@journal_app.command("import")
+def journal_import(
+    path: Annotated[Path, typer.Argument(help="trades CSV/Parquet (see docs/usage.md)")],
+    name: Annotated[str, typer.Option(help="who traded (source human:<name>)")] = "me",
+    forecasts: Annotated[Path | None, typer.Option(help="forecast run for the context")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Journal a file of a person's trades; a bad file writes nothing."""
+    n = import_trades(store_at(store), path, name, forecasts)
+    console.print(f"journaled {n} trades from {path} as human:{name}")
+
+
+@journal_app.command("update")
+def journal_update(store: StoreOption = None) -> None:
+    """Fill in the outcomes (excess returns, fills, realised P&L) the store now allows."""
+    counts = update_journal(store_at(store))
+    console.print(f"{counts['updated']:,} of {counts['rows']:,} entries updated")
+
+
+@journal_app.command("show")
+def journal_show(
+    source: Annotated[str | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option()] = None,
+    ticker: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option(help="first date")] = None,
+    last: Annotated[int, typer.Option(help="rows to print")] = 30,
+    store: StoreOption = None,
+) -> None:
+    """The latest entries, filtered."""
+    rows = read_journal(
+        store_at(store), source=source, account=account,
+        tickers=[ticker] if ticker else None, start=since,
+    )  # fmt: skip
+    columns = ["date", "ticker", "source", "decision", "conviction", "status", "reason",
+               "excess_21d", "pnl"]  # fmt: skip
+    print_frame(rows[columns].tail(last).set_index("date"), f"journal: {len(rows):,} entries")
+
+
+@journal_app.command("stats")
+def journal_stats(
+    source: Annotated[str | None, typer.Option()] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the tables as CSV here")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Per source: hit rate, the conviction's reliability, outcomes by reason."""
+    rows = read_journal(store_at(store), source=source)
+    if rows.empty:
+        raise ConfigError("the journal is empty" + (f" for source {source!r}" if source else ""))
+    tables = {
+        "hit_rates": stats.hit_rates(rows),
+        "reliability": stats.reliability(rows),
+        "by_reason": stats.by_reason(rows),
+    }
+    titles = {
+        "hit_rates": "hit rate (21 trading days, against the benchmark)",
+        "reliability": "calibration: conviction against the share that beat the benchmark",
+        "by_reason": "decisions by the manager's status and reason",
+    }
+    for name, table in tables.items():
+        print_frame(table, titles[name], 3)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            table.to_csv(out / f"{name}.csv")
+
+
+@journal_app.command("export")
+def journal_export(
+    out: Annotated[Path, typer.Option(help="dataset folder to write")],
+    relabel: Annotated[str, typer.Option(help="none (as taken) or hindsight")] = "none",
+    source: Annotated[str | None, typer.Option()] = None,
+    account: Annotated[str | None, typer.Option()] = None,
+    store: StoreOption = None,
+) -> None:
+    """Journal entries as training conversations, in the dataset's format and splits."""
+    from synthpm.journal.export import export_conversations
+
+    if relabel not in ("none", "hindsight"):
+        raise ConfigError(f"--relabel must be none or hindsight, not {relabel!r}")
+    found = export_conversations(
+        store_at(store), out, relabel=relabel, source=source, account=account, log=console.print
+    )
+    console.print(json.dumps(found, indent=1, default=str))

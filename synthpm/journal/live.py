@@ -1,0 +1,248 @@
+"""The live loop (paper trading): decide on one date from what the store knows by its close.
+
+`decide` reads the store as of D (prices to D, filings known by D), builds the feature
+panel, forecasts D from the saved walk-forward models (`SavedRun.predict`: the fold fitted
+before D), builds D's contexts, asks the strategy, and lets the portfolio manager size the
+signals on the account's book. The orders fill at the next bar, as in a backtest.
+
+**The book is the journal.** A paper account's book is never stored as balances that could
+drift from the decisions: it is what the engine makes of the account's journaled decisions.
+`decide` replays them (their journaled signals, no model call) through the backtest engine
+from the account's first date to D, with the settings stored with the account, and only D's
+signals come from the strategy. So a day-by-day paper account and a backtest over the same
+dates are one computation, which `tests/test_journal_live.py` checks decision by decision.
+Alternatively `book` gives a real book (cash and holdings) to decide on, with no replay.
+
+**Review days.** A backtest reviews every member on the last trading day of each week
+(`dataset.calendar`), read from its data. On D the data end at D, so whether D is the
+week's last session comes from the exchange's calendar (`exchange_calendars`' XNYS), which
+agrees with the data wherever the store holds every session. Filing days are decided on
+whatever the weekday.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthpm.backtest.broker import Broker
+from synthpm.backtest.engine import BacktestConfig, BacktestResult, run_signals
+from synthpm.backtest.market import Market
+from synthpm.context import Contexts
+from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.data.schema import ACCOUNTS, JOURNAL
+from synthpm.data.store import ImportBatch, Store
+from synthpm.dataset import build_contexts, decision_points
+from synthpm.features import FeatureConfig, PanelInputs, build_features
+from synthpm.forecast.walkforward import SavedRun
+from synthpm.journal.records import account_row, entry, read_account, read_journal
+from synthpm.portfolio.manager import Outcome
+from synthpm.signals import Signal, SignalSource
+
+FILLED = ("executed", "resized")  # statuses whose order reaches the market
+
+
+@cache
+def _sessions():
+    import exchange_calendars
+
+    return exchange_calendars.get_calendar("XNYS", start="1990-01-01")
+
+
+def is_review_day(date: pd.Timestamp) -> bool:
+    """Whether `date` is the last XNYS session of its calendar week (Monday..Sunday)."""
+    calendar = _sessions()
+    if date > calendar.last_session:
+        raise ConfigError(f"{date.date()} is past the exchange calendar's last session")
+    following = calendar.date_to_session(date, "next")
+    if following == date:
+        following = calendar.next_session(date)
+    return following.to_period("W") != date.to_period("W")
+
+
+def points_on(panel: pd.DataFrame, events: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
+    """D's decision points as the backtest's calendar gives them: every member on a review
+    day, filers on any day (their trigger "filing")."""
+    points = decision_points(panel.index, events, start=date, end=date)
+    if not is_review_day(date):  # the data end at D, which then looks like a week's last day
+        points = points[points["trigger"] == "filing"].reset_index(drop=True)
+    return points
+
+
+@dataclass(frozen=True)
+class Today:
+    """What the store knows at the close of D, ready to decide on."""
+
+    date: pd.Timestamp
+    inputs: PanelInputs
+    contexts: Contexts  # D's decision points
+    market: Market
+
+
+def as_of(store: Store, date: str | pd.Timestamp, forecasts: Path) -> Today:
+    """The store read as of D's close, and D's contexts with D's forecasts."""
+    date = pd.Timestamp(date)
+    inputs = PanelInputs.from_store(store, end=date)
+    last = inputs.prices["date"].max()
+    if last != date:
+        raise SynthpmError(
+            f"no prices on {date.date()} in {store.path} (the last stored date on or before it "
+            f"is {last.date()}): import {date.date()}'s prices first"
+        )
+    panel = build_features(inputs, FeatureConfig())
+    points = points_on(panel, inputs.events, date)
+    dates = panel.index.get_level_values("date")
+    predicted = SavedRun.read(forecasts).predict(panel, np.asarray(dates == date))
+    contexts = build_contexts(inputs, panel, predicted, points)
+    return Today(date, inputs, contexts, Market.from_inputs(inputs))
+
+
+class Replay:
+    """A signal source that answers past dates from the journal and D from the strategy."""
+
+    def __init__(
+        self, strategy: SignalSource | None, journaled: pd.DataFrame, today: pd.Timestamp | None
+    ):
+        self.name = strategy.name if strategy else "journal"
+        self.strategy, self.today = strategy, today
+        self.kept = {
+            (pd.Timestamp(d), t): Signal.model_validate_json(s)
+            for d, t, s in journaled[["date", "ticker", "signal"]].itertuples(index=False)
+        }
+
+    def signals(self, contexts: Contexts) -> list[Signal]:
+        frame = contexts.frame
+        if self.strategy and len(frame) and frame["date"].iloc[0] == self.today:
+            return self.strategy.signals(contexts)
+        return [self.kept[(d, t)] for d, t in frame[["date", "ticker"]].itertuples(index=False)]
+
+
+@dataclass
+class Decided:
+    """One `decide`: D's journal rows, the orders for the next bar, the account's run."""
+
+    rows: list[dict]
+    orders: pd.DataFrame
+    result: BacktestResult
+    fills: pd.DataFrame  # earlier rows whose fills the replay found: id, fills
+
+
+def decide(
+    store: Store,
+    strategy: SignalSource,
+    today: Today,
+    *,
+    source: str,
+    account: str = "paper",
+    config: BacktestConfig | None = None,
+    book: Broker | None = None,
+) -> Decided:
+    """Decide on `today` in `account` (replaying its journal), or on a given `book`; nothing
+    is written here (`write_decided`)."""
+    config = config or BacktestConfig()
+    day = today.date
+    if book is not None:
+        journaled = read_journal(store, account=account, start=day, end=day, columns=["id"])
+        past = read_journal(store, ids=[])
+        start = day
+    else:
+        known = read_account(store, account)
+        if known is not None:
+            if known["source"] != source:
+                raise ConfigError(
+                    f"account {account!r} is traded by {known['source']}, not {source}: "
+                    "choose another --account"
+                )
+            config = BacktestConfig.model_validate(known["config"])
+            start = pd.Timestamp(known["start"])
+        else:
+            start = day
+        past = read_journal(store, account=account, end=day)
+        journaled = past[past["date"] == day]
+        past = past[past["date"] < day]
+        if len(past) and start > past["date"].min():
+            raise ConfigError(f"account {account!r} has entries before its start {start.date()}")
+    if len(journaled):
+        raise ConfigError(
+            f"account {account!r} already decided on {day.date()} ({len(journaled)} entries): "
+            "journal entries are never overwritten"
+        )
+    frame = pd.concat(
+        [past[["date", "ticker", "trigger"]], today.contexts.frame], ignore_index=True
+    )
+    if frame.empty:
+        return Decided([], pd.DataFrame(), None, pd.DataFrame())  # type: ignore[arg-type]
+    rows: list[dict] = []
+
+    def record(shown: Contexts, signals: list[Signal], outcomes: list[Outcome]) -> None:
+        if shown.frame["date"].iloc[0] != day:
+            return
+        for context, signal, outcome in zip(shown, signals, outcomes, strict=True):
+            rows.append(
+                entry(
+                    context, signal, source=source, account=account, limits=shown.limits,
+                    status=outcome.status, size=outcome.size, reason=outcome.reason,
+                )
+            )  # fmt: skip
+
+    run = config.model_copy(update={"start": str(start.date()), "end": str(day.date())})
+    contexts = Contexts(frame, today.contexts.benchmark)
+    result = run_signals(
+        Replay(strategy, past, day), contexts, today.market, run, broker=book, record=record
+    )
+    return Decided(rows, result.pending, result, fills_of(past, result.trades, today.market))
+
+
+FILL_COLUMNS = ["date", "side", "shares", "price", "value", "cost", "reason", "pnl"]
+
+
+def fills_of(rows: pd.DataFrame, trades: pd.DataFrame, market: Market) -> pd.DataFrame:
+    """For journal rows whose order reached the market, the fill it got (`id`, `fills` as
+    JSON): the trade of that ticker at the next bar with the manager's reason."""
+    wanted = rows[rows["status"].isin(FILLED) & (rows["decision"] != "SKIP")]
+    ours = trades[trades["reason"].isin(("signal", "sell_signal"))]
+    if wanted.empty or ours.empty:
+        return pd.DataFrame(columns=["id", "fills"])
+    dates = market.dates
+    at = dates.searchsorted(wanted["date"], "right")
+    wanted = wanted.loc[at < len(dates), ["id", "ticker"]].assign(date=dates[at[at < len(dates)]])
+    merged = wanted.merge(ours, on=["ticker", "date"])
+    merged["date"] = merged["date"].dt.strftime("%Y-%m-%d")
+    merged = merged[[*FILL_COLUMNS, "id"]].astype(object)
+    merged = merged.where(merged.notna(), None)  # an opening fill's P&L: null, not NaN
+    fills = {
+        row_id: json.dumps(group[FILL_COLUMNS].to_dict("records"))
+        for row_id, group in merged.groupby("id", sort=False)
+    }
+    return pd.DataFrame({"id": list(fills), "fills": list(fills.values())})
+
+
+def write_decided(
+    store: Store, decided: Decided, account: str, source: str, config: BacktestConfig, book: bool
+) -> int:
+    """D's rows, the fills the replay found for earlier rows, and (first time) the account,
+    in one transaction. Returns the rows written."""
+    if not decided.rows:
+        return 0
+    new = pd.DataFrame(decided.rows).astype({"date": "datetime64[ns]"})
+    frames = {JOURNAL.name: pd.concat([with_columns(store, decided.fills), new])}
+    if not book and read_account(store, account) is None:
+        first = decided.rows[0]["date"]
+        frames[ACCOUNTS.name] = account_row(account, source, first, config.model_dump_json())
+    store.write(ImportBatch("journal", f"decide:{account}", frames))
+    return len(decided.rows)
+
+
+def with_columns(store: Store, updates: pd.DataFrame) -> pd.DataFrame:
+    """The stored journal rows with the ids of `updates`, its columns set from it."""
+    if updates.empty:
+        return read_journal(store, ids=[])
+    current = read_journal(store, ids=list(updates["id"])).set_index("id")
+    changed = updates.set_index("id")
+    current.loc[changed.index, list(changed.columns)] = changed
+    return current.reset_index()
