@@ -4,7 +4,6 @@ growing by one imported day before each decision, takes the backtest's decisions
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import exchange_calendars
 import numpy as np
@@ -134,7 +133,7 @@ def test_a_paper_account_decided_daily_equals_the_backtest(world):
 
 
 def test_deciding_twice_on_a_date_is_refused(world):
-    tmp, store, data, days = world
+    tmp, store, _data, days = world
     rules = make_strategy("rules")
     today = as_of(store, days[-1], tmp / "forecast")
     with pytest.raises(Exception, match="already decided"):

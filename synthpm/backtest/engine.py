@@ -112,16 +112,21 @@ class _Day:
 
 
 def run_backtest(
-    strategy, contexts: Contexts, market: Market, config: BacktestConfig | None = None
+    strategy,
+    contexts: Contexts,
+    market: Market,
+    config: BacktestConfig | None = None,
+    record: Recorder | None = None,
 ) -> BacktestResult:
-    """Run a strategy by the kind it declares (`strategies.base.kind_of`)."""
+    """Run a strategy by the kind it declares (`strategies.base.kind_of`); `record` sees a
+    signal source's decisions (`run_signals`)."""
     match kind_of(strategy):
         case "benchmark":
             return run_benchmark(contexts, market, config)
         case "rule":
             return run_rule(strategy, contexts, market, config)
         case _:
-            return run_signals(strategy, contexts, market, config)
+            return run_signals(strategy, contexts, market, config, record=record)
 
 
 def run_signals(

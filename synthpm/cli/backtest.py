@@ -21,10 +21,18 @@ from synthpm.backtest.engine import (
 )
 from synthpm.backtest.run import compare, metrics_of, model_dates, save_run
 from synthpm.cli.analysts import load_panel, parse_params
-from synthpm.cli.common import DataSource, console, options, print_frame, runs_a_model
+from synthpm.cli.common import (
+    DataSource,
+    console,
+    options,
+    print_frame,
+    runs_a_model,
+    store_at,
+)
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.dataset import build_contexts, decision_points
+from synthpm.journal.live import journal_run, recorder
 from synthpm.limits import Limits
 from synthpm.report import model_eval, write_report
 from synthpm.strategies import STRATEGIES, make_strategy
@@ -166,13 +174,20 @@ def backtest(
     strategy: Annotated[str, typer.Option(help=f"lm or one of {', '.join(BASELINES)}")] = "rules",
     run: Run,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/backtest"),
+    journal: Annotated[
+        str | None,
+        typer.Option(help="also journal every decision in the store, as this new account"),
+    ] = None,
 ) -> None:
     """Backtest one strategy: equity, trades, decisions, metrics and report in OUT."""
     ready = prepare([strategy], run)
     [chosen] = ready.strategies
     sample = model_dates(chosen, ready.start, run.allow_in_sample)
     started = time.perf_counter()
-    result = run_backtest(chosen, ready.contexts, ready.market, ready.config)
+    rows: list[dict] = []
+    source = source_of(chosen, run.model)
+    record = recorder(rows, source, journal) if journal else None
+    result = run_backtest(chosen, ready.contexts, ready.market, ready.config, record)
     if sample:
         result.notes["model_dates"] = sample
     seconds = time.perf_counter() - started
@@ -185,6 +200,22 @@ def backtest(
     for line in [*notes, *([sample["note"]] if sample else [])]:
         console.print(line)
     console.print(f"{seconds:.1f}s; fills: {result.notes['fills']}; wrote {out}/report.html")
+    if journal:
+        store = store_at(run.source.store)
+        n = journal_run(
+            store, rows, result, ready.market, account=journal, source=source,
+            config=ready.config,
+        )  # fmt: skip
+        console.print(f"journaled {n:,} decisions in {store.path} as account {journal!r}")
+
+
+def source_of(strategy, model: Path) -> str:
+    """The journal's source name: a strategy's name, or `lm:<folder>@<weights hash>`."""
+    if strategy.name != "lm":
+        return strategy.name
+    from synthpm.lm.train import weights_hash
+
+    return f"lm:{model.name}@{weights_hash(model)}"
 
 
 def compare_command(

@@ -11,7 +11,8 @@ import typer
 
 from synthpm.backtest.broker import Broker
 from synthpm.backtest.engine import BacktestConfig
-from synthpm.cli.backtest import _limits, strategy_named
+from synthpm.backtest.run import model_dates
+from synthpm.cli.backtest import _limits, source_of, strategy_named
 from synthpm.cli.common import StoreOption, console, options, print_frame, store_at
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.journal import stats
@@ -25,15 +26,6 @@ journal_app = typer.Typer(help="The trading journal: entries, outcomes, statisti
 Forecasts = Annotated[
     Path, typer.Option(help="a `forecast train` folder: its saved fold models forecast D")
 ]
-
-
-def source_of(strategy, model: Path) -> str:
-    """The journal's source name: a strategy's name, or `lm:<folder>@<weights hash>`."""
-    if strategy.name != "lm":
-        return strategy.name
-    from synthpm.lm.train import weights_hash
-
-    return f"lm:{model.name}@{weights_hash(model)}"
 
 
 def read_book(path: Path, market) -> tuple[float, pd.DataFrame]:
@@ -75,6 +67,9 @@ def decide_command(
     ],
     max_positions: Annotated[int | None, typer.Option(help="portfolio limit")] = None,
     dry_run: Annotated[bool, typer.Option(help="print, journal nothing")] = False,
+    allow_in_sample: Annotated[
+        bool, typer.Option(help="let the lm decide on a date its model trained on (noted)")
+    ] = False,
 ) -> None:
     """Decide on one date from what the store knows at its close; journal the decisions.
 
@@ -82,6 +77,7 @@ def decide_command(
     and limits); the orders printed fill at the next bar."""
     target = store_at(store)
     chosen = strategy_named(strategy, param, model)
+    sample = model_dates(chosen, date, allow_in_sample)  # refuses a model's own dates
     config = config.model_copy(update={"limits": _limits([chosen], max_positions)})
     with console.status(f"reading {target.path} as of {date}"):
         today = as_of(target, date, forecasts)
@@ -96,6 +92,10 @@ def decide_command(
     if not decided.rows:
         console.print(f"{today.date.date()}: no decision points (not a review day, no filings)")
         return
+    if sample and sample["in_sample"]:
+        for row in decided.rows:
+            row["notes"] = sample["note"]
+        console.print(sample["note"])
     frame = pd.DataFrame(decided.rows)
     acted = frame[frame["decision"] != "SKIP"]
     shown = acted[["ticker", "decision", "conviction", "status", "size", "reason"]]

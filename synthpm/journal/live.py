@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from synthpm.backtest.broker import Broker
-from synthpm.backtest.engine import BacktestConfig, BacktestResult, run_signals
+from synthpm.backtest.engine import BacktestConfig, BacktestResult, Recorder, run_signals
 from synthpm.backtest.market import Market
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError, SynthpmError
@@ -178,9 +178,23 @@ def decide(
     if frame.empty:
         return Decided([], pd.DataFrame(), None, pd.DataFrame())  # type: ignore[arg-type]
     rows: list[dict] = []
+    record = recorder(rows, source, account, only=day)
+    run = config.model_copy(update={"start": str(start.date()), "end": str(day.date())})
+    contexts = Contexts(frame, today.contexts.benchmark)
+    result = run_signals(
+        Replay(strategy, past, day), contexts, today.market, run, broker=book, record=record
+    )
+    return Decided(rows, result.pending, result, fills_of(past, result.trades, today.market))
+
+
+def recorder(
+    rows: list[dict], source: str, account: str, only: pd.Timestamp | None = None
+) -> Recorder:
+    """The engine's hook (`run_signals`) that appends a journal row per decision to `rows`
+    (`only`: on that date alone)."""
 
     def record(shown: Contexts, signals: list[Signal], outcomes: list[Outcome]) -> None:
-        if shown.frame["date"].iloc[0] != day:
+        if only is not None and shown.frame["date"].iloc[0] != only:
             return
         for context, signal, outcome in zip(shown, signals, outcomes, strict=True):
             rows.append(
@@ -190,12 +204,7 @@ def decide(
                 )
             )  # fmt: skip
 
-    run = config.model_copy(update={"start": str(start.date()), "end": str(day.date())})
-    contexts = Contexts(frame, today.contexts.benchmark)
-    result = run_signals(
-        Replay(strategy, past, day), contexts, today.market, run, broker=book, record=record
-    )
-    return Decided(rows, result.pending, result, fills_of(past, result.trades, today.market))
+    return record
 
 
 FILL_COLUMNS = ["date", "side", "shares", "price", "value", "cost", "reason", "pnl"]
@@ -236,6 +245,28 @@ def write_decided(
         frames[ACCOUNTS.name] = account_row(account, source, first, config.model_dump_json())
     store.write(ImportBatch("journal", f"decide:{account}", frames))
     return len(decided.rows)
+
+
+def journal_run(
+    store: Store, rows: list[dict], result: BacktestResult, market: Market, *, account: str,
+    source: str, config: BacktestConfig,
+) -> int:  # fmt: skip
+    """A backtest's decisions (`recorder`'s rows) as a new account, with their fills, in one
+    transaction; `journal update` replays the account like a paper one."""
+    if read_account(store, account) is not None:
+        raise ConfigError(f"account {account!r} exists: journal the run under another name")
+    if not rows:
+        raise ConfigError("the run made no decisions to journal (a portfolio rule logs none)")
+    frame = pd.DataFrame(rows).astype({"date": "datetime64[ns]"})
+    fills = fills_of(frame, result.trades, market).set_index("id")["fills"]
+    frame["fills"] = frame["id"].map(fills).fillna(frame["fills"])
+    start = config.start or frame["date"].min()
+    frames = {
+        JOURNAL.name: frame,
+        ACCOUNTS.name: account_row(account, source, start, config.model_dump_json()),
+    }
+    store.write(ImportBatch("journal", f"backtest:{account}", frames))
+    return len(frame)
 
 
 def with_columns(store: Store, updates: pd.DataFrame) -> pd.DataFrame:

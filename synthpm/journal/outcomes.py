@@ -29,6 +29,9 @@ from synthpm.features.panel import PanelInputs
 from synthpm.journal.records import read_account, read_journal, write_entries
 
 HORIZONS = {"excess_5d": 5, "excess_21d": 21, "excess_63d": 63}
+# the columns an update reads: every one but the large context and prompt texts
+LIGHT = ["id", "source", "account", "ticker", "date", "trigger", "signal", "decision",
+         "status", "fills", *HORIZONS, "pnl"]  # fmt: skip
 
 
 def excess_returns(inputs: PanelInputs, rows: pd.DataFrame) -> pd.DataFrame:
@@ -108,9 +111,9 @@ def stamped(frame: pd.DataFrame) -> pd.DataFrame:
 def update_journal(store: Store) -> dict[str, int]:
     """Fill in every outcome the store now allows, in one transaction; only changed rows are
     rewritten. Returns counts."""
-    from synthpm.journal.live import Replay, fills_of  # the engine's replay of an account
+    from synthpm.journal.live import Replay, fills_of, with_columns  # an account's replay
 
-    rows = read_journal(store)
+    rows = read_journal(store, columns=LIGHT)  # the prompts and contexts are not read
     if rows.empty:
         return {"rows": 0, "updated": 0}
     inputs = PanelInputs.from_store(store)
@@ -138,7 +141,8 @@ def update_journal(store: Store) -> dict[str, int]:
         new.loc[mine.index, "pnl"] = _credit(new.loc[mine.index], trades)
     changed = _changed(rows, new)
     if changed.any():
-        write_entries(store, stamped(new[changed]), "journal update")
+        updates = stamped(new.loc[changed, ["id", "fills", *HORIZONS, "pnl"]])
+        write_entries(store, with_columns(store, updates), "journal update")
     return {"rows": len(rows), "updated": int(changed.sum())}
 
 
