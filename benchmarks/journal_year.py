@@ -98,9 +98,14 @@ def main() -> None:
     contexts = build_contexts(inputs, panel, forecasts, points)
     run = config.model_copy(update={"start": str(days[0].date()), "end": str(days[-1].date())})
     result = run_signals(strategy, contexts, Market.from_inputs(inputs), run)
-    expected = result.decisions.reset_index(drop=True)
     got = read_journal(store, account="paper").sort_values(["date", "ticker"])
     got = got.reset_index(drop=True)
+    # the data's last week can end before its last session (the embedded data end on a
+    # Wednesday): the backtest reviews that Wednesday, which no one could know live, and its
+    # orders never fill; compared on the dates both decided, that extra review is reported
+    backtest_only = sorted(set(pd.to_datetime(result.decisions["date"])) - set(got["date"]))
+    expected = result.decisions[~pd.to_datetime(result.decisions["date"]).isin(backtest_only)]
+    expected = expected.reset_index(drop=True)
     same_rows = len(got) == len(expected) and (
         got["ticker"].tolist() == expected["ticker"].tolist()
     )
@@ -150,6 +155,7 @@ def main() -> None:
         "trading_days": len(days),
         "journal_entries": len(got),
         "backtest_decisions": len(expected),
+        "backtest_only_dates": [str(d.date()) for d in backtest_only],
         "same_rows": bool(same_rows),
         "mismatches": mismatches,
         "max_size_gap_dollars": size_gap,

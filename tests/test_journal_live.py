@@ -23,7 +23,7 @@ from synthpm.limits import Limits
 from synthpm.strategies import make_strategy
 
 TICKERS = [f"T{i}" for i in range(6)]
-FORECAST = ForecastConfig(min_train_days=250, refit_months=12, train_stride=3,
+FORECAST = ForecastConfig(min_train_days=150, refit_months=12, train_stride=3,
                           model_params={"rounds": 30, "min_data_in_leaf": 20})  # fmt: skip
 CONFIG = BacktestConfig(limits=Limits(max_positions=3))
 
@@ -64,7 +64,8 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     data = market_data()
     dates = pd.DatetimeIndex(data["market"]["date"])
-    days = dates[(dates >= "2018-01-29") & (dates <= "2018-03-02")]  # five weeks, one a day
+    # six weeks, one a day, into a new year: its forecast fold is fitted live on 2018-01-02
+    days = dates[(dates >= "2017-12-18") & (dates <= "2018-01-26")]
     store = Store(tmp / "store.duckdb")
     import_until(store, data, dates[0], days[0] - pd.Timedelta(days=1))
     inputs = PanelInputs.from_store(store)
@@ -90,7 +91,9 @@ def test_a_paper_account_decided_daily_equals_the_backtest(world):
         write_decided(store, decided, "paper", "rules", CONFIG, book=False)
         update_journal(store)
     journal = read_journal(store, account="paper")
-    assert journal["date"].nunique() >= 5 and (journal["status"] == "executed").any()
+    assert journal["date"].nunique() >= 6 and (journal["status"] == "executed").any()
+    fitted = json.loads((tmp / "forecast" / "folds.json").read_text())
+    assert [f["test_start"] for f in fitted] == ["2017-01-03", "2018-01-02"]
 
     # the backtest over the same days, on the finished store and a fresh walk-forward
     inputs = PanelInputs.from_store(store)
@@ -142,5 +145,71 @@ def test_deciding_twice_on_a_date_is_refused(world):
 
 def test_a_date_the_store_has_not_reached_is_refused(world):
     tmp, store, _, days = world
-    with pytest.raises(Exception, match="import 2018-03-05's prices first"):
+    with pytest.raises(Exception, match="import 2018-01-29's prices first"):
         as_of(store, days[-1] + pd.Timedelta(days=3), tmp / "forecast")
+
+
+@pytest.fixture(scope="module")
+def finished(world):
+    """The world's store holding every simulated day (idempotent: rows replace by key)."""
+    _, store, data, days = world
+    import_until(store, data, days[0], days[-1])
+    return world
+
+
+def cli(*args) -> str:
+    from typer.testing import CliRunner
+
+    from synthpm.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_journaled_backtest_is_replayed_to_its_own_fills(finished, tmp_path):
+    _, store, _, days = finished
+    inputs = PanelInputs.from_store(store)  # a forecast run over every day, as a backtest needs
+    panel = build_features(inputs, FeatureConfig())
+    walk_forward(panel, inputs, FORECAST, log=lambda _: None).save(tmp_path / "forecast")
+    rules = ["--strategy", "rules", "--param", "rules.min_expected=0", "--param",
+             "rules.min_confidence=0", "--max-positions", "3"]  # fmt: skip
+    out = cli("backtest", *rules, "--forecasts", tmp_path / "forecast", "--start", days[0].date(),
+              "--end", days[-1].date(), "--store", store.path, "--out", tmp_path / "bt",
+              "--journal", "bt")  # fmt: skip
+    assert "as account 'bt'" in out
+    cli("journal", "update", "--store", store.path)
+    journal = read_journal(store, account="bt").sort_values(["date", "ticker"])
+    decisions = pd.read_parquet(tmp_path / "bt" / "decisions.parquet")
+    assert journal["decision"].tolist() == decisions["decision"].tolist()
+    assert journal["status"].tolist() == decisions["status"].tolist()
+    trades = pd.read_csv(tmp_path / "bt" / "trades.csv")
+    ours = trades[trades["reason"].isin(["signal", "sell_signal"])]
+    assert sum(len(json.loads(f)) for f in journal["fills"]) == len(ours) > 0
+    with pytest.raises(AssertionError, match="exists"):  # an account is journaled once
+        cli("backtest", *rules, "--forecasts", tmp_path / "forecast", "--store", store.path,
+            "--start", days[0].date(), "--out", tmp_path / "bt2", "--journal", "bt")  # fmt: skip
+
+
+def test_decide_on_a_given_book_sells_what_it_holds(finished, tmp_path):
+    tmp, store, _, days = finished
+    book = tmp_path / "book.json"
+    held = [{"ticker": t, "shares": 100, "cost_basis": 50.0, "entry_date": "2017-06-01"}
+            for t in ("T0", "T1")]  # fmt: skip
+    book.write_text(json.dumps({"cash": 50_000, "positions": held}))
+    rules = ["--strategy", "rules", "--param", "rules.sell_below=0.5", "--param",
+             "rules.min_expected=0.6"]  # fmt: skip
+    where = ["--forecasts", tmp / "forecast", "--store", store.path]
+    out = cli("decide", "--date", days[-1].date(), *rules, *where, "--book", book,
+              "--account", "mine")  # fmt: skip
+    assert "orders for the next bar" in out and "journaled 6 entries" in out
+    rows = read_journal(store, account="mine").set_index("ticker")
+    assert rows.loc["T0", "status"] == "executed" and rows.loc["T0", "decision"] == "SELL"
+    assert rows.loc["T2", "status"] == "rejected"  # not held
+    state = json.loads(rows.loc["T0", "context"])["portfolio"]
+    assert {p["ticker"] for p in state["positions"]} == {"T0", "T1"}
+    bad = tmp_path / "bad.json"
+    position = {"ticker": "ZZZ", "shares": 1, "cost_basis": 1, "entry_date": "2018-01-02"}
+    bad.write_text(json.dumps({"cash": 1, "positions": [position]}))
+    with pytest.raises(AssertionError, match="unknown tickers"):
+        cli("decide", "--date", days[-1].date(), *rules, *where, "--book", bad, "--account", "x")

@@ -24,6 +24,7 @@ exist, and `fold` (the test period's start).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,14 +243,16 @@ def walk_forward(
     config: ForecastConfig | None = None,
     progress=None,
     log=print,
+    folds: list[Fold] | None = None,
 ) -> WalkForward:
-    """Fit and predict every fold; `panel` from `build_features(inputs, ...)`."""
+    """Fit and predict every fold (or the `folds` given, of `make_folds`); `panel` from
+    `build_features(inputs, ...)`."""
     config = config or ForecastConfig()
     if panel.empty:
         raise ConfigError("empty universe: the feature panel has no rows")
     dates = panel.index.get_level_values("date")
     calendar = pd.DatetimeIndex(dates.unique()).sort_values()
-    folds = make_folds(calendar, config)
+    folds = make_folds(calendar, config) if folds is None else folds
     targets = return_targets(inputs, panel.index, config.horizons)
     events = event_targets(inputs, panel.index)
     day_pos = calendar.get_indexer(dates)
@@ -316,6 +319,32 @@ class SavedRun(NamedTuple):
 
             returns = load_net(where / "returns")
         return FoldModels(returns, EventForecaster.load(where / "events"))
+
+    def current(self, panel: pd.DataFrame, inputs: PanelInputs, log=print) -> SavedRun:
+        """The run with a fold for every refit period the panel's dates reach. A period that
+        began after the run was fitted (the live loop's first day of a new year) gets its
+        fold now, fitted as `walk_forward` fits it (on the dates before it, purged: the same
+        model a later run would fit), and saved into the run."""
+        calendar = pd.DatetimeIndex(panel.index.get_level_values("date").unique()).sort_values()
+        have = {f["test_start"] for f in self.folds}
+        missing = [f for f in make_folds(calendar, self.config)
+                   if str(f.test_start.date()) not in have]  # fmt: skip
+        if not missing:
+            return self
+        fitted = walk_forward(panel, inputs, self.config, log=log, folds=missing)
+        for info, (model, events) in zip(fitted.folds, fitted.models, strict=True):
+            final = self.path / "models" / info["test_start"]
+            partial = final.with_name(final.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            model.save(partial / "returns")
+            events.save(partial / "events")
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
+        folds = sorted([*self.folds, *fitted.folds], key=lambda f: f["test_start"])
+        record = self.path / "folds.json"
+        record.with_suffix(".tmp").write_text(json.dumps(folds, indent=1, default=str))
+        record.with_suffix(".tmp").replace(record)  # the models first, then the record
+        return SavedRun(self.path, self.config, folds)
 
     def predict(self, panel: pd.DataFrame, wanted: np.ndarray) -> pd.DataFrame:
         """Forecasts of the `wanted` rows of `panel` (a boolean mask), each date by the

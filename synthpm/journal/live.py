@@ -2,8 +2,10 @@
 
 `decide` reads the store as of D (prices to D, filings known by D), builds the feature
 panel, forecasts D from the saved walk-forward models (`SavedRun.predict`: the fold fitted
-before D), builds D's contexts, asks the strategy, and lets the portfolio manager size the
-signals on the account's book. The orders fill at the next bar, as in a backtest.
+before D; on the first day of a new refit period its fold is fitted then, as the
+walk-forward fits it, and saved into the run), builds D's contexts, asks the strategy, and
+lets the portfolio manager size the signals on the account's book. The orders fill at the
+next bar, as in a backtest.
 
 **The book is the journal.** A paper account's book is never stored as balances that could
 drift from the decisions: it is what the engine makes of the account's journaled decisions.
@@ -85,7 +87,8 @@ class Today:
 
 
 def as_of(store: Store, date: str | pd.Timestamp, forecasts: Path) -> Today:
-    """The store read as of D's close, and D's contexts with D's forecasts."""
+    """The store read as of D's close, and D's contexts with D's forecasts (a refit period
+    that begins by D gets its fold first, saved into the forecast run: `SavedRun.current`)."""
     date = pd.Timestamp(date)
     inputs = PanelInputs.from_store(store, end=date)
     last = inputs.prices["date"].max()
@@ -97,7 +100,8 @@ def as_of(store: Store, date: str | pd.Timestamp, forecasts: Path) -> Today:
     panel = build_features(inputs, FeatureConfig())
     points = points_on(panel, inputs.events, date)
     dates = panel.index.get_level_values("date")
-    predicted = SavedRun.read(forecasts).predict(panel, np.asarray(dates == date))
+    run = SavedRun.read(forecasts).current(panel, inputs)  # a new year: its fold, fitted now
+    predicted = run.predict(panel, np.asarray(dates == date))
     contexts = build_contexts(inputs, panel, predicted, points)
     return Today(date, inputs, contexts, Market.from_inputs(inputs))
 
@@ -259,7 +263,7 @@ def journal_run(
         raise ConfigError("the run made no decisions to journal (a portfolio rule logs none)")
     frame = pd.DataFrame(rows).astype({"date": "datetime64[ns]"})
     fills = fills_of(frame, result.trades, market).set_index("id")["fills"]
-    frame["fills"] = frame["id"].map(fills).fillna(frame["fills"])
+    frame["fills"] = [fills.get(i, own) for i, own in zip(frame["id"], frame["fills"], strict=True)]
     start = config.start or frame["date"].min()
     frames = {
         JOURNAL.name: frame,
