@@ -73,7 +73,7 @@ def main() -> None:
     config = BacktestConfig(limits=Limits(max_positions=10))
     strategy = make_strategy(args.strategy)
     stage = {"import": [], "decide": [], "write": [], "update": []}
-    for k, day in enumerate(days):
+    for day in days:
         t0 = time.perf_counter()
         store.write(sliced(batch, day, day))
         t1 = time.perf_counter()

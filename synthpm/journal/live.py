@@ -42,7 +42,13 @@ from synthpm.data.store import ImportBatch, Store
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.features import FeatureConfig, PanelInputs, build_features
 from synthpm.forecast.walkforward import SavedRun
-from synthpm.journal.records import account_row, entry, read_account, read_journal
+from synthpm.journal.records import (
+    account_row,
+    entry,
+    read_account,
+    read_journal,
+    with_updates,
+)
 from synthpm.portfolio.manager import Outcome
 from synthpm.signals import Signal, SignalSource
 
@@ -132,7 +138,7 @@ class Decided:
 
     rows: list[dict]
     orders: pd.DataFrame
-    result: BacktestResult
+    result: BacktestResult | None  # None when there was nothing to decide or replay
     fills: pd.DataFrame  # earlier rows whose fills the replay found: id, fills
 
 
@@ -180,7 +186,7 @@ def decide(
         [past[["date", "ticker", "trigger"]], today.contexts.frame], ignore_index=True
     )
     if frame.empty:
-        return Decided([], pd.DataFrame(), None, pd.DataFrame())  # type: ignore[arg-type]
+        return Decided([], pd.DataFrame(), None, pd.DataFrame())
     rows: list[dict] = []
     record = recorder(rows, source, account, only=day)
     run = config.model_copy(update={"start": str(start.date()), "end": str(day.date())})
@@ -243,7 +249,7 @@ def write_decided(
     if not decided.rows:
         return 0
     new = pd.DataFrame(decided.rows).astype({"date": "datetime64[ns]"})
-    frames = {JOURNAL.name: pd.concat([with_columns(store, decided.fills), new])}
+    frames = {JOURNAL.name: pd.concat([with_updates(store, decided.fills), new])}
     if not book and read_account(store, account) is None:
         first = decided.rows[0]["date"]
         frames[ACCOUNTS.name] = account_row(account, source, first, config.model_dump_json())
@@ -271,13 +277,3 @@ def journal_run(
     }
     store.write(ImportBatch("journal", f"backtest:{account}", frames))
     return len(frame)
-
-
-def with_columns(store: Store, updates: pd.DataFrame) -> pd.DataFrame:
-    """The stored journal rows with the ids of `updates`, its columns set from it."""
-    if updates.empty:
-        return read_journal(store, ids=[])
-    current = read_journal(store, ids=list(updates["id"])).set_index("id")
-    changed = updates.set_index("id")
-    current.loc[changed.index, list(changed.columns)] = changed
-    return current.reset_index()

@@ -26,7 +26,7 @@ from synthpm.context import Contexts
 from synthpm.data.store import Store
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
-from synthpm.journal.records import read_account, read_journal, write_entries
+from synthpm.journal.records import read_account, read_journal, with_updates, write_entries
 
 HORIZONS = {"excess_5d": 5, "excess_21d": 21, "excess_63d": 63}
 # the columns an update reads: every one but the large context and prompt texts
@@ -111,7 +111,7 @@ def stamped(frame: pd.DataFrame) -> pd.DataFrame:
 def update_journal(store: Store) -> dict[str, int]:
     """Fill in every outcome the store now allows, in one transaction; only changed rows are
     rewritten. Returns counts."""
-    from synthpm.journal.live import Replay, fills_of, with_columns  # an account's replay
+    from synthpm.journal.live import Replay, fills_of  # an account's replay by the engine
 
     rows = read_journal(store, columns=LIGHT)  # the prompts and contexts are not read
     if rows.empty:
@@ -142,7 +142,7 @@ def update_journal(store: Store) -> dict[str, int]:
     changed = _changed(rows, new)
     if changed.any():
         updates = stamped(new.loc[changed, ["id", "fills", *HORIZONS, "pnl"]])
-        write_entries(store, with_columns(store, updates), "journal update")
+        write_entries(store, with_updates(store, updates), "journal update")
     return {"rows": len(rows), "updated": int(changed.sum())}
 
 

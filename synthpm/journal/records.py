@@ -127,6 +127,17 @@ def read_journal(
     return frame
 
 
+def with_updates(store: Store, updates: pd.DataFrame) -> pd.DataFrame:
+    """The stored rows with the ids of `updates`, its other columns set from it: whole rows,
+    ready to replace the stored ones (`write_entries`)."""
+    if updates.empty:
+        return read_journal(store, ids=[])
+    current = read_journal(store, ids=list(updates["id"])).set_index("id")
+    changed = updates.set_index("id")
+    current.loc[changed.index, list(changed.columns)] = changed
+    return current.reset_index()
+
+
 def read_account(store: Store, name: str) -> dict | None:
     """An account's row (`config` parsed), None when there is none."""
     if not store.has_table(ACCOUNTS.name):
