@@ -186,6 +186,9 @@ def test_a_journaled_backtest_is_replayed_to_its_own_fills(finished, tmp_path):
     trades = pd.read_csv(tmp_path / "bt" / "trades.csv")
     ours = trades[trades["reason"].isin(["signal", "sell_signal"])]
     assert sum(len(json.loads(f)) for f in journal["fills"]) == len(ours) > 0
+    # each closed position's P&L is credited once, to the BUY that opened it
+    buys = journal[journal["decision"] == "BUY"]
+    assert buys["pnl"].sum() == pytest.approx(trades["pnl"].sum(), rel=1e-9)
     with pytest.raises(AssertionError, match="exists"):  # an account is journaled once
         cli("backtest", *rules, "--forecasts", tmp_path / "forecast", "--store", store.path,
             "--start", days[0].date(), "--out", tmp_path / "bt2", "--journal", "bt")  # fmt: skip

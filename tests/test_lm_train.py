@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -43,24 +44,26 @@ def test_schedules():
     assert lr_at(100, wsd) == pytest.approx(0.0)
 
 
-def test_a_crash_and_resume_ends_with_the_same_weights(data, tmp_path):
-    config = TrainConfig(steps=6, save_every=1, **TINY)
-    train(data, tmp_path / "straight", config, log=lambda _: None)
+def crash_and_resume(data: Path, out: Path, config: TrainConfig, step: int) -> list[str]:
+    """Train into `out`, interrupted when `step` is logged (before its checkpoint), then
+    again to the end: the second run's log lines."""
 
     def crash(line: str) -> None:
-        if json.loads(line)["step"] == 4:  # logged before step 4's checkpoint
+        if json.loads(line)["step"] == step:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(
-            data,
-            tmp_path / "resumed",
-            config,
-            log=lambda s: crash(s) if s.startswith("{") else None,
-        )
-    assert not (tmp_path / "resumed" / "model.pt").exists()
-    lines = []
-    train(data, tmp_path / "resumed", config, log=lines.append)
+        train(data, out, config, log=lambda s: crash(s) if s.startswith("{") else None)
+    assert not (out / "model.pt").exists()
+    lines: list[str] = []
+    train(data, out, config, log=lines.append)
+    return lines
+
+
+def test_a_crash_and_resume_ends_with_the_same_weights(data, tmp_path):
+    config = TrainConfig(steps=6, save_every=1, **TINY)
+    train(data, tmp_path / "straight", config, log=lambda _: None)
+    lines = crash_and_resume(data, tmp_path / "resumed", config, 4)
     assert "resuming from step 3" in lines
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -147,20 +150,7 @@ def test_init_continues_from_a_trained_models_weights_and_tokenizer(data, traine
 def test_a_continued_run_resumes_to_the_same_weights(data, trained, tmp_path):
     config = TrainConfig(steps=4, save_every=1, init=trained, **TINY)
     train(data, tmp_path / "straight", config, log=lambda _: None)
-
-    def crash(line: str) -> None:
-        if json.loads(line)["step"] == 2:  # logged (eval_every 2) before step 2's checkpoint
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(
-            data,
-            tmp_path / "resumed",
-            config,
-            log=lambda s: crash(s) if s.startswith("{") else None,
-        )
-    lines = []
-    train(data, tmp_path / "resumed", config, log=lines.append)
+    lines = crash_and_resume(data, tmp_path / "resumed", config, 2)  # eval_every 2 logs it
     assert "resuming from step 1" in lines  # its checkpoint, not the init weights again
     assert not any(line.startswith("starting from") for line in lines)
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")

@@ -93,7 +93,8 @@ class Broker:
     ) -> Broker:
         """An account holding `holdings` (columns ticker, shares, cost_basis per share with
         entry costs, entry_date; long only) and `cash`: a live book (`synthpm decide --book`).
-        Entry dates before the market's first date count from its first date."""
+        Entry dates before the market's first date count from its first date; the positions
+        have no hold expiry (no signal set one), stops and take profit apply."""
         broker = cls(market, config)
         broker.cash = float(cash)
         cols = market.tickers.get_indexer(holdings["ticker"])

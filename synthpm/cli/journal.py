@@ -30,22 +30,28 @@ Forecasts = Annotated[
 
 def read_book(path: Path, market) -> tuple[float, pd.DataFrame]:
     """`book.json`: {"cash": 100000, "positions": [{"ticker", "shares", "cost_basis",
-    "entry_date"}]} (cost basis per share)."""
+    "entry_date"}]} (cost basis per share, entry costs included); long positions only."""
     try:
         doc = json.loads(path.read_text())
         cash = float(doc["cash"])
         holdings = pd.DataFrame(
             doc.get("positions", []), columns=["ticker", "shares", "cost_basis", "entry_date"]
         )
+        holdings["ticker"] = holdings["ticker"].astype(str).str.strip().str.upper()
+        holdings["entry_date"] = pd.to_datetime(holdings["entry_date"])
+        numbers = holdings[["shares", "cost_basis"]].astype(float)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SynthpmError(f"{path}: not a book ({exc}); see `synthpm decide --help`") from exc
-    holdings["ticker"] = holdings["ticker"].astype(str).str.upper()
     unknown = sorted(set(holdings["ticker"]) - set(market.tickers))
-    if unknown or cash < 0 or (holdings["shares"] <= 0).any():
-        raise SynthpmError(
-            f"{path}: unknown tickers {unknown}" if unknown else f"{path}: negative cash or shares"
-        )
-    return cash, holdings
+    problems = [
+        f"unknown tickers {unknown}" if unknown else "",
+        "negative cash" if not cash >= 0 else "",
+        "shares and cost basis must be positive" if not (numbers > 0).all().all() else "",
+        "a ticker is listed twice" if holdings["ticker"].duplicated().any() else "",
+    ]
+    if any(problems):
+        raise SynthpmError(f"{path}: " + "; ".join(p for p in problems if p))
+    return cash, holdings.assign(**numbers)
 
 
 def decide_command(
@@ -59,7 +65,10 @@ def decide_command(
     account: Annotated[str, typer.Option(help="the paper account the journal replays")] = "paper",
     book: Annotated[
         Path | None,
-        typer.Option(help="decide on this book (JSON: cash, positions) instead of the account's"),
+        typer.Option(
+            help='decide on this book instead of the account\'s: JSON {"cash": 1e5, '
+            '"positions": [{"ticker", "shares", "cost_basis", "entry_date"}]}'
+        ),
     ] = None,
     config: Annotated[
         BacktestConfig,

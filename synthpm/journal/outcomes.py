@@ -150,16 +150,14 @@ def _credit(rows: pd.DataFrame, trades: pd.DataFrame) -> np.ndarray:
     """Each row's realised P&L (module docstring): BUYs by their position's spell, SELLs by
     their own sale."""
     opened_by, sold = {}, {}
-    for row_id, decision, fills in rows[["id", "decision", "fills"]].itertuples(index=False):
+    for row_id, ticker, decision, fills in rows[["id", "ticker", "decision", "fills"]].itertuples(
+        index=False
+    ):
         for fill in json.loads(fills or "[]"):
-            key = (pd.Timestamp(fill["date"]), fill.get("ticker"))
             if decision == "BUY" and fill["side"] == "BUY":
-                opened_by[key] = row_id
+                opened_by[(pd.Timestamp(fill["date"]), ticker)] = row_id
             elif decision == "SELL" and fill["side"] == "SELL":
                 sold[row_id] = sold.get(row_id, 0.0) + float(fill.get("pnl") or 0.0)
-    # engine fills carry no ticker (the row has it): key them by the row's ticker
-    tickers = dict(zip(rows["id"], rows["ticker"], strict=True))
-    opened_by = {(d, t or tickers[i]): i for (d, t), i in opened_by.items()}
     credited = position_pnl(trades.sort_values("date", kind="stable"), opened_by)
     if "id" in trades:  # a human's sales carry their row
         for row_id, pnl in trades.dropna(subset=["pnl"]).groupby("id")["pnl"].sum().items():

@@ -1,10 +1,11 @@
 """What the journal says about each source (`synthpm journal stats`).
 
 Per source, over entries whose 21-day outcome is known: the hit rate (a BUY beat the
-benchmark, a SELL trailed it), the conviction's reliability (conviction is the belief of
-beating the benchmark, `synthpm.signals`: per bucket, the mean conviction against the share
-that did), the realised excess return by conviction bucket, and the manager's outcomes by
-status and reason over every entry.
+benchmark, a SELL trailed it) and the realised P&L of the positions its BUYs opened; the
+conviction's reliability (conviction is the belief of beating the benchmark,
+`synthpm.signals`: per bucket, the mean conviction against the share that did) and the
+realised excess return by conviction bucket; and the manager's outcomes by status and
+reason over every entry.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def hit_rates(rows: pd.DataFrame) -> pd.DataFrame:
             "mean_excess_21d_buys": acted[acted["decision"] == "BUY"]
             .groupby("source")["excess_21d"]
             .mean(),
-            "realised_pnl": rows.groupby("source")["pnl"].sum(min_count=1),
+            # positions are credited to the BUY that opened them; a SELL's own P&L is part
+            # of its position's, so summing every row would count it twice
+            "realised_pnl": rows[rows["decision"] == "BUY"]
+            .groupby("source")["pnl"]
+            .sum(min_count=1),
         }
     )
     return out.fillna({"with_outcome": 0, "buys": 0, "sells": 0}).rename_axis("source")
