@@ -60,10 +60,12 @@ def main() -> int:
     run = args.work / f"forecast_for_{day.year}"
     if not (run / "folds.json").exists():  # one fold: fitted on every date before D's year
         t = time.perf_counter()
-        inputs = PanelInputs.from_store(store, end=f"{day.year - 1}-12-31")
+        inputs = PanelInputs.from_store(store, end=day)
         features = build_features(inputs, FeatureConfig())
-        days = features.index.get_level_values("date").nunique()
-        config = ForecastConfig(min_train_days=days - 63 - 10, refit_months=12)
+        dates = features.index.get_level_values("date").unique()
+        before = int((dates < pd.Timestamp(day.year, 1, 1)).sum())
+        purge = ForecastConfig().purge_days  # the first test period is then D's year
+        config = ForecastConfig(min_train_days=before - 1 - purge, refit_months=12)
         walk_forward(features, inputs, config, log=print).save(run)
         seconds["fold_fit"] = time.perf_counter() - t
 
