@@ -161,6 +161,9 @@ def main() -> None:
         "max_size_gap_dollars": size_gap,
         "journal_fills": filled,
         "backtest_signal_fills_in_year": int((trades["date"] <= days[-1]).sum()),
+        # positions are credited to their opening BUY: the sum is the run's closed P&L
+        "journal_realised_pnl_of_buys": float(got.loc[got["decision"] == "BUY", "pnl"].sum()),
+        "backtest_closed_trades_pnl": float(result.trades["pnl"].sum()),
         "outcome_hand_check_max_abs_gap": float(max(gaps)),
         "hit_rate": hit.reset_index().to_dict("records"),
         "reliability": table.reset_index().astype({"bucket": str}).to_dict("records"),

@@ -143,6 +143,13 @@ def test_deciding_twice_on_a_date_is_refused(world):
         decide(store, rules, today, source="rules", account="paper", config=CONFIG)
 
 
+def test_an_account_decides_dates_in_order(world):
+    tmp, store, _, days = world
+    today = as_of(store, days[4], tmp / "forecast")  # a Friday the account decided already
+    with pytest.raises(Exception, match="decide dates in order"):
+        decide(store, make_strategy("rules"), today, source="rules", account="paper")
+
+
 def test_a_date_the_store_has_not_reached_is_refused(world):
     tmp, store, _, days = world
     with pytest.raises(Exception, match="import 2018-01-29's prices first"):

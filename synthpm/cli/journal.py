@@ -19,7 +19,7 @@ from synthpm.journal import stats
 from synthpm.journal.human import add_entry, import_trades
 from synthpm.journal.live import as_of, decide, write_decided
 from synthpm.journal.outcomes import update_journal
-from synthpm.journal.records import read_journal
+from synthpm.journal.records import read_account, read_journal
 
 journal_app = typer.Typer(help="The trading journal: entries, outcomes, statistics, export.")
 
@@ -95,6 +95,12 @@ def decide_command(
         cash, holdings = read_book(book, today.market)
         broker = Broker.from_holdings(today.market, config, cash, holdings)
     source = source_of(chosen, model)
+    known = read_account(target, account) if book is None else None
+    if known is not None:
+        console.print(
+            f"account {account!r} (from {known['start'].date()}): its own cash, costs and "
+            "limits, fixed by its first decide"
+        )
     decided = decide(
         target, chosen, today, source=source, account=account, config=config, book=broker
     )

@@ -53,6 +53,8 @@ from synthpm.portfolio.manager import Outcome
 from synthpm.signals import Signal, SignalSource
 
 FILLED = ("executed", "resized")  # statuses whose order reaches the market
+# what a replay reads of an account's rows (not the large context and prompt texts)
+REPLAYED = ["id", "date", "ticker", "trigger", "signal", "decision", "status"]
 
 
 @cache
@@ -158,7 +160,7 @@ def decide(
     day = today.date
     if book is not None:
         journaled = read_journal(store, account=account, start=day, end=day, columns=["id"])
-        past = read_journal(store, ids=[])
+        past = read_journal(store, ids=[], columns=REPLAYED)
         start = day
     else:
         known = read_account(store, account)
@@ -172,11 +174,14 @@ def decide(
             start = pd.Timestamp(known["start"])
         else:
             start = day
-        past = read_journal(store, account=account, end=day)
+        past = read_journal(store, account=account, columns=REPLAYED)
         journaled = past[past["date"] == day]
+        if len(past) and past["date"].max() > day:
+            raise ConfigError(
+                f"account {account!r} has decided up to {past['date'].max().date()}: its "
+                f"book on {day.date()} is gone; decide dates in order (or use another account)"
+            )
         past = past[past["date"] < day]
-        if len(past) and start > past["date"].min():
-            raise ConfigError(f"account {account!r} has entries before its start {start.date()}")
     if len(journaled):
         raise ConfigError(
             f"account {account!r} already decided on {day.date()} ({len(journaled)} entries): "
