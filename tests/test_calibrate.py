@@ -161,7 +161,10 @@ def test_fit_calibration_writes_the_file_the_agent_applies(world, model_copy):
     assert record["n"] == 30 and record["dates"][0] <= record["dates"][1]
     stats = json.loads((data / "stats.json").read_text())
     assert stats["val_start"] <= record["dates"][0] and record["dates"][1] < stats["test_start"]
-    assert record["after"]["brier"] <= record["before"]["brier"] + 1e-12  # in sample
+    # both scores recorded; on 30 rows the map (linear between isotonic steps) need not beat
+    # the raw scores even in sample (the step function would): the quality of the map is
+    # tested on a larger sample (`test_the_map_is_monotone_in_the_unit_interval_and_is_isotonic`)
+    assert all(0 <= record[k]["brier"] <= 1 for k in ("before", "after"))
     assert np.all(np.diff(record["y_thresholds"]) >= 0)
 
     limits = Limits(max_positions=4)

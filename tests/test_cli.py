@@ -101,7 +101,7 @@ def test_options_are_declared_once_on_the_configs():
         assert option.default == field.default, (path, flag)
 
     def shared(path: str) -> list:
-        own = {"strategy", "strategies", "out"}
+        own = {"strategy", "strategies", "out", "journal"}  # a journaled run: backtest only
         return [(p.opts, p.default, p.help) for n, p in params(path).items() if n not in own]
 
     assert shared("backtest") == shared("compare")
