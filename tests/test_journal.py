@@ -155,6 +155,11 @@ def test_journal_cli_add_show_stats(priced_store, tmp_path):
     assert runner.invoke(app, ["journal", "update", *store]).exit_code == 0
     shown = runner.invoke(app, ["journal", "show", *store])
     assert "human:bob" in shown.output and "human:me" in shown.output
+    bob = read_journal(priced_store, source="human:bob")["id"].iloc[0]
+    assert runner.invoke(app, ["journal", "note", bob, "sized too small", *store]).exit_code == 0
+    assert read_journal(priced_store, ids=[bob])["notes"].iloc[0] == "sized too small"
+    missing = runner.invoke(app, ["journal", "note", "nope", "x", *store])
+    assert missing.exit_code != 0 and "no journal entry with id 'nope'" in str(missing.exception)
     stats = runner.invoke(app, ["journal", "stats", "--out", str(tmp_path / "st"), *store])
     assert stats.exit_code == 0, stats.output
     assert "calibration" in stats.output and "hit rate" in stats.output

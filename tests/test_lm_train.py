@@ -271,3 +271,22 @@ def test_a_training_budget_samples_every_date_not_the_first_rows(tmp_path):
     again = sample_split(tmp_path, "train", 200, seed=1, columns=columns)
     pd.testing.assert_frame_equal(drawn, again)
     assert len(sample_split(tmp_path, "train", None)) == 2000
+
+
+def test_eval_compares_a_continued_model_with_its_start(data, trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from synthpm.cli import app
+
+    later = tmp_path / "later"
+    train(data, later, TrainConfig(steps=2, init=trained, **TINY), log=lambda _: None)
+    result = CliRunner().invoke(
+        app, ["lm", "eval", "--model", str(later), "--data", str(data), "--n", "12",
+              "--before", str(trained)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "before and after on the same 12 test examples" in result.output
+    before = json.loads((later / "eval-before.json").read_text())
+    after = json.loads((later / "eval.json").read_text())
+    assert before["examples"] == after["examples"] == 12
+    assert not (trained / "eval.json").exists()  # the start's folder is left as it was

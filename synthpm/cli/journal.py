@@ -19,7 +19,7 @@ from synthpm.journal import stats
 from synthpm.journal.human import add_entry, import_trades
 from synthpm.journal.live import as_of, decide, write_decided
 from synthpm.journal.outcomes import update_journal
-from synthpm.journal.records import read_account, read_journal
+from synthpm.journal.records import read_account, read_journal, with_updates, write_entries
 
 journal_app = typer.Typer(help="The trading journal: entries, outcomes, statistics, export.")
 
@@ -162,6 +162,22 @@ def journal_import(
     console.print(f"journaled {n} trades from {path} as human:{name}")
 
 
+@journal_app.command("note")
+def journal_note(
+    entry_id: Annotated[str, typer.Argument(help="the entry's id (journal show --ids)")],
+    text: Annotated[str, typer.Argument(help="the note; replaces the entry's note")],
+    store: StoreOption = None,
+) -> None:
+    """Write a free-text note on an entry (the rest of it is never edited)."""
+    target = store_at(store)
+    found = read_journal(target, ids=[entry_id], columns=["id"])
+    if found.empty:
+        raise ConfigError(f"no journal entry with id {entry_id!r} in {target.path}")
+    write_entries(target, with_updates(target, pd.DataFrame({"id": [entry_id], "notes": [text]})),
+                  "journal note")  # fmt: skip
+    console.print(f"noted {entry_id}")
+
+
 @journal_app.command("update")
 def journal_update(store: StoreOption = None) -> None:
     """Fill in the outcomes (excess returns, fills, realised P&L) the store now allows."""
@@ -176,6 +192,7 @@ def journal_show(
     ticker: Annotated[str | None, typer.Option()] = None,
     since: Annotated[str | None, typer.Option(help="first date")] = None,
     last: Annotated[int, typer.Option(help="rows to print")] = 30,
+    ids: Annotated[bool, typer.Option(help="show the entries' ids")] = False,
     store: StoreOption = None,
 ) -> None:
     """The latest entries, filtered."""
@@ -184,7 +201,7 @@ def journal_show(
         tickers=[ticker] if ticker else None, start=since,
     )  # fmt: skip
     columns = ["date", "ticker", "source", "decision", "conviction", "status", "reason",
-               "excess_21d", "pnl"]  # fmt: skip
+               "excess_21d", "pnl", "notes", *(["id"] if ids else [])]  # fmt: skip
     print_frame(rows[columns].tail(last).set_index("date"), f"journal: {len(rows):,} entries")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,9 @@ from synthpm.cli.common import Opt, command, console, options, print_frame, runs
 from synthpm.data.errors import ConfigError
 from synthpm.lm.lora import LoraConfig
 from synthpm.lm.train import TrainConfig, train
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 lm_app = typer.Typer(
     help="The language model: train, calibrate, eval, convert, lora.", no_args_is_help=True
@@ -73,6 +76,13 @@ def lm_eval(
     ic_dates: Annotated[
         int | None, typer.Option(help="test dates for the per-date IC, spread evenly; default all")
     ] = None,
+    before: Annotated[
+        Path | None,
+        typer.Option(
+            help="another model (the one a --init run started from) on the same examples: "
+            "a side-by-side table, its report in MODEL/eval-before.json"
+        ),
+    ] = None,
 ) -> None:
     """Validity, accuracy and macro-F1 vs the majority class and the scenario rule,
     calibration, per-date rank IC vs the forecaster and reversal, faithfulness, speed."""
@@ -82,6 +92,11 @@ def lm_eval(
 
     runs_a_model()
     report = evaluate(model, data, n, batch_size, untrained, cite, ic_dates)
+    if before is not None:
+        earlier = evaluate(before, data, n, batch_size, False, cite, ic_dates,
+                           out=model / "eval-before.json")  # fmt: skip
+        print_frame(_side_by_side({f"before ({before})": earlier, f"after ({model})": report}),
+                    f"before and after on the same {report['examples']} test examples")  # fmt: skip
     flat = {k: v for k, v in report.items() if k != "majority_class" and not isinstance(v, dict)}
     print_frame(pd.DataFrame({"value": flat}), f"test split, {report['examples']} examples")
     per_date = report["per_date"]
@@ -118,6 +133,22 @@ def lm_eval(
     print_frame(table, "decision macro-F1 by scenario (rule: SELL if holding, else SKIP)")
     _print_reliability(report["calibration"])
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")
+
+
+def _side_by_side(reports: dict[str, dict]) -> pd.DataFrame:
+    """The headline figures of several `evaluate` reports, a column each."""
+    import pandas as pd
+
+    flat = ("accuracy", "macro_f1", "conviction_expected_brier", "faithfulness_rate")
+    rows = {}
+    for name, report in reports.items():
+        ic = report["per_date"]["ic"]
+        rows[name] = {k: report.get(k) for k in flat} | {
+            f"per-date IC {reading}": ic.get(f"lm_{reading}", {}).get("mean")
+            for reading in ("written", "expected")
+        } | {f"t {reading}": ic.get(f"lm_{reading}", {}).get("t")
+             for reading in ("written", "expected")}  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def _print_reliability(section: dict) -> None:

@@ -190,10 +190,12 @@ def evaluate(
     untrained: bool = False,
     cite: bool = True,
     ic_dates: int | None = None,
+    out: str | Path | None = None,
 ) -> dict:
-    """The report, also written to `model_dir/eval.json` (`eval-untrained.json` for a freshly
-    initialised model of the same size: the decoder's validity must not depend on training).
-    Flat scalars (the module docstring) plus the nested `by_scenario` and `per_date`."""
+    """The report, also written to `out`, by default `model_dir/eval.json`
+    (`eval-untrained.json` for a freshly initialised model of the same size: the decoder's
+    validity must not depend on training). Flat scalars (the module docstring) plus the
+    nested `by_scenario` and `per_date`."""
     model, tokenizer = load_model(model_dir)
     if untrained:
         torch.manual_seed(0)
@@ -269,7 +271,7 @@ def evaluate(
     calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
     report["calibration"] = _calibration(rows, expected, calibration)
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
-    (Path(model_dir) / name).write_text(json.dumps(report, indent=1))
+    Path(out or Path(model_dir) / name).write_text(json.dumps(report, indent=1))
     return report
 
 
