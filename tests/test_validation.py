@@ -139,3 +139,52 @@ def test_events_for_unpriced_tickers_warn_and_count(priced_store, tmp_path):
         "2 insider row(s) for 1 ticker(s) with no prices" in w and "ZZZ (2)" in w
         for w in report.warnings
     )
+
+
+# issue 23's findings: each a named error, never a traceback, and nothing stored
+
+
+def test_a_misspelt_ticker_header_is_named_not_taken_for_a_wide_panel(tmp_path):
+    df = price_panel()[["ticker", "date", "close"]].rename(columns={"ticker": "tick"})
+    with pytest.raises(DataError, match=r"missing column\(s\) 'ticker' \(did you mean 'tick'\?\)"):
+        read_source("csv", write(tmp_path, df))
+
+
+@pytest.mark.parametrize("bad", ["AA PL;DROP", "BF/B", "X" * 16, "ÄPFEL", "-AB"])
+def test_a_ticker_outside_the_pattern_is_named(tmp_path, bad):
+    df = price_panel()
+    df.loc[5, "ticker"] = bad
+    with pytest.raises(DataError, match=rf"row 6, column 'ticker': ticker {bad!r} is not a"):
+        read_source("csv", write(tmp_path, df))
+
+
+@pytest.mark.parametrize("ok", ["BRK.B", "BF-B", "aapl", " msft ", "7203"])
+def test_real_ticker_shapes_pass(tmp_path, ok):
+    df = price_panel(("AAA",))
+    df["ticker"] = ok
+    batch = read_source("csv", write(tmp_path, df))
+    assert batch.frames["prices"]["ticker"].iloc[0] == ok.strip().upper()
+
+
+@pytest.mark.parametrize(
+    "day, message", [("1850-01-02", "date 1850-01-02 is before 1900-01-01"),
+                     ("2999-01-04", "date 2999-01-04 is in the future")],
+)  # fmt: skip
+def test_an_implausible_date_is_named(priced_store, tmp_path, day, message):
+    from tests.conftest import file_digest
+
+    df = price_panel()
+    df.loc[7, "date"] = day
+    before = file_digest(priced_store.path)
+    with pytest.raises(DataError, match=f"row 8, column 'date': {message}"):
+        run_import(priced_store, "csv", write(tmp_path, df))
+    assert file_digest(priced_store.path) == before
+
+
+def test_an_unknown_strategy_lists_every_choice():
+    from synthpm.cli.backtest import BASELINES, strategy_named
+    from synthpm.data.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'") as caught:
+        strategy_named("nope")
+    assert all(name in str(caught.value) for name in ("lm", "benchmark", *BASELINES))

@@ -30,7 +30,7 @@ from synthpm.cli.common import (
     store_at,
 )
 from synthpm.context import Contexts
-from synthpm.data.errors import ConfigError
+from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.journal.live import journal_run, recorder
 from synthpm.limits import Limits
@@ -85,6 +85,11 @@ def strategy_named(name: str, settings: list[str] | None = None, model: Path | N
     language model in `model` (signal-only decoding unless `lm.mode=full`; conviction from its
     probabilities unless `lm.conviction=read`)."""
     mine = parse_params([s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name])
+    if name not in ("lm", *BASELINES):  # every name a run takes, from the registry
+        raise ConfigError(
+            f"unknown strategy {name!r}{did_you_mean(name, ('lm', *BASELINES))}; "
+            f"choose from {', '.join(('lm', *BASELINES))}"
+        )
     if name == "benchmark":
         return BenchmarkHold()
     if name == "lm":

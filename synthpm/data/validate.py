@@ -29,6 +29,11 @@ PRICE_FIELDS = ("open", "high", "low", "close")
 # A float32 source rounds open/close a hair outside [low, high]; that is not a bad bar.
 RANGE_TOLERANCE = 1e-6
 
+# The rules for what identifies a row, in one place (docs/usage.md, "Validation")
+TICKER = r"[A-Z0-9][A-Z0-9.\-]{0,14}"
+TICKER_RULE = "upper-case letters, digits, '.' and '-', starting with a letter or digit, 1-15 long"
+FIRST_DATE = pd.Timestamp("1900-01-01")
+
 COLUMN_ALIASES = {
     "symbol": "ticker",
     "timestamp": "date",
@@ -115,10 +120,25 @@ def parse_numbers(df: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
 
 
 def check_tickers(df: pd.DataFrame) -> pd.Series:
-    """Tickers upper-cased and stripped; empty tickers raise."""
+    """Tickers upper-cased and stripped; an empty one, or one outside `TICKER` (a typo, a
+    pasted sentence, "AA PL;DROP"), raises naming it."""
     tickers = df["ticker"].astype("string").str.strip().str.upper()
     fail_where(df, tickers.isna() | (tickers == ""), "missing ticker", "ticker")
+    odd = ~tickers.str.fullmatch(TICKER).astype(bool).to_numpy()
+    if odd.any():
+        fail_where(df, odd, f"ticker {tickers[odd].iloc[0]!r} is not a ticker: {TICKER_RULE}",
+                   "ticker")  # fmt: skip
     return tickers.astype(object)
+
+
+def check_dates(df: pd.DataFrame, dates: pd.Series, column: str = "date") -> None:
+    """A price's date must lie in 1900 .. today: anything else is a typo or a wrong format."""
+    early = (dates < FIRST_DATE).to_numpy()
+    fail_where(df, early, f"date {dates[early].min().date() if early.any() else ''} is "
+               f"before {FIRST_DATE.date()}", column)  # fmt: skip
+    late = (dates > pd.Timestamp.today().normalize()).to_numpy()
+    fail_where(df, late, f"date {dates[late].max().date() if late.any() else ''} is in the "
+               "future: a price is known only once its day has closed", column)  # fmt: skip
 
 
 class Validated(NamedTuple):
@@ -136,6 +156,7 @@ def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> Validated:
     df = df.reset_index(drop=True)
     df["ticker"] = check_tickers(df)
     df["date"] = parse_dates(df)
+    check_dates(df, df["date"])
     df = parse_numbers(df, [*PRICE_FIELDS, "volume"])
     fail_where(df, df["close"].isna(), "missing close price", "close")
     for col in PRICE_FIELDS:

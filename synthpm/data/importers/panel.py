@@ -24,7 +24,12 @@ import pandas as pd
 from synthpm.data.errors import DataError
 from synthpm.data.importers.tabular import read_table
 from synthpm.data.store import ImportBatch
-from synthpm.data.validate import normalise_columns, parse_numbers, validate_prices
+from synthpm.data.validate import (
+    PRICE_FIELDS,
+    normalise_columns,
+    parse_numbers,
+    validate_prices,
+)
 
 LONG = ("ticker", "date", "open", "high", "low", "close", "volume", "_source", "_row")
 ADJ_ALIASES = {"adjclose": "adj_close", "adjusted_close": "adj_close"}
@@ -34,7 +39,9 @@ def import_panel(path: Path, *, strict: bool = False, kind: str = "panel") -> Im
     df = read_table(path)
     headers = {str(c).strip().lower() for c in df.columns}
     notes: dict[str, int] = {}
-    if headers & {"ticker", "symbol"}:
+    # price fields name a long panel's columns: with no ticker column it is a long panel
+    # whose ticker header is missing or misspelt, not a wide panel of tickers named "close"
+    if headers & {"ticker", "symbol"} or headers & {*PRICE_FIELDS, "volume", "adj_close"}:
         df = normalise_columns(df, ["ticker", "date", "close"], str(path), ADJ_ALIASES)
         df["date"] = python_dates(df["date"])
         if "adj_close" in df:
