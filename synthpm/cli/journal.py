@@ -8,6 +8,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 
 from synthpm.backtest.broker import Broker
 from synthpm.backtest.engine import BacktestConfig
@@ -83,8 +84,11 @@ def decide_command(
     """Decide on one date from what the store knows at its close; journal the decisions.
 
     The account's book is the replay of its journal (its first decide fixes its cash, costs
-    and limits); the orders printed fill at the next bar."""
+    and limits); the orders printed fill at the next bar. The lm writes its whole answer,
+    reasoning included, unless `--param lm.mode=signal`."""
     target = store_at(store)
+    if not any(p.startswith("lm.mode=") for p in param or []):  # one date: read by a person
+        param = [*(param or []), "lm.mode=full"]
     chosen = strategy_named(strategy, param, model)
     sample = model_dates(chosen, date, allow_in_sample)  # refuses a model's own dates
     config = config.model_copy(update={"limits": _limits([chosen], max_positions)})
@@ -116,9 +120,8 @@ def decide_command(
     shown = acted[["ticker", "decision", "conviction", "status", "size", "reason"]]
     print_frame(shown.set_index("ticker"), f"{source} on {today.date.date()}: signals acted on")
     for row in acted.itertuples():
-        console.print(
-            f"[bold]{row.ticker}[/] {row.decision}: {json.loads(row.signal)['reasoning']}"
-        )
+        reasoning = escape(json.loads(row.signal)["reasoning"])  # model text, not markup
+        console.print(f"[bold]{row.ticker}[/] {row.decision}: {reasoning}")
     if len(decided.orders):
         print_frame(decided.orders.set_index("ticker"), "orders for the next bar")
     skipped = len(frame) - len(acted)
