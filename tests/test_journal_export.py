@@ -329,7 +329,7 @@ def test_rerun_replaces_the_folder_and_a_crash_keeps_the_last_export(
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export_module, "_write_split", crash)
+    monkeypatch.setattr(export_module, "write_split", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         export_conversations(world.store, out, **QUIET)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -143,6 +143,18 @@ def test_deciding_twice_on_a_date_is_refused(world):
         decide(store, rules, today, source="rules", account="paper", config=CONFIG)
 
 
+def test_two_decides_of_one_date_journal_it_once(finished):
+    tmp, store, _, days = finished
+    rules = make_strategy("rules")
+    today = as_of(store, days[-1], tmp / "forecast")
+    # both read the journal before either writes, as two processes could
+    first, second = (decide(store, rules, today, source="rules", account="race") for _ in "ab")
+    assert write_decided(store, first, "race", "rules", CONFIG, book=False) > 0
+    with pytest.raises(Exception, match="another decide wrote them meanwhile"):
+        write_decided(store, second, "race", "rules", CONFIG, book=False)
+    assert len(read_journal(store, account="race")) == len(first.rows)
+
+
 def test_an_account_decides_dates_in_order(world):
     tmp, store, _, days = world
     today = as_of(store, days[4], tmp / "forecast")  # a Friday the account decided already

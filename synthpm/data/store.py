@@ -25,7 +25,7 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -104,11 +104,19 @@ class Store:
             _remove(shadow)
             raise
 
-    def write(self, batch: ImportBatch) -> ImportReport:
-        """Store a validated batch as one all-or-nothing transaction."""
+    def write(
+        self,
+        batch: ImportBatch,
+        check: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    ) -> ImportReport:
+        """Store a validated batch as one all-or-nothing transaction. `check` runs first,
+        inside it (under the writer lock, on the store as it is then): raising there writes
+        nothing, so a condition read earlier cannot go stale between the read and the write."""
         started = time.perf_counter()
         rows, tickers, warnings = {}, {}, list(batch.warnings)
         with self._transaction() as con:
+            if check is not None:
+                check(con)
             for name, frame in batch.frames.items():
                 table = TABLES[name]
                 frame = _conform(frame, table)

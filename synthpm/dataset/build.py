@@ -138,7 +138,7 @@ class DatasetConfig(BaseModel):
     jsonl: bool = Field(False, description="also write JSONL beside the Parquet")
 
 
-def _write_split(rows: list[Example], folder: Path, part: int, jsonl: bool) -> None:
+def write_split(rows: list[Example], folder: Path, part: int, jsonl: bool) -> None:
     """One chunk's examples of one split: a zstd Parquet shard (and JSONL when asked)."""
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.table({c: [getattr(r, c) for r in rows] for c in COLUMNS})
@@ -311,7 +311,7 @@ def build_dataset(
             counts += _chunk(number, chunks[number])
     _JOB = None
     seconds = time.perf_counter() - started
-    stats = _stats(counts, out, len(points), seconds, val, test, calendar)
+    stats = split_stats(counts, out, len(points), seconds, val, test, calendar)
     (out / "stats.json").write_text(json.dumps(stats, indent=1))
     (out / "config.json").write_text(config.model_dump_json(indent=1))
     log(
@@ -370,11 +370,11 @@ def _chunk(number: int, dates: np.ndarray) -> ChunkCounts:
                 counts.add(example)
     for where, found in rows.items():
         if found:
-            _write_split(found, job.out / where, number, job.config.jsonl)
+            write_split(found, job.out / where, number, job.config.jsonl)
     return counts
 
 
-def _stats(counts: ChunkCounts, out: Path, n_points, seconds, val, test, calendar) -> dict:
+def split_stats(counts: ChunkCounts, out: Path, n_points, seconds, val, test, calendar) -> dict:
     examples = sum(sum(c.values()) for c in counts.by_split.values())
 
     def table(by: dict[str, Counter]) -> dict:

@@ -67,9 +67,9 @@ from synthpm.dataset.build import (
     ChunkCounts,
     DatasetConfig,
     Example,
-    _stats,
-    _write_split,
     split_bounds,
+    split_stats,
+    write_split,
 )
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.labels import LabelConfig, decide, outcomes
@@ -203,10 +203,10 @@ def export_conversations(
     try:
         for where, found in rows.items():
             for part, first in enumerate(range(0, len(found), SHARD_ROWS)):
-                _write_split(found[first : first + SHARD_ROWS], partial / where, part, jsonl)
+                write_split(found[first : first + SHARD_ROWS], partial / where, part, jsonl)
             (partial / where).mkdir(exist_ok=True)  # an empty split is an empty folder
         seconds = time.perf_counter() - started
-        stats = _stats(counts, partial, len(entries), seconds, *bounds, calendar)
+        stats = split_stats(counts, partial, len(entries), seconds, *bounds, calendar)
         stats |= {
             "entries": len(entries),
             "relabel": relabel,

@@ -258,7 +258,19 @@ def write_decided(
     if not book and read_account(store, account) is None:
         first = decided.rows[0]["date"]
         frames[ACCOUNTS.name] = account_row(account, source, first, config.model_dump_json())
-    store.write(ImportBatch("journal", f"decide:{account}", frames))
+    day = decided.rows[0]["date"]
+
+    def still_undecided(con) -> None:  # another decide may have written D since it was read
+        [(found,)] = con.execute(  # fetchall: an unfinished result would block the write
+            "SELECT count(*) FROM journal WHERE account = ? AND date >= ?", [account, day.date()]
+        ).fetchall()
+        if found:
+            raise ConfigError(
+                f"account {account!r} already has {found} entries on or after {day.date()} "
+                "(another decide wrote them meanwhile): nothing journaled"
+            )
+
+    store.write(ImportBatch("journal", f"decide:{account}", frames), check=still_undecided)
     return len(decided.rows)
 
 
@@ -280,5 +292,12 @@ def journal_run(
         JOURNAL.name: frame,
         ACCOUNTS.name: account_row(account, source, start, config.model_dump_json()),
     }
-    store.write(ImportBatch("journal", f"backtest:{account}", frames))
+
+    def still_new(con) -> None:  # another writer may have made the account since
+        sql = "SELECT count(*) FROM accounts WHERE name = ?"
+        [(found,)] = con.execute(sql, [account]).fetchall()
+        if found:
+            raise ConfigError(f"account {account!r} exists: journal the run under another name")
+
+    store.write(ImportBatch("journal", f"backtest:{account}", frames), check=still_new)
     return len(frame)
