@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the price panel importer (issue 23, a first part).
+"""Property-based fuzzing of the price panel importer and the journal's trades import
+(issue 23, a first part).
 
 Every generated file is a well-formed long panel with one defect injected. Whatever the
 defect, the import either succeeds (the repairs are documented: unsorted rows are sorted,
@@ -98,3 +99,62 @@ def test_a_defective_panel_is_named_or_repaired_and_never_corrupts(priced_store,
         event("imported")
         prices = Store(priced_store.path).prices()
         assert prices["close"].gt(0).all() and prices["ticker"].str.fullmatch(r"[A-Z0-9.\-]+").all()
+
+
+TRADE_COLUMNS = ["ticker", "date", "side", "shares", "price", "rationale"]
+
+
+@st.composite
+def defective_trades(draw) -> bytes:
+    """A person's trades file (`journal import`) as bytes with one defect."""
+    n = draw(st.integers(1, 6))
+    frame = pd.DataFrame(
+        {
+            "ticker": draw(
+                st.lists(st.sampled_from(["AAA", "BBB", "CCC"]), min_size=n, max_size=n)
+            ),
+            "date": [str(d.date()) for d in pd.bdate_range("2020-01-06", periods=n)],
+            "side": draw(st.lists(st.sampled_from(["BUY", "SELL", "buy"]), min_size=n, max_size=n)),
+            "shares": [10.0] * n,
+            "price": [100.0] * n,
+            "rationale": ["because"] * n,
+        }
+    ).astype(object)
+    row = draw(st.integers(0, n - 1))
+    defect = draw(st.sampled_from(["rename", "drop", "value", "none", "binary", "empty"]))
+    if defect == "rename":
+        frame = frame.rename(columns={draw(st.sampled_from(TRADE_COLUMNS)): "x"})
+    elif defect == "drop":
+        frame = frame.drop(columns=draw(st.sampled_from(TRADE_COLUMNS)))
+    elif defect == "value":
+        column = draw(st.sampled_from(TRADE_COLUMNS))
+        odd = {"ticker": [*ODD_TICKERS, "ZZZ"], "date": [*ODD_DATES, "1990-01-02"],
+               "side": ["HOLD", "", "nan"]}.get(column, ODD_NUMBERS)  # fmt: skip
+        frame.loc[row, column] = draw(st.sampled_from(odd))
+    if defect == "binary":
+        return np.random.default_rng(n).bytes(draw(st.integers(1, 200)))
+    return b"" if defect == "empty" else frame.to_csv(index=False).encode()
+
+
+@settings(
+    max_examples=EXAMPLES // 3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(content=defective_trades())
+def test_a_defective_trades_file_is_named_and_leaves_the_journal_as_it_was(
+    priced_store, tmp_path, content
+):
+    from synthpm.journal.human import import_trades
+
+    path = tmp_path / "trades.csv"
+    path.write_bytes(content)
+    before = file_digest(priced_store.path)
+    try:
+        import_trades(priced_store, path, "fuzz")
+    except SynthpmError as error:
+        event(f"refused: {type(error).__name__}")
+        assert file_digest(priced_store.path) == before
+    else:
+        event("imported")

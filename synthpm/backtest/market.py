@@ -48,7 +48,7 @@ class Market:
         mark = closes.ffill().to_numpy(dtype=np.float64)
         bench, _ = benchmark_close(inputs.market, closes)
         kind, source = benchmark_kind(inputs.market)
-        names = closes.columns.map(inputs.sectors).fillna("Unknown")
+        names = closes.columns.map(inputs.sectors).astype(object).fillna("Unknown")
         codes, sector_names = pd.factorize(names)
         return cls(
             dates=closes.index,

@@ -88,7 +88,8 @@ def build_contexts(
         }
     )
     closes = inputs.closes() if closes is None else closes
-    frame["sector"] = frame["ticker"].map(inputs.sectors).fillna("Unknown").to_numpy(object)
+    sector = frame["ticker"].map(inputs.sectors).astype(object)  # all NaN without sectors
+    frame["sector"] = sector.fillna("Unknown").to_numpy(object)
     values = panel[list(FROM_PANEL)].to_numpy()[rows]
     for i, col in enumerate(FROM_PANEL):
         frame[col] = values[:, i]
