@@ -37,6 +37,7 @@ from synthpm.journal.live import as_of, decide, write_decided
 from synthpm.journal.outcomes import update_journal
 from synthpm.journal.records import entry, read_journal, write_entries
 from synthpm.limits import Limits
+from synthpm.signals import Signal
 from synthpm.strategies import make_strategy
 
 RESULTS = Path(__file__).parent / "results" / "journal_year.json"
@@ -138,8 +139,6 @@ def main() -> None:
     shutil.copyfile(store.path, probe.path)
     contexts_day = list(contexts[:20])
     signal_ = result.decisions.iloc[0]
-    from synthpm.signals import Signal
-
     sig = Signal(decision=signal_["decision"], conviction=signal_["conviction"],
                  hold_duration_days=int(signal_["hold_days"]), reasoning="probe")  # fmt: skip
     t0 = time.perf_counter()

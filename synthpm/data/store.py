@@ -163,7 +163,9 @@ class Store:
         finally:
             con.close()
 
-    def _query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
+    def query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
+        """A read-only SQL query on the store (the file opened read-only: nothing it runs
+        can write)."""
         with self._reader() as con:
             return con.execute(sql, list(params)).df()
 
@@ -174,7 +176,7 @@ class Store:
 
     def tickers(self) -> list[str]:
         """Tickers with prices, sorted."""
-        return self._query("SELECT DISTINCT ticker FROM prices ORDER BY ticker")["ticker"].tolist()
+        return self.query("SELECT DISTINCT ticker FROM prices ORDER BY ticker")["ticker"].tolist()
 
     def _check_tickers(self, tickers: str | Iterable[str] | None) -> list[str] | None:
         if tickers is None:
@@ -213,7 +215,7 @@ class Store:
         sql = f"SELECT {selected} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        frame = self._query(f"{sql} ORDER BY {order}", params)
+        frame = self.query(f"{sql} ORDER BY {order}", params)
         for col in TABLES[table].columns if columns is None else ():
             if col not in frame:  # a store written before the column existed
                 frame[col] = None
@@ -278,7 +280,7 @@ class Store:
 
     def sectors(self) -> pd.DataFrame:
         """`ticker, sector` for every labelled ticker."""
-        return self._query("SELECT * FROM sectors ORDER BY ticker")
+        return self.query("SELECT * FROM sectors ORDER BY ticker")
 
     def universe(self, tickers: str | Iterable[str] | None = None) -> pd.DataFrame:
         """Membership spells `ticker, start, end` (datetime64; `end` exclusive, NaT while still
@@ -303,7 +305,7 @@ class Store:
 
     def companies(self) -> pd.DataFrame:
         """EDGAR filers seen by imports: CIK, primary ticker, name, SIC."""
-        return self._query("SELECT * FROM companies ORDER BY cik")
+        return self.query("SELECT * FROM companies ORDER BY cik")
 
     def info(self) -> dict[str, dict]:
         """Per table: rows, distinct tickers, first and last date; sources for market."""

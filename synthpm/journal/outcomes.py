@@ -26,6 +26,7 @@ from synthpm.context import Contexts
 from synthpm.data.store import Store
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
+from synthpm.journal.live import Replay, fills_of
 from synthpm.journal.records import read_account, read_journal, with_updates, write_entries
 
 HORIZONS = {"excess_5d": 5, "excess_21d": 21, "excess_63d": 63}
@@ -104,15 +105,9 @@ def human_trades(rows: pd.DataFrame) -> pd.DataFrame:
     return trades
 
 
-def stamped(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.assign(updated_at=datetime.now())
-
-
 def update_journal(store: Store) -> dict[str, int]:
     """Fill in every outcome the store now allows, in one transaction; only changed rows are
     rewritten. Returns counts."""
-    from synthpm.journal.live import Replay, fills_of  # an account's replay by the engine
-
     rows = read_journal(store, columns=LIGHT)  # the prompts and contexts are not read
     if rows.empty:
         return {"rows": 0, "updated": 0}
@@ -128,12 +123,9 @@ def update_journal(store: Store) -> dict[str, int]:
             frame = mine[["date", "ticker", "trigger"]]
             result = run_signals(Replay(None, mine, None), Contexts(frame), market, config)
             trades = result.trades
-            fills = fills_of(mine, trades, market)
-            new.loc[new["id"].isin(fills["id"]), "fills"] = (
-                fills.set_index("id")["fills"]
-                .reindex(new.loc[new["id"].isin(fills["id"]), "id"])
-                .to_numpy()
-            )
+            found = dict(fills_of(mine, trades, market).itertuples(index=False))
+            ids, own = mine["id"], mine["fills"]
+            new.loc[mine.index, "fills"] = [found.get(i, f) for i, f in zip(ids, own, strict=True)]
         elif str(mine["source"].iloc[0]).startswith("human:"):
             trades = human_trades(mine)
         else:
@@ -141,7 +133,8 @@ def update_journal(store: Store) -> dict[str, int]:
         new.loc[mine.index, "pnl"] = _credit(new.loc[mine.index], trades)
     changed = _changed(rows, new)
     if changed.any():
-        updates = stamped(new.loc[changed, ["id", "fills", *HORIZONS, "pnl"]])
+        updates = new.loc[changed, ["id", "fills", *HORIZONS, "pnl"]]
+        updates = updates.assign(updated_at=datetime.now())
         write_entries(store, with_updates(store, updates), "journal update")
     return {"rows": len(rows), "updated": int(changed.sum())}
 

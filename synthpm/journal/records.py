@@ -25,8 +25,6 @@ from synthpm.dataset.prompt import render_prompt
 from synthpm.limits import Limits
 from synthpm.signals import Signal
 
-OUTCOME_COLUMNS = ("excess_5d", "excess_21d", "excess_63d", "pnl")
-
 
 def context_id(context_json: str) -> str:
     return hashlib.sha256(context_json.encode()).hexdigest()[:16]
@@ -43,10 +41,7 @@ def entry(
     size: float = 0.0,
     reason: str = "",
     trigger: str | None = None,
-    prompt: str | None = None,
     fills: Sequence[dict] = (),
-    notes: str | None = None,
-    created_at: datetime | None = None,
 ) -> dict:
     """One journal row: the context and the prompt rendered from it (under `limits`, as the
     model read it: the same `render_prompt` for every source, so any entry can become
@@ -54,7 +49,7 @@ def entry(
     shown = context.model_dump_json()
     return {
         "id": uuid.uuid4().hex,
-        "created_at": created_at or datetime.now(),
+        "created_at": datetime.now(),
         "source": source,
         "account": account,
         "ticker": context.ticker,
@@ -62,7 +57,7 @@ def entry(
         "trigger": trigger or context.trigger,
         "context_id": context_id(shown),
         "context": shown,
-        "prompt": prompt if prompt is not None else render_prompt(context, limits),
+        "prompt": render_prompt(context, limits),
         "signal": signal.model_dump_json(),
         "decision": signal.decision,
         "conviction": float(signal.conviction),
@@ -71,7 +66,7 @@ def entry(
         "size": float(size),
         "reason": reason,
         "fills": json.dumps(list(fills), default=str),
-        "notes": notes,
+        "notes": None,
     }
 
 
@@ -121,7 +116,7 @@ def read_journal(
     sql = f"SELECT {quoted} FROM journal"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    frame = store._query(sql + " ORDER BY date, ticker, created_at", params)
+    frame = store.query(sql + " ORDER BY date, ticker, created_at", params)
     if "date" in frame:
         frame["date"] = pd.to_datetime(frame["date"])
     return frame
@@ -142,7 +137,7 @@ def read_account(store: Store, name: str) -> dict | None:
     """An account's row (`config` parsed), None when there is none."""
     if not store.has_table(ACCOUNTS.name):
         return None
-    found = store._query("SELECT * FROM accounts WHERE name = ?", [name])
+    found = store.query("SELECT * FROM accounts WHERE name = ?", [name])
     if found.empty:
         return None
     row = found.iloc[0].to_dict()
