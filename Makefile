@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-synthpm
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test fuzz lint bench clean
 
 # torch is pinned to 2.13.0 in pyproject (a CPU wheel on these machines); pip resolves the
 # rest from the package index. Re-installs only when pyproject.toml changes.
@@ -24,6 +24,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The long fuzz and kill suite (issue 23): 1,000 cases per input surface and 50 kill points
+# per write path, against the few dozen of `make test`; about 20 minutes on 2 cores.
+fuzz: $(STAMP)
+	SYNTHPM_FUZZ_EXAMPLES=1000 SYNTHPM_KILL_POINTS=50 $(BIN)/python -m pytest -q \
+		tests/test_fuzz_importers.py tests/test_fuzz_outputs.py tests/test_fuzz_cli.py tests/test_kill.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check synthpm tests benchmarks

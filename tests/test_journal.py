@@ -1,12 +1,11 @@
-"""The journal's writes (kill -9, two writers), human entries and their validation, stats."""
+"""The journal's writes (two writers; kill -9 in test_kill.py), human entries and their
+validation, stats."""
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -57,24 +56,6 @@ def one_row(store: Store, ticker: str = "AAA") -> None:
     write_entries(
         store, [entry(context, signal_, source="t", account="t", limits=Limits(), status="x")], "t"
     )
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_kill_9_during_journal_writes_keeps_every_committed_row(priced_store, seed):
-    proc = writer(priced_store.path, "w", 200)
-    committed = 0
-    deadline = time.monotonic() + 3 + seed  # some batches in, then a kill mid-stream
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        committed = int(line)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    rows = read_journal(priced_store)  # readable, whole batches only
-    assert committed > 0 and len(rows) % 5 == 0 and len(rows) >= 5 * committed
-    one_row(priced_store)  # and the next writer completes
-    assert len(read_journal(priced_store)) == len(rows) + 1
 
 
 def test_two_writers_lose_nothing(priced_store):

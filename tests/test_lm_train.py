@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -189,28 +187,6 @@ def test_a_bad_init_is_refused(data, trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_and_resume(data, tmp_path):
-    config = TrainConfig(steps=12, save_every=1, **TINY)
-    train(data, tmp_path / "straight", config, log=lambda _: None)
-    script = (
-        "import sys; from synthpm.lm.train import TrainConfig, train; "
-        "train(sys.argv[1], sys.argv[2], TrainConfig.model_validate_json(sys.argv[3]))"
-    )
-    args = [str(data), str(tmp_path / "killed"), config.model_dump_json()]
-    proc = subprocess.Popen([sys.executable, "-c", script, *args])
-    checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (checkpoint.exists() and _step(checkpoint) >= 3):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "killed" / "model.pt").exists()
-    train(data, tmp_path / "killed", config, log=lambda _: None)
-    a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.slow
 def test_two_processes_match_one_with_twice_the_grad_accum(data, tmp_path):
     """torchrun with 2 CPU processes (gloo) draws the micro-batches of grad_accum=2 in one
     process, and DDP's mean of the gradients is grad accumulation's mean."""
@@ -236,13 +212,6 @@ def test_two_processes_match_one_with_twice_the_grad_accum(data, tmp_path):
         assert s == pytest.approx(r, abs=1e-4)
     assert sorted(os.listdir(tmp_path / "ddp")) == sorted(os.listdir(tmp_path / "one"))
     assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)["world_size"] == 2
-
-
-def _step(path) -> int:
-    try:
-        return torch.load(path, weights_only=False)["step"]
-    except Exception:  # being replaced at this instant
-        return 0
 
 
 def test_a_training_budget_samples_every_date_not_the_first_rows(tmp_path):

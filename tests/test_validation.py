@@ -55,6 +55,10 @@ def test_non_numeric_price_names_file_ticker_row_and_column(tmp_path):
         (2, "volume", -10, r"row 3, column 'volume': negative volume"),
         (9, "date", "2020-13-45", r"row 10, column 'date': unparseable date '2020-13-45'"),
         (1, "ticker", None, r"row 2, column 'ticker': missing ticker"),
+        (3, "close", 1e308, r"row 4, column 'close': implausible close price 1e\+308"),
+        (3, "low", 1e-320, r"row 4, column 'low': implausible low price"),
+        (4, "volume", 1e14, r"row 5, column 'volume': implausible volume"),
+        (4, "volume", float("inf"), r"row 5, column 'volume': infinite volume"),
     ],
 )
 def test_bad_cell_rejects_the_import_naming_file_row_and_column(
@@ -188,3 +192,60 @@ def test_an_unknown_strategy_lists_every_choice():
     with pytest.raises(ConfigError, match="unknown strategy 'nope'") as caught:
         strategy_named("nope")
     assert all(name in str(caught.value) for name in ("lm", "benchmark", *BASELINES))
+
+
+def test_two_columns_that_mean_the_same_are_named(tmp_path):
+    df = price_panel().assign(Symbol="AAA")
+    with pytest.raises(DataError, match=r"panel.csv: columns \['ticker', 'Symbol'\] all mean"):
+        read_source("csv", write(tmp_path, df))
+
+
+def test_an_edgar_ticker_outside_the_pattern_and_a_bad_layout_are_named(tmp_path):
+    from tests.conftest import edgar_company, write_json
+
+    path = write_json(tmp_path / "CIK0000000001.json", edgar_company(1, "AA PL", []))
+    with pytest.raises(DataError, match="column 'tickers': ticker 'AA PL' is not a ticker"):
+        read_source("edgar", path)
+    doc = edgar_company(1, "AAA", [])
+    doc["filings"] = 5
+    with pytest.raises(DataError, match="`filings.recent` is not an object"):
+        read_source("edgar", write_json(path, doc))
+
+
+def test_a_store_path_that_is_a_folder_or_not_a_store_is_named(tmp_path):
+    from synthpm.data.errors import ConfigError
+    from synthpm.data.store import Store
+
+    with pytest.raises(ConfigError, match="is a folder, not a store file"):
+        Store(tmp_path)
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    with pytest.raises(DataError, match="notes.txt: not a synthpm store"):
+        Store(other).tickers()
+    with pytest.raises(DataError, match="notes.txt: not a synthpm store"):
+        run_import(Store(other), "csv", write(tmp_path, price_panel()))
+    assert other.read_text() == "hello"
+
+
+@pytest.mark.parametrize("bad", ["2020-13-45", "nope", "1850-01-01", "99999-01-01", ""])
+def test_a_date_setting_is_checked_where_it_is_given(bad):
+    from pydantic import ValidationError
+
+    from synthpm.backtest import BacktestConfig
+
+    with pytest.raises(ValidationError, match="is not a date"):
+        BacktestConfig(start=bad)
+    assert BacktestConfig(start="2020-02-29").start == "2020-02-29"
+
+
+@pytest.mark.parametrize(
+    "text", [b"", b"{", b'{"decision":"HOLD"}', b"\xff\xfe", b"[1,2]", b'{"decision":"BUY",'
+             b'"conviction":1.5,"hold_duration_days":5,"reasoning":""}']
+)  # fmt: skip
+def test_text_that_is_no_signal_is_a_named_decode_error(text):
+    from synthpm.lm.decode import DecodeError, parse_signal
+
+    with pytest.raises(DecodeError, match="signal|hold_duration_days"):
+        parse_signal(text)
+    with pytest.raises(DecodeError):
+        parse_signal(text, signal_only=True)

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthpm.backtest.broker import TRADE_COLUMNS, Broker, Trade
 from synthpm.backtest.market import BENCHMARK_NOTES, Market
 from synthpm.context import Contexts
+from synthpm.data.validate import IsoDate
 from synthpm.limits import Limits
 from synthpm.portfolio.manager import MIN_ORDER, Order, Outcome, PortfolioManager
 from synthpm.signals import Signal, SignalSource
@@ -53,8 +54,8 @@ IDLE_CASH_NOTES = {
 class BacktestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: str | None = Field(None, description="first date (YYYY-MM-DD)")
-    end: str | None = Field(None, description="last date (YYYY-MM-DD)")
+    start: IsoDate | None = Field(None, description="first date (YYYY-MM-DD)")
+    end: IsoDate | None = Field(None, description="last date (YYYY-MM-DD)")
     initial_cash: float = Field(1_000_000.0, gt=0)
     commission_bps: float = Field(5.0, ge=0, description="commission, basis points of traded value")
     slippage_bps: float = Field(5.0, ge=0, description="slippage, basis points of price")

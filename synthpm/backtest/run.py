@@ -17,6 +17,7 @@ from synthpm.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from synthpm.backtest.market import Market
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
+from synthpm.folders import atomic_folder
 from synthpm.metrics import CONVENTION, METRIC_NAMES, Metrics, compute_metrics
 from synthpm.report import write_report
 
@@ -51,23 +52,36 @@ def metrics_of(result: BacktestResult) -> Metrics:
     return compute_metrics(equity["equity"], equity["benchmark"], result.trades, equity["exposure"])
 
 
-def save_run(result: BacktestResult, out: Path, metrics: Metrics, seconds: float) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    result.equity.to_csv(out / "equity.csv", index=False)
-    result.trades.to_csv(out / "trades.csv", index=False)
-    result.decisions.to_parquet(out / "decisions.parquet", index=False)
-    dates = result.equity["date"]
-    document = {
-        "strategy": result.name,
-        "start": str(dates.iloc[0].date()),
-        "end": str(dates.iloc[-1].date()),
-        "seconds": round(seconds, 3),
-        "metrics": metrics,
-        "convention": CONVENTION,
-        **result.notes,
-    }
-    (out / "metrics.json").write_text(json.dumps(document, indent=1, default=str))
-    return out
+def save_run(
+    result: BacktestResult,
+    out: Path,
+    metrics: Metrics,
+    seconds: float,
+    model_evals: dict[str, dict] | None = None,
+) -> Path:
+    """A run folder (equity, trades, decisions, metrics and report), written whole or not at
+    all: a killed run leaves the earlier folder as it was."""
+    with atomic_folder(out, "metrics.json") as folder:
+        result.equity.to_csv(folder / "equity.csv", index=False)
+        result.trades.to_csv(folder / "trades.csv", index=False)
+        result.decisions.to_parquet(folder / "decisions.parquet", index=False)
+        dates = result.equity["date"]
+        document = {
+            "strategy": result.name,
+            "start": str(dates.iloc[0].date()),
+            "end": str(dates.iloc[-1].date()),
+            "seconds": round(seconds, 3),
+            "metrics": metrics,
+            "convention": CONVENTION,
+            **result.notes,
+        }
+        (folder / "metrics.json").write_text(json.dumps(document, indent=1, default=str))
+        evals = model_evals or {}
+        own = {result.name: evals[result.name]} if result.name in evals else None
+        write_report(
+            {result.name: folder}, folder / "report.html", f"synthpm backtest: {result.name}", own
+        )
+    return Path(out)
 
 
 def compare(
@@ -79,36 +93,38 @@ def compare(
     log=print,
     allow_in_sample: bool = False,
     model_evals: dict[str, dict] | None = None,
+    caveats: list[str] | None = None,
 ) -> pd.DataFrame:
     """Run every strategy on the same contexts, dates and costs; write each run, the
     comparison table (`comparison.csv`) and one report over all of them (`report.html`).
     A model is refused on dates it trained on unless `allow_in_sample` (`model_dates`).
-    `model_evals` (strategy name -> its model's `eval.json`) adds the reliability diagram."""
-    out = Path(out)
+    `model_evals` (strategy name -> its model's `eval.json`) adds the reliability diagram;
+    `caveats`, lines about the run a reader must know, go to `caveats.txt`."""
     start = config.start or str(contexts.frame["date"].min().date())
     sample = {s.name: model_dates(s, start, allow_in_sample) for s in strategies}  # before any run
     runs, table = {}, {}
-    for strategy in strategies:
-        started = time.perf_counter()
-        result = run_backtest(strategy, contexts, market, config)
-        if sample[strategy.name]:
-            result.notes["model_dates"] = sample[strategy.name]
-        seconds = time.perf_counter() - started
-        metrics = metrics_of(result)
-        runs[result.name] = save_run(result, out / result.name, metrics, seconds)
-        table[result.name] = metrics
-        log(
-            f"{result.name}: {seconds:.1f}s, total return {metrics['total_return']:+.1%}, "
-            f"Sharpe {_fmt(metrics['sharpe'])}, {metrics['trade_count']} trades"
-        )
-    frame = pd.DataFrame(table)
-    frame = frame.reindex([m for m in METRIC_NAMES if m in frame.index])
-    frame.to_csv(out / "comparison.csv")
     evals = model_evals or {}
-    for name, where in runs.items():  # each run's own report, and one over all of them
-        own = {name: evals[name]} if name in evals else None
-        write_report({name: where}, where / "report.html", f"synthpm backtest: {name}", own)
-    write_report(runs, out / "report.html", "synthpm comparison", evals or None)
+    # the whole comparison is written whole or not at all, like each run folder
+    with atomic_folder(out, "comparison.csv") as partial:
+        for strategy in strategies:
+            started = time.perf_counter()
+            result = run_backtest(strategy, contexts, market, config)
+            if sample[strategy.name]:
+                result.notes["model_dates"] = sample[strategy.name]
+            seconds = time.perf_counter() - started
+            metrics = metrics_of(result)
+            runs[result.name] = save_run(result, partial / result.name, metrics, seconds, evals)
+            table[result.name] = metrics
+            log(
+                f"{result.name}: {seconds:.1f}s, total return {metrics['total_return']:+.1%}, "
+                f"Sharpe {_fmt(metrics['sharpe'])}, {metrics['trade_count']} trades"
+            )
+        frame = pd.DataFrame(table)
+        frame = frame.reindex([m for m in METRIC_NAMES if m in frame.index])
+        frame.to_csv(partial / "comparison.csv")
+        write_report(runs, partial / "report.html", "synthpm comparison", evals or None)
+        if caveats:
+            (partial / "caveats.txt").write_text("\n".join(caveats) + "\n")
     return frame
 
 

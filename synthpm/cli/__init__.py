@@ -110,16 +110,34 @@ def demo(
 def main() -> None:
     progress.enable(sys.stderr.isatty())
     try:
-        app()
+        code = app(standalone_mode=False)  # errors come here, each printed as one line
+    except typer.TyperException as exc:  # typer's usage errors: an unknown option, a bad value
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `synthpm data` alone: its help
+            err.print(exc.format_message(), highlight=False)
+            sys.exit(2)
+        _fail(exc.format_message() + (f" (see {ctx.command_path} --help)" if ctx else ""))
+    except typer.Abort:  # Ctrl-C
+        sys.exit(130)
     except SynthpmError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc))
     except ValidationError as exc:  # a setting out of its range: name it, skip the traceback
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+        _fail(
+            "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
         )
-        err.print(f"[red]error:[/] {escape(problems)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+    except OSError as exc:  # a path the system refuses: too long, no permission, disk full
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    if isinstance(code, int):  # --help and the like return their exit status
+        sys.exit(code)
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, exit status 2: a message that spans lines is joined into one."""
+    line = " ".join(message.split())
+    err.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,9 @@ from synthpm.cli.common import (
 )
 from synthpm.columns import BEST_HORIZON, FOLD, forecast_col
 from synthpm.data.errors import ConfigError
+from synthpm.data.validate import IsoDate
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
+from synthpm.folders import atomic_file, write_atomic
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.forecast.quality import quality_table
 from synthpm.forecast.walkforward import MODELS, SavedRun
@@ -102,8 +104,8 @@ def features_build(
 ) -> None:
     """Build the (date, ticker) feature panel; every value uses data known by its date."""
     panel = load_panel(source).panel
-    out.parent.mkdir(parents=True, exist_ok=True)
-    panel.to_parquet(out)
+    with atomic_file(out) as tmp:
+        panel.to_parquet(tmp)
     console.print(f"wrote {out}")
 
 
@@ -179,8 +181,8 @@ def forecast_predict(
     forecasts = saved.predict(panel, wanted)
     config = saved.config
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        forecasts.to_parquet(out)
+        with atomic_file(out) as tmp:
+            forecasts.to_parquet(tmp)
         console.print(f"wrote {len(forecasts):,} forecasts to {out}")
     else:
         show = [forecast_col(f, h) for h in config.horizons for f in ("return_class", "confidence")]
@@ -214,7 +216,7 @@ def forecast_report(
 def research_scan(
     ticker: Annotated[str, typer.Argument(help="start ticker")],
     n: Annotated[int, typer.Option(help="how many tickers to select")] = 10,
-    as_of: Annotated[str | None, typer.Option(help="use returns up to this date")] = None,
+    as_of: Annotated[IsoDate | None, typer.Option(help="use returns up to this date")] = None,
     window: Annotated[int, typer.Option(help="trading days of returns")] = 252,
     store: StoreOption = None,
 ) -> None:
@@ -242,7 +244,7 @@ def research_correlate(
     table = feature_label_correlation(loaded.panel, targets)
     print_frame(table.head(top), "feature-label rank IC", 4)
     if out:
-        table.to_csv(out)
+        write_atomic(out, table.to_csv())
         console.print(f"wrote {out}")
 
 
@@ -252,7 +254,7 @@ def research_ablate(
     source: DatedSource,
     horizon: Annotated[str, typer.Option(help="1d, 1w, 1m or 3m")] = "1m",
     by: Annotated[str, typer.Option(help="family or feature")] = "family",
-    test_start: Annotated[str | None, typer.Option(help="first test date")] = None,
+    test_start: Annotated[IsoDate | None, typer.Option(help="first test date")] = None,
     out: Annotated[Path | None, typer.Option(help="CSV file")] = None,
 ) -> None:
     """Drop each feature family (or feature), refit, and report the change in loss, F1, IC."""
@@ -276,7 +278,7 @@ def research_ablate(
         table.drop(columns="features_dropped").set_index("dropped"), f"ablation, {horizon}", 4
     )
     if out:
-        table.to_csv(out, index=False)
+        write_atomic(out, table.to_csv(index=False))
         console.print(f"wrote {out}")
 
 

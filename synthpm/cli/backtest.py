@@ -34,7 +34,7 @@ from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.journal.live import journal_run, recorder
 from synthpm.limits import Limits
-from synthpm.report import model_eval, write_report
+from synthpm.report import model_eval
 from synthpm.strategies import STRATEGIES, make_strategy
 
 BASELINES = ("benchmark", *STRATEGIES)
@@ -197,9 +197,7 @@ def backtest(
         result.notes["model_dates"] = sample
     seconds = time.perf_counter() - started
     metrics = metrics_of(result)
-    save_run(result, out, metrics, seconds)
-    evals = _model_evals([chosen], run.model)
-    write_report({result.name: out}, out / "report.html", f"synthpm backtest: {result.name}", evals)
+    save_run(result, out, metrics, seconds, _model_evals([chosen], run.model))
     print_frame(pd.DataFrame({result.name: metrics}).dropna(), "metrics")
     notes = [*ready.caveats, IDLE_CASH_NOTES[ready.config.idle_cash]]
     for line in [*notes, *([sample["note"]] if sample else [])]:
@@ -237,6 +235,11 @@ def compare_command(
         raise ConfigError("--strategies wants comma-separated names")
     ready = prepare(list(names), run)
     evals = _model_evals(ready.strategies, run.model)
+    notes = [*ready.caveats]
+    dated = {s.name: model_dates(s, ready.start, allow_in_sample=True) for s in ready.strategies}
+    notes += [f"{name}: {d['note']}" for name, d in dated.items() if d]
+    notes.append(f"limits: {ready.config.limits.max_positions} positions at most")
+    notes.append(IDLE_CASH_NOTES[ready.config.idle_cash])
     table = compare(
         ready.strategies,
         ready.contexts,
@@ -246,15 +249,10 @@ def compare_command(
         console.print,
         run.allow_in_sample,
         evals,
+        notes,
     )
     print_frame(table, f"comparison {ready.start} .. {ready.config.end or 'end'} (costs included)")
-    notes = [*ready.caveats]
-    dated = {s.name: model_dates(s, ready.start, allow_in_sample=True) for s in ready.strategies}
-    notes += [f"{name}: {d['note']}" for name, d in dated.items() if d]
-    notes.append(f"limits: {ready.config.limits.max_positions} positions at most")
-    notes.append(IDLE_CASH_NOTES[ready.config.idle_cash])
     for line in notes:
         console.print(line)
-    (out / "caveats.txt").write_text("\n".join(notes) + "\n")
     console.print(f"wrote {out}/comparison.csv and {out}/report.html")
     return table

@@ -31,6 +31,7 @@ from typer.models import OptionInfo
 
 from synthpm.data.errors import SynthpmError
 from synthpm.data.store import Store, default_store_path
+from synthpm.data.validate import IsoDate
 
 # A pipe or a file gets wide tables instead of rich's 80-column default, which would cut them.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -181,8 +182,8 @@ class DataSource(BaseModel):
 
     store: StoreOption = None
     tickers: str | None = Field(None, description="comma-separated tickers [default: all]")
-    start: str | None = Field(None, description="first date (YYYY-MM-DD)")
-    end: str | None = Field(None, description="last date (YYYY-MM-DD)")
+    start: IsoDate | None = Field(None, description="first date (YYYY-MM-DD)")
+    end: IsoDate | None = Field(None, description="last date (YYYY-MM-DD)")
     features: str | None = Field(
         None, description="comma-separated features or families [default: all]"
     )

@@ -16,6 +16,7 @@ from synthpm.cli.common import store_at as _store
 from synthpm.data.errors import SynthpmError
 from synthpm.data.importers import KINDS, init_embedded, read_source
 from synthpm.data.store import ImportReport, Store
+from synthpm.data.validate import IsoDate
 
 data_app = typer.Typer(help="The point-in-time store: load, import, inspect.", no_args_is_help=True)
 fetch_app = typer.Typer(help="Live downloads (network; only when you ask).", no_args_is_help=True)
@@ -168,8 +169,8 @@ def _show_coverage(covered: dict) -> None:
 @fetch_app.command("prices")
 def fetch_prices(
     tickers: Annotated[list[str], typer.Argument(help="tickers to download")],
-    start: Annotated[str | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
-    end: Annotated[str | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
+    start: Annotated[IsoDate | None, typer.Option(help="first date, YYYY-MM-DD")] = None,
+    end: Annotated[IsoDate | None, typer.Option(help="last date, YYYY-MM-DD")] = None,
     store: StoreOption = None,
 ) -> None:
     """Download adjusted daily prices from Yahoo (yfinance) and import them."""

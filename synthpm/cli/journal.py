@@ -16,6 +16,8 @@ from synthpm.backtest.run import model_dates
 from synthpm.cli.backtest import _limits, source_of, strategy_named
 from synthpm.cli.common import StoreOption, console, options, print_frame, store_at
 from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.data.validate import IsoDate, date_option
+from synthpm.folders import write_atomic
 from synthpm.journal import stats
 from synthpm.journal.human import add_entry, import_trades
 from synthpm.journal.live import as_of, decide, write_decided
@@ -57,7 +59,7 @@ def read_book(path: Path, market) -> tuple[float, pd.DataFrame]:
 
 def decide_command(
     *,
-    date: Annotated[str, typer.Option(help="the decision date (YYYY-MM-DD), a stored bar")],
+    date: Annotated[IsoDate, typer.Option(help="the decision date (YYYY-MM-DD), a stored bar")],
     strategy: Annotated[str, typer.Option(help="lm or a baseline's name")] = "lm",
     model: Annotated[Path, typer.Option(help="the lm strategy's model folder")] = Path("runs/lm"),
     param: Annotated[list[str] | None, typer.Option(help="STRATEGY.KEY=VALUE")] = None,
@@ -86,6 +88,7 @@ def decide_command(
     The account's book is the replay of its journal (its first decide fixes its cash, costs
     and limits); the orders printed fill at the next bar. The lm writes its whole answer,
     reasoning included, unless `--param lm.mode=signal`."""
+    date = date_option(date)
     target = store_at(store)
     if not any(p.startswith("lm.mode=") for p in param or []):  # one date: read by a person
         param = [*(param or []), "lm.mode=full"]
@@ -136,7 +139,7 @@ def decide_command(
 @journal_app.command("add")
 def journal_add(
     ticker: Annotated[str, typer.Option()],
-    date: Annotated[str, typer.Option()],
+    date: Annotated[IsoDate, typer.Option()],
     decision: Annotated[str, typer.Option(help="BUY, SELL or SKIP")],
     conviction: Annotated[float, typer.Option(min=0.0, max=1.0)],
     rationale: Annotated[str, typer.Option()] = "",
@@ -146,6 +149,7 @@ def journal_add(
     store: StoreOption = None,
 ) -> None:
     """Journal a person's decision, with the context the store gives its date."""
+    date = date_option(date)
     row = add_entry(
         store_at(store), ticker=ticker, date=date, decision=decision, conviction=conviction,
         rationale=rationale, name=name, hold_days=hold_days, forecasts=forecasts,
@@ -193,7 +197,7 @@ def journal_show(
     source: Annotated[str | None, typer.Option()] = None,
     account: Annotated[str | None, typer.Option()] = None,
     ticker: Annotated[str | None, typer.Option()] = None,
-    since: Annotated[str | None, typer.Option(help="first date")] = None,
+    since: Annotated[IsoDate | None, typer.Option(help="first date")] = None,
     last: Annotated[int, typer.Option(help="rows to print")] = 30,
     ids: Annotated[bool, typer.Option(help="show the entries' ids")] = False,
     store: StoreOption = None,
@@ -231,8 +235,7 @@ def journal_stats(
     for name, table in tables.items():
         print_frame(table, titles[name], 3)
         if out:
-            out.mkdir(parents=True, exist_ok=True)
-            table.to_csv(out / f"{name}.csv")
+            write_atomic(out / f"{name}.csv", table.to_csv())
 
 
 @journal_app.command("export")

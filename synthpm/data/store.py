@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from synthpm.data.errors import SynthpmError, UnknownTickerError
+from synthpm.data.errors import ConfigError, DataError, SynthpmError, UnknownTickerError
 from synthpm.data.schema import IMPORTS, MARKET, TABLES, UNIVERSE, Table
 
 DEFAULT_STORE = Path("synthpm.duckdb")
@@ -72,7 +72,12 @@ class Store:
     """A synthpm store at `path` (created on first write)."""
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
-        self.path = Path(path) if path is not None else default_store_path()
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        if self.path.is_dir():  # `--store ''` or `--store runs/`: name it, before DuckDB fails
+            raise ConfigError(
+                f"the store {str(self.path)!r} is a folder, not a store file "
+                f"(e.g. {self.path / 'store.duckdb'})"
+            )
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -87,12 +92,16 @@ class Store:
     @contextmanager
     def _shadow(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if _wal(self.path).exists():  # left by another client: fold it in before copying
-            duckdb.connect(str(self.path)).close()
+            _connect(self.path).close()
         shadow = self.path.with_name(self.path.name + ".importing")
         _remove(shadow)
         if self.path.exists():
             shutil.copyfile(self.path, shadow)
-        con = duckdb.connect(str(shadow))
+        try:
+            con = _connect(shadow)
+        except SynthpmError:
+            _remove(shadow)
+            raise
         try:
             _create_or_migrate(con)
             yield con
@@ -157,7 +166,7 @@ class Store:
                 f"no store at {self.path}: run `synthpm data init` (embedded default data) "
                 "or `synthpm data import ...` first, or point --store / SYNTHPM_STORE at one"
             )
-        con = duckdb.connect(str(self.path), read_only=True)
+        con = _connect(self.path, read_only=True)
         try:
             yield con
         finally:
@@ -360,6 +369,18 @@ def open_store(path: str | os.PathLike | None = None) -> Store:
 
 
 # ---------------------------------------------------------------------- helpers
+def _connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """DuckDB's connection, or an error naming the file when it is not a DuckDB store (the
+    shadow copy names the store it was copied from)."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        store = str(path).removesuffix(".importing")
+        raise DataError(
+            f"not a synthpm store (DuckDB cannot open it: {exc})", source=store
+        ) from None
+
+
 @contextmanager
 def _writer_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on `<store>.lock`; the kernel drops it when the holder

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator
 
-from synthpm.data.errors import DataError
+from synthpm.data.errors import ConfigError, DataError
 
 PRICE_FIELDS = ("open", "high", "low", "close")
 # A float32 source rounds open/close a hair outside [low, high]; that is not a bad bar.
@@ -33,6 +34,11 @@ RANGE_TOLERANCE = 1e-6
 TICKER = r"[A-Z0-9][A-Z0-9.\-]{0,14}"
 TICKER_RULE = "upper-case letters, digits, '.' and '-', starting with a letter or digit, 1-15 long"
 FIRST_DATE = pd.Timestamp("1900-01-01")
+# Numeric bounds: wide enough for any real share (Berkshire A, a split-adjusted 1980s penny),
+# narrow enough that a typo or an overflow (1e308, 1e-320) is caught before returns are.
+PRICE_BOUNDS = (1e-6, 1e9)
+MAX_VOLUME = 1e13  # shares a day; the busiest days on record trade a few 1e9
+MAX_SHARES = 1e12  # shares in one insider transaction
 
 COLUMN_ALIASES = {
     "symbol": "ticker",
@@ -47,11 +53,13 @@ def normalise_columns(
 ) -> pd.DataFrame:
     """Lower-case, strip and alias headers; raise naming any required column that is missing."""
     aliases = {**COLUMN_ALIASES, **(aliases or {})}
-    renamed = {}
-    for col in df.columns:
-        name = str(col).strip().lower().replace(" ", "_")
-        renamed[col] = aliases.get(name, name)
-    df = df.rename(columns=renamed)
+    names = [str(col).strip().lower().replace(" ", "_") for col in df.columns]
+    names = [aliases.get(name, name) for name in names]
+    twice = [name for i, name in enumerate(names) if name in names[:i]]
+    if twice:
+        same = [str(c) for c, name in zip(df.columns, names, strict=True) if name == twice[0]]
+        raise DataError(f"columns {same} all mean {twice[0]!r}: keep one", source=source)
+    df = df.set_axis(names, axis=1)
     missing = [c for c in required if c not in df.columns]
     if missing:
         found = [c for c in df.columns if not c.startswith("_")]
@@ -141,6 +149,30 @@ def check_dates(df: pd.DataFrame, dates: pd.Series, column: str = "date") -> Non
                "future: a price is known only once its day has closed", column)  # fmt: skip
 
 
+def iso_date(value: str) -> str:
+    """A date option or setting (`--start`, `--date`): a calendar date pandas can hold, else
+    a ValueError naming it (pydantic and typer turn it into a one-line error)."""
+    try:
+        day = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        day = pd.NaT
+    if pd.isna(day) or not FIRST_DATE <= day <= pd.Timestamp("2262-04-11"):
+        raise ValueError(f"{value!r} is not a date (YYYY-MM-DD, from {FIRST_DATE.date()})")
+    return value
+
+
+# A date in a config or a CLI option, checked where it is given (see `iso_date`)
+IsoDate = Annotated[str, AfterValidator(iso_date)]
+
+
+def date_option(value: str, name: str = "--date") -> str:
+    """`iso_date` for a required option, which typer passes on unchecked (a plain `str`)."""
+    try:
+        return iso_date(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 class Validated(NamedTuple):
     """A checked price frame, and the warnings about the bars it repaired."""
 
@@ -163,7 +195,15 @@ def validate_prices(df: pd.DataFrame, *, strict: bool = False) -> Validated:
         values = df[col].to_numpy()
         fail_where(df, ~np.isfinite(values) & ~np.isnan(values), f"infinite {col} price", col)
         fail_where(df, values <= 0, f"non-positive {col} price {_first(df, col, values <= 0)}", col)
-    fail_where(df, df["volume"].to_numpy() < 0, "negative volume", "volume")
+        odd = (values < PRICE_BOUNDS[0]) | (values > PRICE_BOUNDS[1])
+        fail_where(df, odd, f"implausible {col} price {_first(df, col, odd)}: outside "
+                   f"{PRICE_BOUNDS[0]:g} .. {PRICE_BOUNDS[1]:g}", col)  # fmt: skip
+    volume = df["volume"].to_numpy()
+    fail_where(df, volume < 0, "negative volume", "volume")
+    fail_where(df, ~np.isfinite(volume) & ~np.isnan(volume), "infinite volume", "volume")
+    huge = volume > MAX_VOLUME
+    fail_where(df, huge, f"implausible volume {_first(df, 'volume', huge)}: above {MAX_VOLUME:g}",
+               "volume")  # fmt: skip
     dup = df.duplicated(["ticker", "date"], keep=False).to_numpy()
     if dup.any():
         first = df[dup].iloc[0]

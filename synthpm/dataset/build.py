@@ -25,7 +25,6 @@ Output folder:
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.context import context_from_row
 from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.data.validate import IsoDate
 from synthpm.dataset.calendar import Schedule, decision_points
 from synthpm.dataset.context import build_contexts
 from synthpm.dataset.faithfulness import Evidence
@@ -58,6 +58,7 @@ from synthpm.dataset.prompt import (
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import SCENARIOS, ScenarioBook
 from synthpm.features.panel import PanelInputs
+from synthpm.folders import atomic_folder
 from synthpm.limits import Limits
 from synthpm.signals import signal_json
 
@@ -123,13 +124,13 @@ class FaithfulnessError(SynthpmError):
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: str | None = Field(None, description="first date (YYYY-MM-DD)")
-    end: str | None = Field(None, description="last date (YYYY-MM-DD)")
+    start: IsoDate | None = Field(None, description="first date (YYYY-MM-DD)")
+    end: IsoDate | None = Field(None, description="last date (YYYY-MM-DD)")
     schedule: Schedule = Field("weekly", description="scheduled reviews: weekly, monthly or none")
     filings: bool = Field(True, description="also decide on 8-K filing days")
     scenarios: tuple[str, ...] = SCENARIOS
-    val_start: str | None = Field(None, description="first validation date")
-    test_start: str | None = Field(None, description="first test date")
+    val_start: IsoDate | None = Field(None, description="first validation date")
+    test_start: IsoDate | None = Field(None, description="first test date")
     limits: Limits = Field(default_factory=Limits)
     labels: LabelConfig = Field(default_factory=LabelConfig)
     seed: int = 0
@@ -291,29 +292,29 @@ def build_dataset(
     split = np.where(labels["outcome"].isna(), "unlabelled", split)
     dates = points["date"].unique()
     chunks = [dates[i : i + config.chunk_dates] for i in range(0, len(dates), config.chunk_dates)]
-    for folder in (*SPLITS, "contexts"):  # a rebuild must not keep an earlier run's shards
-        shutil.rmtree(out / folder, ignore_errors=True)
-    (out / "contexts").mkdir(parents=True)
-    global _JOB
-    _JOB = _Job(inputs, panel, forecasts, points, labels, split, closes, config, out)
-    counts = ChunkCounts()
-    workers = min(config.workers, len(chunks))
-    if workers > 1:
-        # fork: workers inherit the job (panel, inputs) without pickling it
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            done = pool.map(_chunk, range(len(chunks)), chunks)
-            for part in progress(done, total=len(chunks)) if progress else done:
-                counts += part
-    else:
-        for number in (
-            progress(range(len(chunks)), total=len(chunks)) if progress else range(len(chunks))
-        ):
-            counts += _chunk(number, chunks[number])
-    _JOB = None
-    seconds = time.perf_counter() - started
-    stats = split_stats(counts, out, len(points), seconds, val, test, calendar)
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
-    (out / "config.json").write_text(config.model_dump_json(indent=1))
+    # written whole or not at all: a killed build leaves the earlier dataset as it was
+    with atomic_folder(out, "stats.json") as partial:
+        (partial / "contexts").mkdir()
+        global _JOB
+        _JOB = _Job(inputs, panel, forecasts, points, labels, split, closes, config, partial)
+        counts = ChunkCounts()
+        workers = min(config.workers, len(chunks))
+        if workers > 1:
+            # fork: workers inherit the job (panel, inputs) without pickling it
+            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+                done = pool.map(_chunk, range(len(chunks)), chunks)
+                for part in progress(done, total=len(chunks)) if progress else done:
+                    counts += part
+        else:
+            for number in (
+                progress(range(len(chunks)), total=len(chunks)) if progress else range(len(chunks))
+            ):
+                counts += _chunk(number, chunks[number])
+        _JOB = None
+        seconds = time.perf_counter() - started
+        stats = split_stats(counts, partial, len(points), seconds, val, test, calendar)
+        (partial / "stats.json").write_text(json.dumps(stats, indent=1))
+        (partial / "config.json").write_text(config.model_dump_json(indent=1))
     log(
         f"{stats['examples']:,} examples from {len(points):,} decision points in {seconds:.1f}s "
         f"({stats['examples_per_s']:,.0f}/s) → {out}"

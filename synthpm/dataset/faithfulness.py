@@ -243,10 +243,10 @@ def _texts(answer: object) -> Iterable[str]:
         return
     for name in TEXT_FIELDS:
         value = answer.get(name) if isinstance(answer, Mapping) else getattr(answer, name, None)
-        if isinstance(value, str):
-            yield value
-        elif value is not None:
+        if isinstance(value, list | tuple | set):
             yield from map(str, value)
+        elif value is not None:  # a model may write a number where text belongs: check it too
+            yield str(value)
 
 
 def check_faithfulness(answer: object, prompt: str | Evidence) -> FaithfulnessResult:

@@ -47,6 +47,7 @@ from synthpm.features.market import (
     market_features,
 )
 from synthpm.features.technical import PRICE_FEATURES, price_features
+from synthpm.folders import atomic_file
 
 FEATURES_VERSION = 2  # bump when a feature's definition changes: invalidates caches
 FEATURES: dict[str, str] = {
@@ -232,8 +233,6 @@ def features_cached(
     if path.exists():
         return pd.read_parquet(path)
     panel = build_features(inputs, config, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    panel.to_parquet(tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:  # two processes may fill the cache at once
+        panel.to_parquet(tmp)
     return panel

@@ -45,6 +45,7 @@ from synthpm.columns import (
 )
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.features.panel import PanelInputs
+from synthpm.folders import atomic_folder, write_atomic
 from synthpm.forecast.base import CLASSES, HORIZONS, N_CLASSES, ReturnModel
 from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
 from synthpm.forecast.quality import quality_report
@@ -224,17 +225,17 @@ class WalkForward:
     models: list[FoldModels] = field(repr=False, default_factory=list)
 
     def save(self, out: str | Path) -> Path:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        self.forecasts.to_parquet(out / "forecasts.parquet")
-        (out / "quality.json").write_text(json.dumps(self.quality, indent=1, default=str))
-        (out / "config.json").write_text(self.config.model_dump_json(indent=1))
-        (out / "folds.json").write_text(json.dumps(self.folds, indent=1, default=str))
-        for fold, (model, events) in zip(self.folds, self.models, strict=True):
-            where = out / "models" / str(fold["test_start"])[:10]
-            model.save(where / "returns")
-            events.save(where / "events")
-        return out
+        """The run folder, written whole or not at all (a killed save leaves the earlier run)."""
+        with atomic_folder(out, "forecasts.parquet") as partial:
+            self.forecasts.to_parquet(partial / "forecasts.parquet")
+            (partial / "quality.json").write_text(json.dumps(self.quality, indent=1, default=str))
+            (partial / "config.json").write_text(self.config.model_dump_json(indent=1))
+            (partial / "folds.json").write_text(json.dumps(self.folds, indent=1, default=str))
+            for fold, (model, events) in zip(self.folds, self.models, strict=True):
+                where = partial / "models" / str(fold["test_start"])[:10]
+                model.save(where / "returns")
+                events.save(where / "events")
+        return Path(out)
 
 
 def walk_forward(
@@ -342,8 +343,7 @@ class SavedRun(NamedTuple):
             partial.rename(final)
         folds = sorted([*self.folds, *fitted.folds], key=lambda f: f["test_start"])
         record = self.path / "folds.json"
-        record.with_suffix(".tmp").write_text(json.dumps(folds, indent=1, default=str))
-        record.with_suffix(".tmp").replace(record)  # the models first, then the record
+        write_atomic(record, json.dumps(folds, indent=1, default=str))  # the models, then this
         return SavedRun(self.path, self.config, folds)
 
     def predict(self, panel: pd.DataFrame, wanted: np.ndarray) -> pd.DataFrame:

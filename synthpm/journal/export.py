@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
 from collections import Counter
 from datetime import date as Date
@@ -77,6 +75,7 @@ from synthpm.dataset.prompt import SYSTEM_PROMPT, context_text, limits_text, mar
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import Scenario
 from synthpm.features.panel import PanelInputs
+from synthpm.folders import atomic_folder
 from synthpm.journal.records import read_account, read_journal
 from synthpm.limits import Limits
 from synthpm.signals import Signal, signal_json
@@ -199,8 +198,7 @@ def export_conversations(
         counts.add(example)
         by_source.setdefault(row.source, Counter())[fates[i]] += 1
 
-    partial = _fresh_partial(out)
-    try:
+    with atomic_folder(out, "stats.json") as partial:
         for where, found in rows.items():
             for part, first in enumerate(range(0, len(found), SHARD_ROWS)):
                 write_split(found[first : first + SHARD_ROWS], partial / where, part, jsonl)
@@ -220,10 +218,6 @@ def export_conversations(
         config = config.model_copy(update={k: stats[k] for k in ("val_start", "test_start")})
         (partial / "stats.json").write_text(json.dumps(stats, indent=1))
         (partial / "config.json").write_text(config.model_dump_json(indent=1))
-        _swap_in(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     log(
         f"{stats['examples']:,} conversations from {len(entries):,} journal entries "
         f"(relabel {relabel}; skipped: "
@@ -382,27 +376,3 @@ def _splits(
     return np.select(
         [ends < val, (pos >= val) & (ends < test), pos >= test], list(SPLITS), "embargoed"
     )
-
-
-def _fresh_partial(out: Path) -> Path:
-    """An empty folder beside `out` to write the export into; partial folders a killed
-    export left behind are removed first."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
-    partial.mkdir()
-    return partial
-
-
-def _swap_in(partial: Path, out: Path) -> None:
-    """Replace `out` by the finished `partial`: renames only, so `out` is always an earlier
-    export whole or this one whole (between the renames it is absent for a moment)."""
-    old = out.parent / f".{out.name}.partial-{os.getpid()}-old"
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    if old.is_dir():
-        shutil.rmtree(old)
-    elif old.exists():
-        old.unlink()

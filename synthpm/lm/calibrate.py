@@ -40,6 +40,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
 from synthpm.data.errors import ConfigError
+from synthpm.folders import write_atomic
 from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.tokenizer import ChatTokenizer
 from synthpm.lm.train import load_model
@@ -159,8 +160,7 @@ class Calibration:
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / FILE
         document = {**self.record, "x_thresholds": self.x.tolist(), "y_thresholds": self.y.tolist()}
-        path.write_text(json.dumps(document, indent=1))
-        return path
+        return write_atomic(path, json.dumps(document, indent=1))
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Calibration | None:

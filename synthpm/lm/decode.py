@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import xgrammar as xgr
+from pydantic import ValidationError
 
 from synthpm.lm.adapters import Call, adapt
 from synthpm.lm.citations import MAX_LITERAL
@@ -378,13 +379,26 @@ def conviction_tokens(token_bytes: list[bytes]) -> ConvictionTokens:
 
 
 def parse_signal(text: bytes, signal_only: bool = False) -> Signal:
-    """The `Signal` a decoded text spells (signal mode: decision, conviction, hold only)."""
-    if signal_only:
-        end = HOLD_END.search(text)
-        if end is None:
-            raise DecodeError(f"no hold_duration_days in {text!r}")
-        data = json.loads(text[: end.end() - 1] + b"}")
-        signal = Signal(**data, reasoning="")
-    else:
-        signal = Signal.model_validate_json(text)
+    """The `Signal` a decoded text spells (signal mode: decision, conviction, hold only).
+
+    Text that spells no valid signal (any model's output may be anything) raises a
+    `DecodeError` naming the problem and quoting the start of the text."""
+    try:
+        if signal_only:
+            end = HOLD_END.search(text)
+            if end is None:
+                raise DecodeError(f"no hold_duration_days in {text[:200]!r}")
+            data = json.loads(text[: end.end() - 1] + b"}")
+            if not isinstance(data, dict):
+                raise DecodeError(f"not a JSON object: {text[:200]!r}")
+            signal = Signal(**{**data, "reasoning": ""})
+        else:
+            signal = Signal.model_validate_json(text)
+    except ValidationError as error:  # pydantic names each field at fault
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'text'}: {e['msg']}" for e in error.errors()
+        )
+        raise DecodeError(f"not a valid signal ({problems}): {text[:200]!r}") from None
+    except (ValueError, TypeError) as error:  # JSON syntax, bytes that are not UTF-8
+        raise DecodeError(f"not a valid signal ({error}): {text[:200]!r}") from None
     return signal.model_copy(update={"conviction": round(signal.conviction, 2)})

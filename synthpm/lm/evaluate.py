@@ -74,6 +74,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from synthpm.columns import TREND_COLUMNS, forecast_col
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.scenarios import SCENARIOS
+from synthpm.folders import write_atomic
 from synthpm.lm.calibrate import Calibration, assess, calibration_error, read_convictions
 from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.model import GPT
@@ -271,7 +272,7 @@ def evaluate(
     calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
     report["calibration"] = _calibration(rows, expected, calibration)
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
-    Path(out or Path(model_dir) / name).write_text(json.dumps(report, indent=1))
+    write_atomic(out or Path(model_dir) / name, json.dumps(report, indent=1))
     return report
 
 

@@ -42,6 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
+from synthpm.folders import write_atomic
 from synthpm.lm.tokenizer import Rendered
 from synthpm.lm.train import dataset_record, sample_split
 
@@ -68,6 +69,9 @@ def convert_gguf(gguf_path: str | Path, out: str | Path) -> Path:
     gguf_path, out = Path(gguf_path), Path(out)
     if not gguf_path.is_file():
         raise ConfigError(f"GGUF file not found: {gguf_path}")
+    with gguf_path.open("rb") as file:
+        if file.read(4) != b"GGUF":
+            raise ConfigError(f"{gguf_path} is not a GGUF file (it does not start with 'GGUF')")
     if importlib.util.find_spec("gguf") is None:
         raise ConfigError(
             f"cannot read {gguf_path}: the `gguf` package is not installed (pip install gguf)"
@@ -237,7 +241,7 @@ def train_adapter(
     model.save_pretrained(out)
     record = dataset_record(Path(data))
     if record:
-        (out / "dataset.json").write_text(json.dumps(record, indent=1))
+        write_atomic(out / "dataset.json", json.dumps(record, indent=1))
     total_tokens = sum(e["tokens"] for e in steps_log)
     total_seconds = sum(e["tokens"] / e["tokens_per_s"] for e in steps_log)
     figures = {
@@ -251,11 +255,12 @@ def train_adapter(
         "device": device.type,
         "adapter": str(out),
     }
-    (out / "train_log.json").write_text(
+    write_atomic(
+        out / "train_log.json",
         json.dumps(
             {"config": config.model_dump(mode="json"), "figures": figures, "log": steps_log},
             indent=2,
-        )
+        ),
     )
     return TrainedAdapter(model, figures)
 

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from synthpm.data.errors import SynthpmError
+from synthpm.folders import atomic_file
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -102,8 +103,8 @@ class ChatTokenizer:
 
     def save(self, path: str | Path) -> Path:
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._tok.save(str(folder / FILE))
+        with atomic_file(folder / FILE) as tmp:  # a kill mid-save leaves no torn file
+            self._tok.save(str(tmp))
         return folder
 
     @classmethod

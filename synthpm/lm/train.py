@@ -54,6 +54,7 @@ import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.data.errors import ConfigError
+from synthpm.folders import atomic_file, write_atomic
 from synthpm.lm.model import GPT, GPTConfig, inference_dtype
 from synthpm.lm.tokenizer import FILE, ChatTokenizer, Rendered
 
@@ -331,15 +332,13 @@ def _copy_tokenizer(init: Path, out: Path) -> None:
     (out / "tokenizer").mkdir(parents=True, exist_ok=True)
     for src in (init / "tokenizer").iterdir():
         if src.is_file():
-            tmp = out / "tokenizer" / (src.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, out / "tokenizer" / src.name)
+            with atomic_file(out / "tokenizer" / src.name) as tmp:
+                shutil.copyfile(src, tmp)
 
 
 def _save(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a kill mid-write keeps the previous checkpoint
+    with atomic_file(path) as tmp:  # a kill mid-write keeps the previous checkpoint
+        torch.save(payload, tmp)
 
 
 class LoadedModel(NamedTuple):
@@ -404,7 +403,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
                 f"{data}{start}: train into a new folder, or delete it"
             )
         if record:
-            (out / "dataset.json").write_text(json.dumps(record, indent=1))
+            write_atomic(out / "dataset.json", json.dumps(record, indent=1))
         if init is not None:
             theirs, ours = init.path / "tokenizer" / FILE, out / "tokenizer" / FILE
             if not ours.exists():
@@ -534,7 +533,7 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
     if main:
         weights = {k: v.cpu() for k, v in model.state_dict().items()}
         _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
-        (out / "train_config.json").write_text(config.model_dump_json(indent=1))
+        write_atomic(out / "train_config.json", config.model_dump_json(indent=1))
     return last
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
+
+from synthpm.folders import write_atomic
 
 MAX_DECISIONS = 5_000  # per strategy: a 300k-decision run must not become a 500 MB page
 MAX_REASONING = 2_000  # characters per reasoning cell, for the same reason
@@ -76,7 +79,12 @@ def _fig(fig: go.Figure, title: str, height: int = 420, hover: str = "x unified"
     # centred so it never collides with the top-left buttons/dropdowns.
     fig.update_layout(title={"text": title, "x": 0.5}, height=height, template="plotly_white")
     fig.update_layout(hovermode=hover)
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, default_height=f"{height}px")
+    # an id from the title (unique on a page), not plotly's random one: a rerun's report is
+    # byte-identical
+    div_id = "fig-" + "-".join(re.findall(r"\w+", title.lower()))
+    return pio.to_html(
+        fig, full_html=False, include_plotlyjs=False, default_height=f"{height}px", div_id=div_id
+    )
 
 
 def _dates(idx: pd.Index) -> np.ndarray:
@@ -332,7 +340,4 @@ def write_report(
         f'<p class="note">{start} to {end} · strategies: '
         f"{html.escape(', '.join(runs))}</p>{body}</body></html>"
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return write_atomic(out, page)

@@ -7,13 +7,13 @@ batch as a single all-or-nothing store transaction.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from synthpm.data.errors import SynthpmError
 from synthpm.data.store import ImportBatch, ImportReport, Store
 
-KINDS = ("stooq", "csv", "parquet", "edgar", "form4", "sectors", "market", "universe")
 Kind = Literal["stooq", "csv", "parquet", "edgar", "form4", "sectors", "market", "universe"]
+KINDS: tuple[str, ...] = get_args(Kind)  # the one list every "choose from" names
 
 
 def read_source(

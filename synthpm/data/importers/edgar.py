@@ -23,6 +23,7 @@ from synthpm.data.calendar import known_from_acceptance
 from synthpm.data.errors import DataError
 from synthpm.data.store import ImportBatch
 from synthpm.data.taxonomy import INSIDER_FILING, NO_ITEMS, classify_item
+from synthpm.data.validate import TICKER, TICKER_RULE
 from synthpm.progress import track
 
 EIGHT_K_FORMS = ("8-K", "8-K/A")
@@ -97,12 +98,19 @@ def _load(file: Path) -> dict:
             "not an EDGAR submissions file (no `filings.recent` and no flat `accessionNumber`)",
             source=str(file),
         )
+    if "filings" in doc and not (
+        isinstance(doc["filings"], dict) and isinstance(doc["filings"].get("recent"), dict)
+    ):
+        raise DataError("`filings.recent` is not an object of filing arrays", source=str(file))
     return doc
 
 
 def _cik(doc: dict, file: Path) -> str:
     if doc.get("cik"):
-        return str(int(doc["cik"]))
+        cik = str(doc["cik"]).strip()
+        if not cik.isdigit():
+            raise DataError(f"cik {doc['cik']!r} is not a number", source=str(file), column="cik")
+        return str(int(cik))
     match = CIK_IN_NAME.search(file.name)
     if not match:
         raise DataError(
@@ -112,7 +120,15 @@ def _cik(doc: dict, file: Path) -> str:
 
 
 def _company(doc: dict, file: Path) -> dict:
-    tickers = [t.upper() for t in doc.get("tickers") or [] if t]
+    listed = doc.get("tickers") or []
+    if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+        raise DataError("`tickers` is not a list of strings", source=str(file), column="tickers")
+    tickers = [t.strip().upper() for t in listed if t.strip()]
+    odd = [t for t in tickers if not re.fullmatch(TICKER, t)]
+    if odd:
+        raise DataError(
+            f"ticker {odd[0]!r} is not a ticker: {TICKER_RULE}", source=str(file), column="tickers"
+        )
     return {
         "cik": _cik(doc, file),
         "ticker": tickers[0] if tickers else None,
@@ -127,11 +143,20 @@ def _filings_frame(filings: dict, file: Path) -> pd.DataFrame:
     missing = [f for f in FILING_FIELDS if f not in filings and f != "acceptanceDateTime"]
     if missing:
         raise DataError(f"missing filing field(s) {missing}", source=str(file))
+    for name in FILING_FIELDS:
+        values = filings.get(name, [])
+        if not isinstance(values, list):
+            raise DataError("not an array of filings", source=str(file), column=name)
+        odd = [i for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
+        if odd:
+            raise DataError(
+                f"{values[odd[0]]!r} is not text", source=str(file), row=odd[0] + 1, column=name
+            )
     lengths = {len(filings[f]) for f in FILING_FIELDS if f in filings}
     if len(lengths) > 1:
         raise DataError(f"filing arrays of unequal lengths {sorted(lengths)}", source=str(file))
     n = lengths.pop()
-    table = pd.DataFrame({f: filings.get(f, [None] * n) for f in FILING_FIELDS})
+    table = pd.DataFrame({f: filings.get(f, [None] * n) for f in FILING_FIELDS}, dtype=object)
     bad = pd.to_datetime(table["filingDate"], errors="coerce").isna() & table["form"].isin(
         EIGHT_K_FORMS + INSIDER_FORMS
     )
@@ -143,6 +168,11 @@ def _filings_frame(filings: dict, file: Path) -> pd.DataFrame:
             row=i + 1,
             column="filingDate",
         )
+    unnamed = table["accessionNumber"].fillna("").str.strip().eq("").to_numpy()
+    if unnamed.any():
+        i = int(unnamed.nonzero()[0][0])
+        raise DataError("missing accessionNumber", source=str(file), row=i + 1,
+                        column="accessionNumber")  # fmt: skip
     return table
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from synthpm.data.calendar import add_business_days, known_from_acceptance
 from synthpm.data.importers.tabular import read_table
 from synthpm.data.store import ImportBatch
 from synthpm.data.validate import (
+    MAX_SHARES,
+    PRICE_BOUNDS,
     check_tickers,
     fail_where,
     normalise_columns,
@@ -55,6 +58,15 @@ def import_form4(path: Path) -> ImportBatch:
     fail_where(df, df["shares"].isna(), "missing shares", "shares")
     fail_where(df, df["shares"] < 0, "negative shares (a sale is code S, not a sign)", "shares")
     fail_where(df, df["price"] < 0, "negative price", "price")
+    for col, bound in (
+        ("shares", MAX_SHARES),
+        ("price", PRICE_BOUNDS[1]),
+        ("shares_after", MAX_SHARES),
+    ):
+        values = df[col].to_numpy()
+        fail_where(
+            df, np.isinf(values) | (values > bound), f"implausible {col}: above {bound:g}", col
+        )
     code = df["code"].astype("string").str.strip().str.upper()
     fail_where(df, code.isna() | (code == ""), "missing transaction code", "code")
     df["code"] = code.astype(object)

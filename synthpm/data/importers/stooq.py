@@ -39,6 +39,8 @@ def import_stooq(path: Path, *, strict: bool = False) -> ImportBatch:
         except pd.errors.EmptyDataError:
             empty.append(file.name)
             continue
+        except (ValueError, UnicodeDecodeError) as exc:  # parser errors: name the file
+            raise DataError(f"cannot read: {exc}", source=str(file)) from exc
         raw.columns = [str(c).strip().strip("<>") for c in raw.columns]
         if raw.empty:
             empty.append(file.name)
