@@ -268,3 +268,19 @@ def test_form4_without_ids_reimports_idempotently(priced_store, tmp_path):
     assert first.rows["insider"] == 2 and len(stored) == 2
     assert stored["source_id"].str.fullmatch(r"form4:[0-9a-f]{16}").all()
     assert stored["source_id"].nunique() == 2
+
+
+def test_form4_share_class_lists_take_the_first_and_rows_without_a_ticker_are_dropped(tmp_path):
+    rows = pd.DataFrame([{**FORM4_COLUMNS, "transaction_date": "2023-06-01"}] * 4)
+    rows["ticker"] = ["LEN, LEN.B", "PARAA,PARA", "-", "AAA"]
+    rows["transaction_shares"] = ["1", "2", "3", "4"]
+    path = tmp_path / "f4.csv"
+    rows.to_csv(path, index=False)
+    batch = read_source("form4", path)
+    assert batch.frames["insider"]["ticker"].tolist() == ["LEN", "PARAA", "AAA"]
+    assert any("2 row(s) list several share classes" in w for w in batch.warnings)
+    assert any("1 row(s) without a usable ticker dropped: '-'" in w for w in batch.warnings)
+    rows["ticker"] = "-"
+    rows.to_csv(path, index=False)
+    with pytest.raises(DataError, match="f4.csv, ticker -, row 1, column 'ticker': no row has"):
+        read_source("form4", path)

@@ -203,8 +203,8 @@ def test_lm_training_killed_again_and_again_resumes_to_the_same_model(tmp_path):
         killed += was_killed
         if (out / "checkpoint.pt").exists():  # a checkpoint is always whole
             torch.load(out / "checkpoint.pt", weights_only=False)
-        assert done == (out / "model.pt").exists()
-        if done:  # killed and resumed until finished: the model of a straight run
+        assert (out / "model.pt").exists() or not done  # killed after it, maybe before done
+        if (out / "model.pt").exists():  # killed and resumed until finished: a straight run's
             weights = torch.load(out / "model.pt", weights_only=True)["model"]
             assert all(torch.equal(straight[k], weights[k]) for k in straight)
             runs += 1

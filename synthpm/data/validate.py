@@ -156,7 +156,7 @@ def iso_date(value: str) -> str:
         day = pd.Timestamp(value)
     except (ValueError, TypeError, OverflowError):
         day = pd.NaT
-    if pd.isna(day) or not FIRST_DATE <= day <= pd.Timestamp("2262-04-11"):
+    if pd.isna(day) or not FIRST_DATE <= day <= pd.Timestamp("2262-04-11"):  # pandas' last
         raise ValueError(f"{value!r} is not a date (YYYY-MM-DD, from {FIRST_DATE.date()})")
     return value
 

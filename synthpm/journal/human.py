@@ -68,7 +68,7 @@ def read_trades(path: Path, known: set[str]) -> pd.DataFrame:
         fail_where(frame, unknown, f"unknown ticker {frame['ticker'][unknown].iloc[0]!r}", "ticker")
     if "rationale" not in frame:
         frame["rationale"] = ""
-    frame["rationale"] = frame["rationale"].fillna("").astype(str)
+    frame["rationale"] = frame["rationale"].astype("string").fillna("").astype(str)
     return frame
 
 

@@ -532,8 +532,9 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
             )
     if main:
         weights = {k: v.cpu() for k, v in model.state_dict().items()}
-        _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
         write_atomic(out / "train_config.json", config.model_dump_json(indent=1))
+        # the weights last: a folder with model.pt is complete, whenever a kill came
+        _save(out / "model.pt", {"model": weights, "config": model_config.to_dict()})
     return last
 
 

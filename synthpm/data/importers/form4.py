@@ -23,6 +23,8 @@ from synthpm.data.store import ImportBatch
 from synthpm.data.validate import (
     MAX_SHARES,
     PRICE_BOUNDS,
+    TICKER,
+    TICKER_RULE,
     check_tickers,
     fail_where,
     normalise_columns,
@@ -52,6 +54,7 @@ def import_form4(path: Path) -> ImportBatch:
         str(path),
         ALIASES,
     )
+    df, warnings = _usable_tickers(df, str(path))
     df["ticker"] = check_tickers(df)
     df["transaction_date"] = parse_dates(df, "transaction_date")
     df = parse_numbers(df, ["shares", "price", "shares_after"])
@@ -107,7 +110,7 @@ def import_form4(path: Path) -> ImportBatch:
             "source_id",
         ]
     ].reset_index(drop=True)
-    warnings = [f"{dup} repeated transaction row(s) stored once"] if dup else []
+    warnings += [f"{dup} repeated transaction row(s) stored once"] if dup else []
     future = insider["transaction_date"] > pd.Timestamp.today().normalize()
     if future.any():
         first = insider[future].iloc[0]
@@ -116,6 +119,32 @@ def import_form4(path: Path) -> ImportBatch:
             f"source), e.g. {first['ticker']} {first['transaction_date'].date()}"
         )
     return ImportBatch("form4", str(path), {"insider": insider}, warnings)
+
+
+def _usable_tickers(df: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Parsed filings name the issuer's symbol as written: a company with two share classes
+    lists both ("LEN, LEN.B"), and a few rows have none ("-") or a typo ("NCLH]"). A
+    transaction is the issuer's, so a list is stored under its first symbol; a row with no
+    usable symbol cannot be placed and is dropped. Both are repairs, each with a warning."""
+    raw = df["ticker"].astype("string").str.strip().str.upper()
+    listed = raw.str.contains(",", regex=False).fillna(False).astype(bool)
+    first = raw.str.split(",").str[0].str.strip()
+    usable = first.str.fullmatch(TICKER).fillna(False).astype(bool)
+    if not usable.any():
+        fail_where(df, ~usable.to_numpy(), f"no row has a ticker ({TICKER_RULE})", "ticker")
+    warnings = []
+    if listed.any():
+        warnings.append(
+            f"{int(listed.sum())} row(s) list several share classes, stored under the first "
+            f"(e.g. {raw[listed].iloc[0]!r} -> {first[listed].iloc[0]!r})"
+        )
+    if not usable.all():
+        odd = sorted(set(raw[~usable].fillna("<empty>")))
+        warnings.append(
+            f"{int((~usable).sum())} row(s) without a usable ticker dropped: "
+            f"{', '.join(map(repr, odd[:5]))}{' ...' if len(odd) > 5 else ''}"
+        )
+    return df[usable.to_numpy()].assign(ticker=first[usable]), warnings
 
 
 def _source_ids(df: pd.DataFrame) -> pd.Series:
