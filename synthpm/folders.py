@@ -102,7 +102,4 @@ def _swap_in(partial: Path, out: Path) -> None:
     if out.exists():
         os.replace(out, old)
     os.replace(partial, out)
-    if old.is_dir():
-        shutil.rmtree(old)
-    elif old.exists():
-        old.unlink()
+    shutil.rmtree(old, ignore_errors=True)

@@ -390,7 +390,7 @@ def parse_signal(text: bytes, signal_only: bool = False) -> Signal:
                 raise DecodeError(f"no hold_duration_days in {text[:200]!r}")
             data = json.loads(text[: end.end() - 1] + b"}")
             if not isinstance(data, dict):
-                raise DecodeError(f"not a JSON object: {text[:200]!r}")
+                raise DecodeError(f"not a valid signal (not a JSON object): {text[:200]!r}")
             signal = Signal(**{**data, "reasoning": ""})
         else:
             signal = Signal.model_validate_json(text)
