@@ -144,32 +144,31 @@ def market_world(tmp_path_factory) -> Path:
     return path
 
 
-def check_folder_kills(target, out: Path, old_args: tuple, new_args: tuple, n: int) -> None:
-    """`out` holds the old result; kills of the writer of the new one leave the old whole or
-    the new whole, and a rerun completes."""
-    new_out = out.with_name(out.name + "-new")
-    points = delays(target, *new_args[:1], new_out, *new_args[1:], n=n)
-    new = tree(new_out)
-    run(target, *old_args[:1], out, *old_args[1:])
-    old = tree(out)
-    assert old != new  # the two results differ, so the check below can tell them apart
+def check_folder_kills(target, world: Path, out: Path, old, new, n: int) -> None:
+    """`target(world, out, setting, done)`: `out` holds the result of the `old` setting; kills
+    of the writer of the `new` one leave the old whole or the new whole; a rerun completes."""
+    points = delays(target, world, out.with_name("reference"), new, n=n)
+    reference = tree(out.with_name("reference"))
+    run(target, world, out, old)
+    earlier = tree(out)
+    assert earlier != reference  # the two results differ, so the check below tells them apart
     killed = 0
     for delay in points:
-        was_killed, done = run(target, *new_args[:1], out, *new_args[1:], kill_after=delay)
+        was_killed, done = run(target, world, out, new, kill_after=delay)
         killed += was_killed
         found = tree(out)
-        assert found in (old, new) and (not done or found == new)
-        if found == new:  # back to the old result for the next point
-            run(target, *old_args[:1], out, *old_args[1:])
+        assert found in (earlier, reference) and (not done or found == reference)
+        if found == reference:  # back to the earlier result for the next point
+            run(target, world, out, old)
     assert killed >= n // 2, f"only {killed} of {n} points killed the writer"
-    run(target, *new_args[:1], out, *new_args[1:])
-    assert tree(out) == new and not no_partials(out)
+    run(target, world, out, new)
+    assert tree(out) == reference and not no_partials(out)
 
 
 def test_dataset_builds_killed_leave_a_whole_dataset(market_world, tmp_path):
     from kill_targets import build
 
-    check_folder_kills(build, tmp_path / "ds", (market_world, 1), (market_world, 2), COSTLY_POINTS)
+    check_folder_kills(build, market_world, tmp_path / "ds", 1, 2, COSTLY_POINTS)
 
 
 def test_run_folders_killed_leave_a_whole_comparison(market_world, tmp_path):
@@ -180,7 +179,7 @@ def test_run_folders_killed_leave_a_whole_comparison(market_world, tmp_path):
     contexts = build_contexts(inputs, panel, None, decision_points(panel.index, inputs.events))
     world = tmp_path / "contexts.pickle"
     world.write_bytes(pickle.dumps((contexts, Market.from_inputs(inputs))))
-    check_folder_kills(compare, tmp_path / "cmp", (world, 5.0), (world, 20.0), COSTLY_POINTS)
+    check_folder_kills(compare, world, tmp_path / "cmp", 5.0, 20.0, COSTLY_POINTS)
 
 
 # ---------------------------------------------------------------------- LM checkpoints
