@@ -60,3 +60,45 @@ def test_bad_compare_requests_exit_2(small_store, forecast_run, tmp_path, args, 
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_path):  # noqa: F811
+    out = tmp_path / "sweep"
+    synthpm(
+        "sweep", "--strategy", "lgbm_topk", "--grid", "k=1,2", "--grid", "commission_bps=0,20",
+        "--forecasts", forecast_run, "--out", out, store=small_store,
+    )  # fmt: skip
+    table = pd.read_csv(out / "sweep.csv")
+    assert sorted(table["cell"]) == sorted(
+        f"k={k},commission_bps={c}" for k in (1, 2) for c in (0, 20)
+    )
+    assert table["sharpe"].is_monotonic_decreasing and (out / "report.html").exists()
+    # a cell is the run `backtest` makes with the same settings
+    synthpm(
+        "backtest", "--strategy", "lgbm_topk", "--param", "lgbm_topk.k=2", "--commission-bps",
+        "20", "--forecasts", forecast_run, "--out", tmp_path / "one", store=small_store,
+    )  # fmt: skip
+    cell = json.loads((out / "k=2,commission_bps=20" / "metrics.json").read_text())["metrics"]
+    alone = json.loads((tmp_path / "one" / "metrics.json").read_text())["metrics"]
+    assert cell["sharpe"] == alone["sharpe"] and cell["trade_count"] == alone["trade_count"]
+    costs = table.set_index("cell")["costs"]
+    assert costs["k=2,commission_bps=0"] < costs["k=2,commission_bps=20"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "kk=1,2"], "'kk' (did you mean 'k'?) is not a setting of lgbm_topk"),
+        (["--grid", "commission_bps=-5"], "commission_bps: Input should be greater"),
+        (["--grid", "k=1", "--grid", "k=2"], "names 'k' twice"),
+        (["--grid", "k="], "--grid wants KEY=V1,V2"),
+        (["--grid", "k=1", "--strategy", "lm"], "a sweep runs one of"),
+    ],
+)
+def test_bad_sweeps_exit_2_and_write_nothing(small_store, forecast_run, tmp_path, args, message):  # noqa: F811
+    result = synthpm(
+        "sweep", "--forecasts", forecast_run, "--out", tmp_path / "sweep", *args,
+        store=small_store, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "sweep").exists()

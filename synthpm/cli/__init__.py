@@ -23,7 +23,7 @@ from rich.markup import escape
 from synthpm import progress
 from synthpm.backtest.engine import BacktestConfig
 from synthpm.cli.analysts import features_app, forecast_app, forecast_train, research_app
-from synthpm.cli.backtest import BASELINES, RunOptions, backtest, compare_command
+from synthpm.cli.backtest import BASELINES, RunOptions, backtest, compare_command, sweep_command
 from synthpm.cli.common import DataSource, command, console, err
 from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import all_cores, dataset_app, dataset_build
@@ -52,6 +52,7 @@ app.add_typer(lm_app, name="lm")
 app.add_typer(journal_app, name="journal")
 command(app, "backtest")(backtest)
 command(app, "compare")(compare_command)
+command(app, "sweep")(sweep_command)
 command(app, "decide")(decide_command)
 
 

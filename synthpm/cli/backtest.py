@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from synthpm.backtest.engine import (
     run_backtest,
 )
 from synthpm.backtest.run import compare, metrics_of, model_dates, save_run
+from synthpm.backtest.sweep import ENGINE_KEYS, sweep
 from synthpm.cli.analysts import load_panel, parse_params
 from synthpm.cli.common import (
     DataSource,
@@ -35,7 +37,7 @@ from synthpm.dataset import build_contexts, decision_points
 from synthpm.journal.live import journal_run, recorder
 from synthpm.limits import Limits
 from synthpm.report import model_eval
-from synthpm.strategies import STRATEGIES, make_strategy
+from synthpm.strategies import STRATEGIES, make_strategy, strategy_params
 
 BASELINES = ("benchmark", *STRATEGIES)
 
@@ -255,4 +257,62 @@ def compare_command(
     for line in notes:
         console.print(line)
     console.print(f"wrote {out}/comparison.csv and {out}/report.html")
+    return table
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """`KEY=V1,V2,...` items as {key: values}; a value that parses as JSON is taken as such."""
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise ConfigError(f"--grid wants KEY=V1,V2,..., got {item!r}")
+        if key in grid:
+            raise ConfigError(f"--grid names {key!r} twice: list its values once (V1,V2)")
+        grid[key] = [parse_params([f"v={v.strip()}"])["v"] for v in values.split(",")]
+    return grid
+
+
+def sweep_command(
+    *,
+    strategy: Annotated[str, typer.Option(help=f"one of {', '.join(STRATEGIES)}")] = "lgbm_topk",
+    grid: Annotated[
+        list[str],
+        typer.Option(
+            help="KEY=V1,V2,...: a setting of the strategy, or one of "
+            f"{', '.join(ENGINE_KEYS)}; repeatable, every combination is run"
+        ),
+    ],
+    run: Run,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/sweep"),
+) -> pd.DataFrame:
+    """Sweep one strategy over a grid of its settings and the costs: one run folder per cell,
+    on the same contexts, dates and engine, ranked by Sharpe in sweep.csv and a report."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(
+            f"--strategy {strategy!r}{did_you_mean(strategy, STRATEGIES)}: a sweep runs one of "
+            f"{', '.join(STRATEGIES)}"
+        )
+    parsed = parse_grid(grid)
+    known = (*strategy_params(strategy), *ENGINE_KEYS)
+    for key in parsed:
+        if key not in known:
+            raise ConfigError(
+                f"--grid {key!r}{did_you_mean(key, known)} is not a setting of {strategy}; "
+                f"choose from {', '.join(known)}"
+            )
+    ready = prepare([strategy], run)
+    base = [s for s in run.param or [] if s.startswith(f"{strategy}.")]
+
+    def make(settings: dict):
+        cell = [f"{strategy}.{k}={json.dumps(v)}" for k, v in settings.items()]
+        return strategy_named(strategy, [*base, *cell], run.model)
+
+    table = sweep(make, parsed, ready.contexts, ready.market, ready.config, out, console.print)
+    shown = ["sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "max_drawdown", "costs"]
+    print_frame(table.set_index("cell")[shown], f"sweep of {strategy}, best Sharpe first")
+    for line in ready.caveats:
+        console.print(line)
+    console.print(f"wrote {out}/sweep.csv and {out}/report.html")
     return table
