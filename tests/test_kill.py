@@ -46,7 +46,8 @@ TIMINGS = ("seconds", "context_seconds", "examples_per_s")  # the only fields a 
 def run(target, *args, kill_after: float | None = None) -> tuple[bool, int]:
     """Run `target(*args, done)` in a subprocess; SIGKILL it after `kill_after` seconds.
     Returns (whether it was killed, what it counted as committed)."""
-    done = CTX.Value("i", 0)
+    # no lock: a child killed while holding a Value's lock would block the read below forever
+    done = CTX.Value("i", 0, lock=False)
     proc = CTX.Process(target=target, args=(*args, done))
     proc.start()
     proc.join(kill_after)
