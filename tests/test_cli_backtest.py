@@ -90,8 +90,6 @@ def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_pat
     [
         (["--grid", "kk=1,2"], "'kk' (did you mean 'k'?) is not a setting of lgbm_topk"),
         (["--grid", "commission_bps=-5"], "commission_bps: Input should be greater"),
-        (["--grid", "k=1", "--grid", "k=2"], "names 'k' twice"),
-        (["--grid", "k="], "--grid wants KEY=V1,V2"),
         (["--grid", "k=1", "--strategy", "lm"], "a sweep runs one of"),
     ],
 )
@@ -102,3 +100,15 @@ def test_bad_sweeps_exit_2_and_write_nothing(small_store, forecast_run, tmp_path
     )  # fmt: skip
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_grid_is_parsed_or_named():
+    from synthpm.cli.backtest import parse_grid
+    from synthpm.data.errors import ConfigError
+
+    assert parse_grid(["k=5, 10", "every=week", "fill=open,close"]) == {
+        "k": [5, 10], "every": ["week"], "fill": ["open", "close"]
+    }  # fmt: skip
+    for bad, message in ((["k=1", "k=2"], "names 'k' twice"), (["k="], "wants KEY=V1,V2")):
+        with pytest.raises(ConfigError, match=message):
+            parse_grid(bad)

@@ -7,7 +7,7 @@ the old rows or the new ones, never part of a batch; a folder is the earlier res
 the new one whole; a checkpoint loads. After the last kill a rerun completes.
 
 `SYNTHPM_KILL_POINTS` sets the points per path; `make fuzz` runs 50 for each. `make test`
-runs 25 for the store and the journal, and 8 for the dataset build, LM training and run
+runs 20 for the store and the journal, and 6 for the dataset build, LM training and run
 folders, where each point is a build, a training run or a backtest.
 """
 
@@ -35,8 +35,8 @@ from synthpm.features import build_features
 from synthpm.journal.records import read_journal
 from synthpm.lm.train import TrainConfig
 
-POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "25"))
-COSTLY_POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "8"))
+POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "20"))
+COSTLY_POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "6"))
 CTX = multiprocessing.get_context("forkserver")
 CTX.set_forkserver_preload(["kill_targets", "synthpm.data.importers", "synthpm.dataset",
                             "synthpm.lm.train", "synthpm.backtest"])  # fmt: skip
