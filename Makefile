@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The long fuzz and kill suite (issue 23): 1,000 cases per input surface and 50 kill points
-# per write path, against the few dozen of `make test`; about 20 minutes on 2 cores.
+# per write path, against the few dozen of `make test`; about 15 minutes on 2 cores.
 fuzz: $(STAMP)
 	SYNTHPM_FUZZ_EXAMPLES=1000 SYNTHPM_KILL_POINTS=50 $(BIN)/python -m pytest -q \
 		tests/test_fuzz_importers.py tests/test_fuzz_outputs.py tests/test_fuzz_cli.py tests/test_kill.py

@@ -105,7 +105,8 @@ def test_the_faithfulness_checker_answers_any_text(text, shape):
         "signal_like": {"reasoning": 7, "exit_triggers": (text,)},
     }[shape]
     result = check_faithfulness(answer, EVIDENCE)
-    assert isinstance(result.ok, bool) and result.ok == (not result.unsupported)
+    written = f"{text} 3 7"  # what the answer wrote: the text, and the numbers beside it
+    assert all(cited in written for cited in result.unsupported)
     assert check_faithfulness(answer, PROMPT) == result  # the prompt and its Evidence agree
     event("faithful" if result.ok else "unsupported")
 

@@ -204,7 +204,9 @@ def test_an_edgar_ticker_outside_the_pattern_and_a_bad_layout_are_named(tmp_path
     from tests.conftest import edgar_company, write_json
 
     path = write_json(tmp_path / "CIK0000000001.json", edgar_company(1, "AA PL", []))
-    with pytest.raises(DataError, match="column 'tickers': ticker 'AA PL' is not a ticker"):
+    with pytest.raises(
+        DataError, match="CIK0000000001.json, ticker AA PL, column 'ticker': ticker"
+    ):
         read_source("edgar", path)
     doc = edgar_company(1, "AAA", [])
     doc["filings"] = 5

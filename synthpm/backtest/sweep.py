@@ -33,7 +33,7 @@ SHOWN = ("sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "cagr", "m
 def cells(grid: dict[str, list]) -> list[dict]:
     """Every combination of the grid's values, in the order the grid lists them."""
     if not grid or any(not values for values in grid.values()):
-        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2 with values")
+        raise ConfigError("a sweep needs a grid of at least one setting, each with values")
     return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
 
 

@@ -23,7 +23,7 @@ from synthpm.data.calendar import known_from_acceptance
 from synthpm.data.errors import DataError
 from synthpm.data.store import ImportBatch
 from synthpm.data.taxonomy import INSIDER_FILING, NO_ITEMS, classify_item
-from synthpm.data.validate import TICKER, TICKER_RULE
+from synthpm.data.validate import check_tickers
 from synthpm.progress import track
 
 EIGHT_K_FORMS = ("8-K", "8-K/A")
@@ -123,12 +123,8 @@ def _company(doc: dict, file: Path) -> dict:
     listed = doc.get("tickers") or []
     if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
         raise DataError("`tickers` is not a list of strings", source=str(file), column="tickers")
-    tickers = [t.strip().upper() for t in listed if t.strip()]
-    odd = [t for t in tickers if not re.fullmatch(TICKER, t)]
-    if odd:
-        raise DataError(
-            f"ticker {odd[0]!r} is not a ticker: {TICKER_RULE}", source=str(file), column="tickers"
-        )
+    given = pd.DataFrame({"ticker": [t for t in listed if t.strip()], "_source": str(file)})
+    tickers = check_tickers(given).tolist()  # the rule every importer applies
     return {
         "cik": _cik(doc, file),
         "ticker": tickers[0] if tickers else None,

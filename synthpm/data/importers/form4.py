@@ -25,7 +25,6 @@ from synthpm.data.validate import (
     PRICE_BOUNDS,
     TICKER,
     TICKER_RULE,
-    check_tickers,
     fail_where,
     normalise_columns,
     parse_dates,
@@ -54,8 +53,7 @@ def import_form4(path: Path) -> ImportBatch:
         str(path),
         ALIASES,
     )
-    df, warnings = _usable_tickers(df, str(path))
-    df["ticker"] = check_tickers(df)
+    df, warnings = _usable_tickers(df, str(path))  # checked, upper-cased and stripped
     df["transaction_date"] = parse_dates(df, "transaction_date")
     df = parse_numbers(df, ["shares", "price", "shares_after"])
     fail_where(df, df["shares"].isna(), "missing shares", "shares")
