@@ -34,6 +34,7 @@ from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decisi
 from synthpm.dataset.build import examples_for_context
 from synthpm.dataset.labels import outcomes
 from synthpm.dataset.scenarios import ScenarioBook
+from synthpm.executor import ExecutorConfig
 from synthpm.features import PanelInputs, build_features
 
 
@@ -109,7 +110,13 @@ def main() -> int:
             return 0
         started = time.perf_counter()
         stats = build_dataset(
-            inputs, panel, forecasts, args.out, DatasetConfig(workers=args.workers), log=print
+            inputs,
+            panel,
+            forecasts,
+            args.out,
+            DatasetConfig(),
+            log=print,
+            executor=ExecutorConfig(workers=args.workers),
         )
         seconds = time.perf_counter() - started
         figures.update(

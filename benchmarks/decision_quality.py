@@ -39,6 +39,7 @@ from synthpm.data.importers import read_source
 from synthpm.data.store import Store
 from synthpm.data.universe import coverage
 from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
+from synthpm.executor import ExecutorConfig
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.limits import Limits
@@ -158,16 +159,20 @@ def main() -> int:
             scenarios=SCENARIOS,
             val_start=panel["val_start"],
             test_start=panel["test_start"],
-            workers=os.cpu_count() or 1,
         )
         done = data / "config.json"
-        # compared as configs: JSON turns the tuples into lists
-        same = done.exists() and DatasetConfig.model_validate_json(done.read_text()) == dataset
+        # compared as configs (JSON turns the tuples into lists); one of an older layout differs
+        try:
+            same = done.exists() and DatasetConfig.model_validate_json(done.read_text()) == dataset
+        except ValueError:
+            same = False
         if same and not args.fresh:
             stats = json.loads((data / "stats.json").read_text())
             print(f"   reusing {data}")
         else:
-            stats = build_dataset(inputs, features, forecasts, data, dataset, log=print)
+            stats = build_dataset(
+                inputs, features, forecasts, data, dataset, log=print, executor=ExecutorConfig()
+            )
     model = args.model
     if model is None:
         model = work / "lm"

@@ -70,6 +70,13 @@ class PortfolioAgent:
         if conviction == "expected" and calibration is not None:
             self.calibration = self.options["calibration"] = calibration
 
+    def __reduce__(self):
+        # The decoder's compiled grammar (xgrammar) cannot be pickled: a worker process (the
+        # executor's) rebuilds the agent from its parts, as fresh as this one was built.
+        conviction = self.options["conviction"]
+        parts = (self.decoder.model, self.tokenizer, self.limits, self.mode, conviction)
+        return type(self), (*parts, self.trained, self.calibration)
+
     @classmethod
     def load(cls, path: str | Path, **options) -> PortfolioAgent:
         path = Path(path)

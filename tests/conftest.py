@@ -189,3 +189,26 @@ def tiny_llama(texts: list[str], out: Path, extra_vocab: int = 0, **config):
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return model, tokenizer
+
+
+@pytest.fixture(scope="session")
+def ray_workers():
+    """A local Ray runtime of 2 worker CPUs, started once for the session; the executor
+    config that runs on it. Skipped where Ray (the `dist` extra) is not installed."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'synthpm[dist]')")
+    from synthpm.executor import ExecutorConfig
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ExecutorConfig(executor="ray", workers=2)
+    ray.shutdown()
+
+
+def same_files(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
+    """Two output folders hold the same files, byte for byte (`skip`: names that hold
+    timings)."""
+    names = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name not in skip)
+    assert names == sorted(
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name not in skip
+    )
+    differ = [str(n) for n in names if file_digest(a / n) != file_digest(b / n)]
+    assert not differ, differ

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
-from conftest import tiny_trained
+from conftest import same_files, tiny_trained
 
 from synthpm.agent import PortfolioAgent
-from synthpm.backtest import BacktestConfig, Market, run_backtest
+from synthpm.backtest import BacktestConfig, Market, compare, run_backtest
+from synthpm.executor import LOCAL
 from synthpm.limits import Limits
 from synthpm.lm.decode import parse_signal
 from synthpm.lm.evaluate import evaluate
 from synthpm.signals import Signal
+from synthpm.strategies import make_strategy
 
 pytestmark = pytest.mark.slow
 LIMITS = Limits(max_positions=4)
@@ -61,6 +64,20 @@ def test_the_agent_trades_through_the_engine(world):
     assert len(result.decisions) == (contexts.frame["date"] <= window[-1]).sum()
     assert set(result.decisions["source"]) == {"lm"}
     assert (result.equity["cash"] >= 0).all()
+
+
+def test_the_agent_runs_the_same_in_a_ray_worker(world, ray_workers, tmp_path):
+    """The agent travels to a worker (its compiled grammar rebuilt there) and decides as here."""
+    inputs, contexts, _, model = world
+    window = contexts.frame["date"].sort_values().unique()[:8]
+    config = BacktestConfig(end=str(window[-1].date()), limits=LIMITS)
+    for name, executor in (("local", LOCAL), ("ray", ray_workers)):
+        strategies = [PortfolioAgent.load(model, limits=LIMITS), make_strategy("always_buy")]
+        compare(strategies, contexts, Market.from_inputs(inputs), config, tmp_path / name,
+                log=lambda _: None, allow_in_sample=True, executor=executor)  # fmt: skip
+    same_files(tmp_path / "local", tmp_path / "ray", skip=("metrics.json",))
+    decisions = pd.read_parquet(tmp_path / "ray" / "lm" / "decisions.parquet")
+    assert len(decisions) == (contexts.frame["date"] <= window[-1]).sum()
 
 
 def test_evaluation_reports_every_figure(world):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,7 @@ from synthpm.backtest.engine import BacktestConfig, BacktestResult, run_backtest
 from synthpm.backtest.market import Market
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
+from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.folders import atomic_folder
 from synthpm.metrics import CONVENTION, METRIC_NAMES, Metrics, compute_metrics
 from synthpm.report import write_report
@@ -84,6 +86,25 @@ def save_run(
     return Path(out)
 
 
+def backtests(
+    jobs: list[tuple[object, BacktestConfig]],
+    contexts: Contexts,
+    market: Market,
+    executor: ExecutorConfig = LOCAL,
+) -> Iterator[tuple[BacktestResult, float]]:
+    """Each (strategy, settings) run on the same contexts and market, in the jobs' order,
+    with its seconds; the runs are independent, so `executor` may run them in parallel."""
+    return parallel_map(_timed_backtest, (contexts, market), jobs, executor)
+
+
+def _timed_backtest(
+    shared: tuple[Contexts, Market], job: tuple[object, BacktestConfig]
+) -> tuple[BacktestResult, float]:
+    started = time.perf_counter()
+    result = run_backtest(job[0], *shared, job[1])
+    return result, time.perf_counter() - started
+
+
 def compare(
     strategies: list,
     contexts: Contexts,
@@ -94,6 +115,7 @@ def compare(
     allow_in_sample: bool = False,
     model_evals: dict[str, dict] | None = None,
     caveats: list[str] | None = None,
+    executor: ExecutorConfig = LOCAL,
 ) -> pd.DataFrame:
     """Run every strategy on the same contexts, dates and costs; write each run, the
     comparison table (`comparison.csv`) and one report over all of them (`report.html`).
@@ -106,12 +128,10 @@ def compare(
     evals = model_evals or {}
     # the whole comparison is written whole or not at all, like each run folder
     with atomic_folder(out, "comparison.csv") as partial:
-        for strategy in strategies:
-            started = time.perf_counter()
-            result = run_backtest(strategy, contexts, market, config)
+        done = backtests([(s, config) for s in strategies], contexts, market, executor)
+        for strategy, (result, seconds) in zip(strategies, done, strict=True):
             if sample[strategy.name]:
                 result.notes["model_dates"] = sample[strategy.name]
-            seconds = time.perf_counter() - started
             metrics = metrics_of(result)
             runs[result.name] = save_run(result, partial / result.name, metrics, seconds, evals)
             table[result.name] = metrics

@@ -11,17 +11,17 @@ interval; `report.html` draws them together. The folder is written whole or not 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from synthpm.backtest.engine import BacktestConfig, run_backtest
+from synthpm.backtest.engine import BacktestConfig
 from synthpm.backtest.market import Market
-from synthpm.backtest.run import metrics_of, save_run
+from synthpm.backtest.run import backtests, metrics_of, save_run
 from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
+from synthpm.executor import LOCAL, ExecutorConfig
 from synthpm.folders import atomic_folder
 from synthpm.report import write_report
 
@@ -45,6 +45,7 @@ def sweep(
     config: BacktestConfig,
     out: str | Path,
     log=print,
+    executor: ExecutorConfig = LOCAL,
 ) -> pd.DataFrame:
     """Run `make(strategy settings)` on every cell of `grid`; write the sweep folder and
     return its table. Engine keys change `config`; every other key goes to `make`."""
@@ -58,10 +59,9 @@ def sweep(
         )
     rows, runs = [], {}
     with atomic_folder(out, "sweep.csv") as partial:
-        for n, (cell, strategy, settings) in enumerate(planned, 1):
-            started = time.perf_counter()
-            result = run_backtest(strategy, contexts, market, settings)
-            seconds = time.perf_counter() - started
+        jobs = [(strategy, settings) for _, strategy, settings in planned]
+        done = backtests(jobs, contexts, market, executor)
+        for n, ((cell, _, _), (result, seconds)) in enumerate(zip(planned, done, strict=True), 1):
             metrics = metrics_of(result)
             name = ",".join(f"{k}={v}" for k, v in cell.items())
             runs[name] = save_run(result, partial / name, metrics, seconds)

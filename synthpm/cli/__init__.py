@@ -26,12 +26,13 @@ from synthpm.cli.analysts import features_app, forecast_app, forecast_train, res
 from synthpm.cli.backtest import BASELINES, RunOptions, backtest, compare_command, sweep_command
 from synthpm.cli.common import DataSource, command, console, err
 from synthpm.cli.data import data_app, data_info, data_init
-from synthpm.cli.dataset import all_cores, dataset_app, dataset_build
+from synthpm.cli.dataset import dataset_app, dataset_build
 from synthpm.cli.journal import decide_command, journal_app
 from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
 from synthpm.columns import FOLD
 from synthpm.data.errors import SynthpmError
 from synthpm.dataset import DatasetConfig
+from synthpm.executor import LOCAL, ExecutorConfig
 from synthpm.forecast import ForecastConfig
 from synthpm.limits import Limits
 from synthpm.lm.train import TrainConfig, dataset_record, trained_on_other_data
@@ -70,7 +71,7 @@ def demo(
     data_init(store)
     data_info(store)
     console.rule("[bold]2. features and walk-forward forecasts (LightGBM, yearly refit)")
-    forecast_train(source=source, config=ForecastConfig(), out=source.forecasts)
+    forecast_train(source=source, config=ForecastConfig(), scale=LOCAL, out=source.forecasts)
     console.rule("[bold]3. training data: contexts x 10 portfolio scenarios x hindsight labels")
     first = pd.read_parquet(source.forecasts_file(), columns=[FOLD])
     dataset = DatasetConfig(
@@ -78,9 +79,8 @@ def demo(
         start=str(first.index.get_level_values("date").min().date()),
         # 20 stocks: a full book of 20 would hold the whole universe, so the demo's limit is 10
         limits=Limits(max_positions=10),
-        workers=all_cores(),
     )
-    dataset_build(source=source, config=dataset, out=out / "dataset")
+    dataset_build(source=source, config=dataset, scale=ExecutorConfig(), out=out / "dataset")
     console.rule("[bold]4. the language model: the tiny default, trained from scratch on CPU")
     # 50k examples drawn across every training date (`sample_split`)
     training = TrainConfig(steps=DEMO_STEPS, max_examples=50_000)
@@ -103,7 +103,9 @@ def demo(
         param=["lgbm_topk.k=5"],  # a top-k of 20 in a 20-stock universe would be equal weight
         model=out / "lm",
     )
-    compare_command(strategies="lm," + ",".join(BASELINES), run=run, out=out / "compare")
+    compare_command(
+        strategies="lm," + ",".join(BASELINES), run=run, scale=LOCAL, out=out / "compare"
+    )
     console.print(f"report: {(out / 'compare' / 'report.html').resolve()}")
     console.print(f"\nresults in {out.resolve()}")
 

@@ -16,6 +16,7 @@ from synthpm import progress
 from synthpm.cli.common import (
     DataSource,
     Opt,
+    Scale,
     StoreOption,
     command,
     console,
@@ -142,6 +143,7 @@ def forecast_train(
     *,
     source: PanelSource,
     config: WalkForwardOptions,
+    scale: Scale,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/forecast"),
 ) -> None:
     """Walk-forward: fit per fold, forecast out of sample, write forecasts and quality."""
@@ -153,6 +155,7 @@ def forecast_train(
         config,
         progress=lambda it, total: progress.track(it, "folds", total=total),
         log=console.print,
+        executor=scale,
     )
     result.save(out)
     seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from synthpm.backtest.sweep import ENGINE_KEYS, sweep
 from synthpm.cli.analysts import load_panel, parse_params
 from synthpm.cli.common import (
     DataSource,
+    Scale,
     console,
     options,
     print_frame,
@@ -229,6 +230,7 @@ def compare_command(
         str, typer.Option(help="comma-separated names (lm: the trained model), or all baselines")
     ] = "all",
     run: Run,
+    scale: Scale,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/compare"),
 ) -> pd.DataFrame:
     """Compare strategies in one run: same contexts, dates and costs; a table and a report."""
@@ -252,6 +254,7 @@ def compare_command(
         run.allow_in_sample,
         evals,
         notes,
+        scale,
     )
     print_frame(table, f"comparison {ready.start} .. {ready.config.end or 'end'} (costs included)")
     for line in notes:
@@ -285,6 +288,7 @@ def sweep_command(
         ),
     ],
     run: Run,
+    scale: Scale,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/sweep"),
 ) -> pd.DataFrame:
     """Sweep one strategy over a grid of its settings and the costs: one run folder per cell,
@@ -309,7 +313,9 @@ def sweep_command(
         cell = [f"{strategy}.{k}={json.dumps(v)}" for k, v in settings.items()]
         return strategy_named(strategy, [*base, *cell], run.model)
 
-    table = sweep(make, parsed, ready.contexts, ready.market, ready.config, out, console.print)
+    table = sweep(
+        make, parsed, ready.contexts, ready.market, ready.config, out, console.print, scale
+    )
     shown = ["sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "max_drawdown", "costs"]
     print_frame(table.set_index("cell")[shown], f"sweep of {strategy}, best Sharpe first")
     for line in ready.caveats:

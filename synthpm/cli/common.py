@@ -32,6 +32,7 @@ from typer.models import OptionInfo
 from synthpm.data.errors import SynthpmError
 from synthpm.data.store import Store, default_store_path
 from synthpm.data.validate import IsoDate
+from synthpm.executor import ExecutorConfig
 
 # A pipe or a file gets wide tables instead of rich's 80-column default, which would cut them.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -163,6 +164,12 @@ def _build(model: type[BaseModel], values: dict[str, Any]) -> BaseModel:
         flat[head] = _build(model.model_fields[head].annotation, inner)
     return model(**flat)
 
+
+# The commands whose work splits into independent pieces run them where these options say.
+Scale = Annotated[
+    ExecutorConfig,
+    options("executor", "workers", "ray_address", executor=Opt(type=str)),
+]
 
 StoreOption = Annotated[
     Path | None,

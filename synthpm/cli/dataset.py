@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,15 @@ from rich.markup import escape
 
 from synthpm import progress
 from synthpm.cli.analysts import load_panel
-from synthpm.cli.common import DataSource, Opt, command, console, options, print_frame
+from synthpm.cli.common import (
+    DataSource,
+    Opt,
+    Scale,
+    command,
+    console,
+    options,
+    print_frame,
+)
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
 from synthpm.dataset.build import SPLITS
@@ -35,11 +42,6 @@ def _scenarios(text: str) -> tuple[str, ...]:
     return names
 
 
-def all_cores(workers: int = 0) -> int:
-    """`workers` processes; 0: one per core."""
-    return workers or os.cpu_count() or 1
-
-
 DatasetOptions = Annotated[
     DatasetConfig,
     options(
@@ -52,13 +54,11 @@ DatasetOptions = Annotated[
         "test_start",
         "limits.max_positions",
         "jsonl",
-        "workers",
         "seed",
         scenarios=Opt(
             type=str, default="all", help="all, or comma-separated names", parse=_scenarios
         ),
         schedule=Opt(type=str),  # the config checks it: its error names the field
-        workers=Opt(default=0, help="processes [default: all cores]", parse=all_cores),
     ),
 ]
 
@@ -68,6 +68,7 @@ def dataset_build(
     *,
     source: Annotated[DataSource, options("store", "tickers", "forecasts", "cache")],
     config: DatasetOptions,
+    scale: Scale,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/dataset"),
 ) -> None:
     """Contexts x scenarios x hindsight labels → conversations, split by date."""
@@ -83,6 +84,7 @@ def dataset_build(
         config,
         progress=lambda it, total: progress.track(it, "chunks", total=total),
         log=console.print,
+        executor=scale,
     )
     table = pd.DataFrame(stats["by_split"]).T
     table["examples"] = table.sum(axis=1)

@@ -28,10 +28,8 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date as Date
-from multiprocessing import get_context
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +55,7 @@ from synthpm.dataset.prompt import (
 )
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import SCENARIOS, ScenarioBook
+from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.features.panel import PanelInputs
 from synthpm.folders import atomic_folder
 from synthpm.limits import Limits
@@ -135,7 +134,6 @@ class DatasetConfig(BaseModel):
     labels: LabelConfig = Field(default_factory=LabelConfig)
     seed: int = 0
     chunk_dates: int = Field(26, ge=1)  # decision dates per chunk: one shard per split each
-    workers: int = Field(1, ge=1)  # processes; each holds one chunk at a time
     jsonl: bool = Field(False, description="also write JSONL beside the Parquet")
 
 
@@ -260,8 +258,10 @@ def build_dataset(
     config: DatasetConfig | None = None,
     progress=None,
     log=print,
+    executor: ExecutorConfig = LOCAL,
 ) -> dict:
-    """Write the conversations of every decision point (see the module docstring); stats."""
+    """Write the conversations of every decision point (see the module docstring); stats.
+    The chunks are independent: `executor` builds them in parallel, with the same files."""
     config = config or DatasetConfig()
     unknown = set(config.scenarios) - set(SCENARIOS)
     if unknown:
@@ -295,22 +295,11 @@ def build_dataset(
     # written whole or not at all: a killed build leaves the earlier dataset as it was
     with atomic_folder(out, "stats.json") as partial:
         (partial / "contexts").mkdir()
-        global _JOB
-        _JOB = _Job(inputs, panel, forecasts, points, labels, split, closes, config, partial)
+        job = _Job(inputs, panel, forecasts, points, labels, split, closes, config, partial)
         counts = ChunkCounts()
-        workers = min(config.workers, len(chunks))
-        if workers > 1:
-            # fork: workers inherit the job (panel, inputs) without pickling it
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                done = pool.map(_chunk, range(len(chunks)), chunks)
-                for part in progress(done, total=len(chunks)) if progress else done:
-                    counts += part
-        else:
-            for number in (
-                progress(range(len(chunks)), total=len(chunks)) if progress else range(len(chunks))
-            ):
-                counts += _chunk(number, chunks[number])
-        _JOB = None
+        done = parallel_map(_chunk, job, enumerate(chunks), executor)
+        for part in progress(done, total=len(chunks)) if progress else done:
+            counts += part
         seconds = time.perf_counter() - started
         stats = split_stats(counts, partial, len(points), seconds, val, test, calendar)
         (partial / "stats.json").write_text(json.dumps(stats, indent=1))
@@ -335,12 +324,10 @@ class _Job:
     out: Path
 
 
-_JOB: _Job | None = None
-
-
-def _chunk(number: int, dates: np.ndarray) -> ChunkCounts:
-    """Contexts, scenarios and labelled conversations of one chunk of dates, written."""
-    job, counts = _JOB, ChunkCounts()
+def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
+    """Contexts, scenarios and labelled conversations of one chunk of dates, written into
+    the output folder (so on a cluster it must be on storage every node shares)."""
+    (number, dates), counts = chunk, ChunkCounts()
     mask = job.points["date"].isin(dates).to_numpy()
     tick = time.perf_counter()
     contexts = build_contexts(job.inputs, job.panel, job.forecasts, job.points[mask], job.closes)

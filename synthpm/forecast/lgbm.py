@@ -189,9 +189,10 @@ class EventForecaster:
 
     MIN_EXAMPLES = 30  # of each class, or the group gets no model
 
-    def __init__(self, rounds: int = 80, seed: int = 0) -> None:
+    def __init__(self, rounds: int = 80, seed: int = 0, num_threads: int = 2) -> None:
         self.rounds = rounds
-        self.params = {**BASE_PARAMS, "min_data_in_leaf": 50, "seed": seed, "objective": "binary"}
+        self.params = {**BASE_PARAMS, "min_data_in_leaf": 50, "seed": seed, "objective": "binary",
+                       "num_threads": num_threads}  # fmt: skip
         self.boosters: dict[str, lgb.Booster] = {}
         self.features: list[str] = []
 

@@ -24,6 +24,7 @@ exist, and `fold` (the test period's start).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -44,10 +45,11 @@ from synthpm.columns import (
     target_col,
 )
 from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.features.panel import PanelInputs
 from synthpm.folders import atomic_folder, write_atomic
 from synthpm.forecast.base import CLASSES, HORIZONS, N_CLASSES, ReturnModel
-from synthpm.forecast.lgbm import EventForecaster, LightGBMForecaster
+from synthpm.forecast.lgbm import BASE_PARAMS, EventForecaster, LightGBMForecaster
 from synthpm.forecast.quality import quality_report
 from synthpm.forecast.targets import event_targets, lookahead, return_targets
 
@@ -90,6 +92,13 @@ class ForecastConfig(BaseModel):
     @property
     def purge_days(self) -> int:
         return self.purge if self.purge is not None else lookahead(self.horizons)
+
+    @property
+    def threads(self) -> int:
+        """The CPU threads one fold's fits use (`num_threads`; the event model's too). The
+        nets' default is torch's, every core."""
+        default = BASE_PARAMS["num_threads"] if self.model == "lightgbm" else os.cpu_count()
+        return int(self.model_params.get("num_threads") or default or 1)
 
 
 def make_model(config: ForecastConfig) -> ReturnModel:
@@ -245,9 +254,11 @@ def walk_forward(
     progress=None,
     log=print,
     folds: list[Fold] | None = None,
+    executor: ExecutorConfig = LOCAL,
 ) -> WalkForward:
     """Fit and predict every fold (or the `folds` given, of `make_folds`); `panel` from
-    `build_features(inputs, ...)`."""
+    `build_features(inputs, ...)`. The folds are independent: `executor` runs them in
+    parallel, with the same result as one after the other."""
     config = config or ForecastConfig()
     if panel.empty:
         raise ConfigError("empty universe: the feature panel has no rows")
@@ -256,42 +267,61 @@ def walk_forward(
     folds = make_folds(calendar, config) if folds is None else folds
     targets = return_targets(inputs, panel.index, config.horizons)
     events = event_targets(inputs, panel.index)
-    day_pos = calendar.get_indexer(dates)
+    thinned = calendar.get_indexer(dates) % config.train_stride == 0
     complete = targets.notna().all(axis=1).to_numpy()
-    thinned = day_pos % config.train_stride == 0
+    job = _FoldJob(panel, targets, events, dates, thinned, complete, config)
     pieces, fold_info, models = [], [], []
-    iterator = progress(folds, total=len(folds)) if progress else folds
-    for fold in iterator:
-        started = time.perf_counter()
-        train = np.flatnonzero((dates <= fold.train_end) & thinned & complete)
-        test = np.flatnonzero((dates >= fold.test_start) & (dates <= fold.test_end))
-        fold_targets, edges, means = with_classes(targets.iloc[train], config)
-        info = {
-            "test_start": str(fold.test_start.date()),
-            "test_end": str(fold.test_end.date()),
-            "train_end": str(fold.train_end.date()),
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "class_edges": edges,
-            "class_means": means,
-        }
-        model = make_model(config).fit(panel, train, fold_targets)
-        event_train = np.flatnonzero((dates <= fold.train_end) & thinned)
-        event_model = EventForecaster(seed=config.seed).fit(
-            panel, event_train, events.iloc[event_train]
-        )
-        raw = pd.concat([model.predict(panel, test), event_model.predict(panel, test)], axis=1)
-        pieces.append(assemble(raw, info, config.horizons))
-        info["seconds"] = round(time.perf_counter() - started, 2)
+    done = parallel_map(_fit_fold, job, folds, executor, config.threads)
+    for piece, info, fitted in progress(done, total=len(folds)) if progress else done:
+        pieces.append(piece)
         fold_info.append(info)
-        models.append(FoldModels(model, event_model))
+        models.append(fitted)
         log(
-            f"fold {info['test_start']}..{info['test_end']}: {len(train):,} training rows, "
-            f"{len(test):,} forecasts, {info['seconds']} s"
+            f"fold {info['test_start']}..{info['test_end']}: {info['train_rows']:,} training "
+            f"rows, {info['test_rows']:,} forecasts, {info['seconds']} s"
         )
     forecasts = pd.concat(pieces)
     quality = quality_report(forecasts, targets, events, fold_info, config.horizons)
     return WalkForward(config, forecasts, quality, fold_info, models)
+
+
+class _FoldJob(NamedTuple):
+    """What every fold reads (shipped to each worker once)."""
+
+    panel: pd.DataFrame
+    targets: pd.DataFrame
+    events: pd.DataFrame
+    dates: pd.DatetimeIndex
+    thinned: np.ndarray  # rows on the training stride
+    complete: np.ndarray  # rows with every target
+    config: ForecastConfig
+
+
+def _fit_fold(job: _FoldJob, fold: Fold) -> tuple[pd.DataFrame, dict, FoldModels]:
+    """One fold: fit on its purged training rows, predict its test period."""
+    started = time.perf_counter()
+    panel, dates, config = job.panel, job.dates, job.config
+    train = np.flatnonzero((dates <= fold.train_end) & job.thinned & job.complete)
+    test = np.flatnonzero((dates >= fold.test_start) & (dates <= fold.test_end))
+    fold_targets, edges, means = with_classes(job.targets.iloc[train], config)
+    info = {
+        "test_start": str(fold.test_start.date()),
+        "test_end": str(fold.test_end.date()),
+        "train_end": str(fold.train_end.date()),
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "class_edges": edges,
+        "class_means": means,
+    }
+    model = make_model(config).fit(panel, train, fold_targets)
+    event_train = np.flatnonzero((dates <= fold.train_end) & job.thinned)
+    event_model = EventForecaster(seed=config.seed, num_threads=config.threads).fit(
+        panel, event_train, job.events.iloc[event_train]
+    )
+    raw = pd.concat([model.predict(panel, test), event_model.predict(panel, test)], axis=1)
+    piece = assemble(raw, info, config.horizons)
+    info["seconds"] = round(time.perf_counter() - started, 2)
+    return piece, info, FoldModels(model, event_model)
 
 
 class SavedRun(NamedTuple):
