@@ -75,6 +75,7 @@ def test_options_are_declared_once_on_the_configs():
     from synthpm.backtest.engine import BacktestConfig
     from synthpm.cli import app
     from synthpm.dataset import DatasetConfig
+    from synthpm.executor import ExecutorConfig
     from synthpm.forecast import ForecastConfig
     from synthpm.limits import Limits
     from synthpm.lm.train import TrainConfig
@@ -95,13 +96,16 @@ def test_options_are_declared_once_on_the_configs():
         ("dataset build", "max_positions", Limits.model_fields["max_positions"]),
         ("backtest", "idle_cash", BacktestConfig.model_fields["idle_cash"]),
         ("compare", "commission_bps", BacktestConfig.model_fields["commission_bps"]),
+        ("forecast train", "workers", ExecutorConfig.model_fields["workers"]),
+        ("sweep", "executor", ExecutorConfig.model_fields["executor"]),
     ]:
         option = params(path)[flag]
         assert option.help and option.help == field.description, (path, flag)
         assert option.default == field.default, (path, flag)
 
     def shared(path: str) -> list:
-        own = {"strategy", "strategies", "out", "journal"}  # a journaled run: backtest only
+        # a journaled run is backtest's only; where runs go is compare's (one run: nowhere)
+        own = {"strategy", "strategies", "out", "journal", "executor", "workers", "ray_address"}
         return [(p.opts, p.default, p.help) for n, p in params(path).items() if n not in own]
 
     assert shared("backtest") == shared("compare")
