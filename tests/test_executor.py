@@ -126,3 +126,58 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"synthpm\[dist\]"):
         list(parallel_map(_square_minus, 0, [1], ExecutorConfig(executor="ray")))
+
+
+class FakeRay:
+    """Ray's API as the executor calls it, recording the calls (no runtime started)."""
+
+    def __init__(self, cpus: int):
+        self.cpus, self.inits, self.puts, self.reserved = cpus, [], [], []
+
+    def is_initialized(self):
+        return bool(self.inits)
+
+    def init(self, **options):
+        self.inits.append(options)
+
+    def cluster_resources(self):
+        return {"CPU": float(self.cpus)}
+
+    def put(self, value):
+        self.puts.append(value)
+        return ("ref", len(self.puts) - 1)
+
+    def get(self, value):
+        return value
+
+    def remote(self, num_cpus):
+        self.reserved.append(num_cpus)
+
+        def wrap(fn):
+            class Task:
+                @staticmethod
+                def remote(f, ref, item):
+                    return fn(f, self.puts[ref[1]], item)
+
+            return Task
+
+        return wrap
+
+
+def test_ray_joins_the_given_cluster_ships_the_shared_input_once_and_reserves_threads(
+    monkeypatch,
+):
+    import sys
+
+    fake = FakeRay(cpus=3)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    joined = ExecutorConfig(executor="ray", ray_address="10.0.0.5:6379")
+    results = list(parallel_map(_square_minus, 3, range(5), joined, threads=8))
+    assert [r for r, _ in results] == [i * i - 3 for i in range(5)]
+    assert fake.inits == [{"address": "10.0.0.5:6379", "log_to_driver": False}]
+    assert fake.puts == [3]  # once, whatever the number of items
+    assert fake.reserved == [3]  # 8 threads wanted, the cluster has 3 CPUs
+    local = FakeRay(cpus=2)
+    monkeypatch.setitem(sys.modules, "ray", local)
+    list(parallel_map(_square_minus, 0, [1], ExecutorConfig(executor="ray", workers=2)))
+    assert local.inits == [{"num_cpus": 2, "include_dashboard": False, "log_to_driver": False}]
