@@ -108,7 +108,7 @@ def _on_ray(
         import ray
     except ImportError as missing:
         raise ConfigError(
-            "--executor ray needs Ray: pip install 'synthpm[dist]' (or pip install ray)"
+            "the ray executor needs Ray: pip install 'synthpm[dist]' (or pip install ray)"
         ) from missing
     if not ray.is_initialized():
         if config.ray_address:
