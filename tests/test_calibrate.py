@@ -24,7 +24,6 @@ from synthpm.lm.calibrate import (
     read_convictions,
     reliability,
 )
-from synthpm.lm.decode import SignalDecoder
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import load_model
 from synthpm.report import write_report
@@ -187,7 +186,7 @@ def test_wins_ordered_by_the_models_score_are_separated(world, model_copy, tmp_p
     copy = shutil.copytree(data, tmp_path / "ds")
     rows = calibration_rows(copy, None)
     net, tokenizer = load_model(model)
-    _, expected = read_convictions(SignalDecoder(net, tokenizer), tokenizer, rows, batch_size=8)
+    _, expected = read_convictions(net, tokenizer, rows, batch_size=8)
     levels = np.unique(expected)
     assert len(levels) >= 4, "the tiny model's expectation does not vary"
     middle = levels[len(levels) // 4 : 3 * len(levels) // 4 + 1]
@@ -238,3 +237,17 @@ def test_eval_reports_reliability_raw_and_calibrated(world, model_copy, tmp_path
     assert "lm · calibrated" in text and "lm · raw" in text
     plain = write_report({"lm": run}, tmp_path / "p.html").read_text()
     assert "Conviction calibration" not in plain
+
+
+@pytest.mark.slow
+def test_convictions_read_in_pieces_anywhere_are_the_same(world, ray_workers):
+    """`lm eval`'s and calibration's decoding, spread over Ray's workers piece by piece,
+    reads every conviction as this process does, to the last bit."""
+    data, model, _ = world
+    rows = calibration_rows(data, 40)
+    net, tokenizer = load_model(model)
+    here = read_convictions(net, tokenizer, rows, batch_size=8, piece=9)
+    there = read_convictions(net, tokenizer, rows, batch_size=8, executor=ray_workers, piece=9)
+    assert len(here.expected) == len(rows) > 27  # several pieces
+    assert np.array_equal(here.expected, there.expected)
+    assert np.array_equal(here.written, there.written, equal_nan=True)

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from synthpm.cli.common import Opt, command, console, options, print_frame, runs_a_model
+from synthpm.cli.common import Opt, Scale, command, console, options, print_frame, runs_a_model
 from synthpm.data.errors import ConfigError
+from synthpm.executor import LOCAL
 from synthpm.lm.lora import LoraConfig
 from synthpm.lm.train import TrainConfig, train
 
@@ -61,7 +62,7 @@ def lm_train(
         console.print(f"done: {last}; wrote {out}/model.pt, tokenizer/, metrics.jsonl")
 
 
-@lm_app.command("eval")
+@command(lm_app, "eval")
 def lm_eval(
     model: Annotated[Path, typer.Option(help="a `lm train` folder")] = Path("runs/lm"),
     data: DataDir = Path("runs/dataset"),
@@ -83,6 +84,7 @@ def lm_eval(
             "a side-by-side table, its report in MODEL/eval-before.json"
         ),
     ] = None,
+    scale: Scale = LOCAL,
 ) -> None:
     """Validity, accuracy and macro-F1 vs the majority class and the scenario rule,
     calibration, per-date rank IC vs the forecaster and reversal, faithfulness, speed."""
@@ -91,10 +93,10 @@ def lm_eval(
     from synthpm.lm.evaluate import evaluate
 
     runs_a_model()
-    report = evaluate(model, data, n, batch_size, untrained, cite, ic_dates)
+    report = evaluate(model, data, n, batch_size, untrained, cite, ic_dates, executor=scale)
     if before is not None:
         earlier = evaluate(before, data, n, batch_size, False, cite, ic_dates,
-                           out=model / "eval-before.json")  # fmt: skip
+                           out=model / "eval-before.json", executor=scale)  # fmt: skip
         print_frame(_side_by_side({f"before ({before})": earlier, f"after ({model})": report}),
                     f"before and after on the same {report['examples']} test examples")  # fmt: skip
     flat = {k: v for k, v in report.items() if k != "majority_class" and not isinstance(v, dict)}
@@ -179,13 +181,14 @@ def _print_reliability(section: dict) -> None:
     )
 
 
-@lm_app.command("calibrate")
+@command(lm_app, "calibrate")
 def lm_calibrate(
     model: Annotated[Path, typer.Argument(help="a `lm train` folder")],
     data: DataDir = Path("runs/dataset"),
     n: Annotated[int, typer.Option(help="validation contexts (scenario `empty`), at most")] = 2000,
     seed: int = 0,
     batch_size: int = 32,
+    scale: Scale = LOCAL,
 ) -> None:
     """Map the expected conviction to the probability of beating the benchmark net of costs:
     isotonic regression on the validation split, written to MODEL/calibration.json (the
@@ -195,7 +198,7 @@ def lm_calibrate(
     from synthpm.lm.calibrate import fit_calibration
 
     runs_a_model()
-    record = fit_calibration(model, data, n, seed, batch_size).record
+    record = fit_calibration(model, data, n, seed, batch_size, scale).record
     fit = pd.DataFrame({"before": record["before"], "after": record["after"]})
     dates = record["dates"] or ["?", "?"]
     console.print(

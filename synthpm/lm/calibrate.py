@@ -36,10 +36,12 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
 from synthpm.data.errors import ConfigError
+from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.folders import write_atomic
 from synthpm.lm.decode import SignalDecoder, parse_signal
 from synthpm.lm.tokenizer import ChatTokenizer
@@ -51,6 +53,11 @@ BINS = 10  # equal-width bins of the reliability table and the ECE
 ROWS = ("date", "ticker", "scenario", "system", "user", "outcome")
 
 
+# Prompts one fresh decoder reads: the unit an executor spreads (decoding a piece costs far
+# more than building its decoder).
+PIECE = 1000
+
+
 class Convictions(NamedTuple):
     """Each row's conviction as the answer writes it, and the model's expectation of it."""
 
@@ -59,14 +66,40 @@ class Convictions(NamedTuple):
 
 
 def read_convictions(
-    decoder: SignalDecoder, tokenizer: ChatTokenizer, rows: pd.DataFrame, batch_size: int = 32
+    model,
+    tokenizer: ChatTokenizer,
+    rows: pd.DataFrame,
+    batch_size: int = 32,
+    executor: ExecutorConfig = LOCAL,
+    piece: int = PIECE,
 ) -> Convictions:
     """(written, expected) conviction of each row's conversation, decoded in signal mode:
-    one pass gives both readings (the text holds the written one)."""
+    one pass gives both readings (the text holds the written one). The rows are read in
+    pieces of `piece`, each by a fresh decoder: a decoder keeps the prefixes of its earlier
+    batches, so a piece's numbers would otherwise depend on what was read before it. Where
+    `executor` runs the pieces thus changes no bit of the result."""
     prompts = [
         tokenizer.render(s, u).ids for s, u in zip(rows["system"], rows["user"], strict=True)
     ]
-    scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size) if prompts else []
+    pieces = [prompts[i : i + piece] for i in range(0, len(prompts), piece)]
+    threads = torch.get_num_threads()
+    read = list(parallel_map(_read_piece, (model, tokenizer, batch_size, threads), pieces,
+                             executor, threads))  # fmt: skip
+    return Convictions(
+        np.concatenate([r.written for r in read]) if read else np.array([], dtype=float),
+        np.concatenate([r.expected for r in read]) if read else np.array([], dtype=float),
+    )
+
+
+def _read_piece(shared: tuple, prompts: list[list[int]]) -> Convictions:
+    model, tokenizer, batch_size, threads = shared
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # a worker sums as the caller would: with its threads
+    try:
+        decoder = SignalDecoder(model, tokenizer)
+        scored = decoder.decode_scored(prompts, mode="signal", batch_size=batch_size)
+    finally:
+        torch.set_num_threads(before)
     written = np.array([parse_signal(s.text, True).conviction for s in scored], dtype=float)
     return Convictions(written, np.array([s.expected for s in scored], dtype=float))
 
@@ -210,13 +243,14 @@ def fit_calibration(
     n: int | None = 2000,
     seed: int = 0,
     batch_size: int = 32,
+    executor: ExecutorConfig = LOCAL,
 ) -> Calibration:
     """Fit the map on the validation split and write `calibration.json` (module docstring)."""
     model, tokenizer = load_model(model_dir)
     rows = calibration_rows(data_dir, n, seed)
     if rows.empty:
         raise ConfigError(f"no labelled validation rows in {data_dir} to calibrate on")
-    _, expected = read_convictions(SignalDecoder(model, tokenizer), tokenizer, rows, batch_size)
+    _, expected = read_convictions(model, tokenizer, rows, batch_size, executor)
     won = (rows["outcome"].to_numpy(dtype=float) > 0).astype(float)
     calibration = Calibration.fit(expected, won)
     one_scenario = "scenario" in rows and (rows["scenario"] == SCENARIO).all()

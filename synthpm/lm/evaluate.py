@@ -74,6 +74,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from synthpm.columns import TREND_COLUMNS, forecast_col
 from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.scenarios import SCENARIOS
+from synthpm.executor import LOCAL, ExecutorConfig
 from synthpm.folders import write_atomic
 from synthpm.lm.calibrate import Calibration, assess, calibration_error, read_convictions
 from synthpm.lm.decode import SignalDecoder, parse_signal
@@ -192,6 +193,7 @@ def evaluate(
     cite: bool = True,
     ic_dates: int | None = None,
     out: str | Path | None = None,
+    executor: ExecutorConfig = LOCAL,
 ) -> dict:
     """The report, also written to `out`, by default `model_dir/eval.json`
     (`eval-untrained.json` for a freshly initialised model of the same size: the decoder's
@@ -266,7 +268,8 @@ def evaluate(
     report["by_scenario"] = by_scenario(test["scenario"], truth, {"lm": predicted, **baselines})
     # the per-date rows (`empty`, one per context), decoded once for both sections
     rows = ic_rows(everything, ic_dates)
-    written, expected = read_convictions(decoder, tokenizer, rows, batch_size)
+    # the longest part: `executor` may spread it (the speed figures above stay in-process)
+    written, expected = read_convictions(model, tokenizer, rows, batch_size, executor)
     scores = {"lm_written": written, "lm_expected": expected, **context_scores(Path(data), rows)}
     report["per_date"] = _per_date(rows, scores)
     calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
