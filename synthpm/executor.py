@@ -77,7 +77,7 @@ def parallel_map(
         yield from _on_ray(fn, shared, items, config, threads)
         return
     workers = min(max(1, config.count() // threads), len(items))
-    if workers == 1:
+    if workers <= 1:  # no items, one, or room for one worker
         for item in items:
             yield fn(shared, item)
     else:

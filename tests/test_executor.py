@@ -43,6 +43,7 @@ def test_results_come_back_in_the_items_order_from_workers_with_room():
     # an item that keeps 2 threads busy leaves no room for a second worker on 2 CPUs
     crowded = list(parallel_map(_square_minus, 3, items, FORKED, threads=2))
     assert {pid for _, pid in crowded} == {os.getpid()}
+    assert list(parallel_map(_square_minus, 3, [], FORKED)) == []  # nothing to read: no pool
 
 
 @pytest.fixture(scope="module")
