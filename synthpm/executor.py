@@ -117,12 +117,8 @@ def _on_ray(
             ray.init(num_cpus=config.count(), include_dashboard=False, log_to_driver=False)
     # never more CPUs than the cluster has, or the tasks would wait forever
     cpus = min(threads, max(1, int(ray.cluster_resources().get("CPU", 1))))
-    task = ray.remote(num_cpus=cpus)(_call)
+    task = ray.remote(num_cpus=cpus)(fn)
     shared_ref = ray.put(shared)  # once; every task reads it from the object store
-    pending = [task.remote(fn, shared_ref, item) for item in items]
+    pending = [task.remote(shared_ref, item) for item in items]
     for ref in pending:
         yield ray.get(ref)
-
-
-def _call(fn: Callable, shared: Any, item: Any) -> Any:
-    return fn(shared, item)

@@ -157,8 +157,8 @@ class FakeRay:
         def wrap(fn):
             class Task:
                 @staticmethod
-                def remote(f, ref, item):
-                    return fn(f, self.puts[ref[1]], item)
+                def remote(ref, item):
+                    return fn(self.puts[ref[1]], item)
 
             return Task
 

@@ -95,8 +95,8 @@ class ForecastConfig(BaseModel):
 
     @property
     def threads(self) -> int:
-        """The CPU threads one fold's fits use (`num_threads`; the event model's too). The
-        nets' default is torch's, every core."""
+        """The CPU threads one fold's return model uses (`num_threads`; the nets' default is
+        torch's, every core)."""
         default = BASE_PARAMS["num_threads"] if self.model == "lightgbm" else os.cpu_count()
         return int(self.model_params.get("num_threads") or default or 1)
 
@@ -315,7 +315,9 @@ def _fit_fold(job: _FoldJob, fold: Fold) -> tuple[pd.DataFrame, dict, FoldModels
     }
     model = make_model(config).fit(panel, train, fold_targets)
     event_train = np.flatnonzero((dates <= fold.train_end) & job.thinned)
-    event_model = EventForecaster(seed=config.seed, num_threads=config.threads).fit(
+    # LightGBM, with the return model's `num_threads` where one is set (a fit's bits depend on it)
+    threads = config.model_params.get("num_threads", BASE_PARAMS["num_threads"])
+    event_model = EventForecaster(seed=config.seed, num_threads=threads).fit(
         panel, event_train, job.events.iloc[event_train]
     )
     raw = pd.concat([model.predict(panel, test), event_model.predict(panel, test)], axis=1)
