@@ -82,7 +82,7 @@ def main() -> int:
     t = time.perf_counter()
     points = points_on(features, inputs.events, day)
     contexts = build_contexts(inputs, features, predicted, points)
-    today = Today(day, inputs, contexts, Market.from_inputs(inputs))
+    today = Today(day, inputs, contexts, Market.from_inputs(inputs), features, predicted)
     seconds["contexts_and_market"] = time.perf_counter() - t
     config = BacktestConfig(limits=Limits())
     strategies = [make_strategy("rules")]

@@ -26,6 +26,7 @@ ORDER = (
     "report",
     "backtest",
     "journal",
+    "serve",
     "cli",
 )
 IMPORT = re.compile(r"^\s*(?:from|import) synthpm\.(\w+)", re.MULTILINE)

@@ -29,6 +29,7 @@ from synthpm.cli.data import data_app, data_info, data_init
 from synthpm.cli.dataset import dataset_app, dataset_build
 from synthpm.cli.journal import decide_command, journal_app
 from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
+from synthpm.cli.serve import serve_app
 from synthpm.columns import FOLD
 from synthpm.data.errors import SynthpmError
 from synthpm.dataset import DatasetConfig
@@ -51,6 +52,7 @@ app.add_typer(research_app, name="research")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(lm_app, name="lm")
 app.add_typer(journal_app, name="journal")
+app.add_typer(serve_app, name="serve")
 command(app, "backtest")(backtest)
 command(app, "compare")(compare_command)
 command(app, "sweep")(sweep_command)

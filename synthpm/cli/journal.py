@@ -20,7 +20,7 @@ from synthpm.data.validate import IsoDate, date_option
 from synthpm.folders import write_atomic
 from synthpm.journal import stats
 from synthpm.journal.human import add_entry, import_trades
-from synthpm.journal.live import as_of, decide, write_decided
+from synthpm.journal.live import as_of, decide, parse_book, write_decided
 from synthpm.journal.outcomes import update_journal
 from synthpm.journal.records import read_account, read_journal, with_updates, write_entries
 
@@ -31,30 +31,13 @@ Forecasts = Annotated[
 ]
 
 
-def read_book(path: Path, market) -> tuple[float, pd.DataFrame]:
-    """`book.json`: {"cash": 100000, "positions": [{"ticker", "shares", "cost_basis",
-    "entry_date"}]} (cost basis per share, entry costs included); long positions only."""
+def read_book(path: Path, market, config: BacktestConfig) -> Broker:
+    """`--book`: a JSON file of the book (`journal.live.parse_book`)."""
     try:
         doc = json.loads(path.read_text())
-        cash = float(doc["cash"])
-        holdings = pd.DataFrame(
-            doc.get("positions", []), columns=["ticker", "shares", "cost_basis", "entry_date"]
-        )
-        holdings["ticker"] = holdings["ticker"].astype(str).str.strip().str.upper()
-        holdings["entry_date"] = pd.to_datetime(holdings["entry_date"])
-        numbers = holdings[["shares", "cost_basis"]].astype(float)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise SynthpmError(f"{path}: not a book ({exc}); see `synthpm decide --help`") from exc
-    unknown = sorted(set(holdings["ticker"]) - set(market.tickers))
-    problems = [
-        f"unknown tickers {unknown}" if unknown else "",
-        "negative cash" if not cash >= 0 else "",
-        "shares and cost basis must be positive" if not (numbers > 0).all().all() else "",
-        "a ticker is listed twice" if holdings["ticker"].duplicated().any() else "",
-    ]
-    if any(problems):
-        raise SynthpmError(f"{path}: " + "; ".join(p for p in problems if p))
-    return cash, holdings.assign(**numbers)
+    return parse_book(doc, market, config, str(path))
 
 
 def decide_command(
@@ -99,8 +82,7 @@ def decide_command(
         today = as_of(target, date, forecasts)
     broker = None
     if book is not None:
-        cash, holdings = read_book(book, today.market)
-        broker = Broker.from_holdings(today.market, config, cash, holdings)
+        broker = read_book(book, today.market, config)
     source = source_of(chosen, model)
     known = read_account(target, account) if book is None else None
     if known is not None:

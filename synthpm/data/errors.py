@@ -45,9 +45,9 @@ class DataError(SynthpmError, ValueError):
 class UnknownTickerError(SynthpmError, KeyError):
     """A request named tickers the store does not hold."""
 
-    def __init__(self, unknown: list[str], known: int) -> None:
+    def __init__(self, unknown: list[str], known: int, holds: str = "the store holds") -> None:
         self.unknown = unknown
-        super().__init__(f"unknown ticker(s) {', '.join(unknown)}: the store holds {known} tickers")
+        super().__init__(f"unknown ticker(s) {', '.join(unknown)}: {holds} {known} tickers")
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])

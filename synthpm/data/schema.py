@@ -195,9 +195,24 @@ ACCOUNTS = Table(
     required=("name", "source", "created_at", "start", "config"),
 )
 
+# A bearer token of the HTTP service (`synthpm serve token`): only its sha256 is stored, so a
+# copy of the store gives no one access.
+TOKENS = Table(
+    "tokens",
+    {
+        "name": "VARCHAR",
+        "hash": "VARCHAR",  # sha256 hex of the token
+        "created_at": "TIMESTAMP",
+        "revoked_at": "TIMESTAMP",  # null while the token is valid
+    },
+    key=("name",),
+    required=("name", "hash", "created_at"),
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS, JOURNAL, ACCOUNTS
+        PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS, JOURNAL, ACCOUNTS,
+        TOKENS,
     )
 }  # fmt: skip

@@ -25,6 +25,7 @@ whatever the weekday.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,8 +36,8 @@ import pandas as pd
 from synthpm.backtest.broker import Broker
 from synthpm.backtest.engine import BacktestConfig, BacktestResult, Recorder, run_signals
 from synthpm.backtest.market import Market
-from synthpm.context import Contexts
-from synthpm.data.errors import ConfigError, SynthpmError
+from synthpm.context import Contexts, PortfolioState
+from synthpm.data.errors import ConfigError, SynthpmError, UnknownTickerError
 from synthpm.data.schema import ACCOUNTS, JOURNAL
 from synthpm.data.store import ImportBatch, Store
 from synthpm.dataset import build_contexts, decision_points
@@ -92,6 +93,20 @@ class Today:
     inputs: PanelInputs
     contexts: Contexts  # D's decision points
     market: Market
+    panel: pd.DataFrame  # the feature panel to D
+    forecasts: pd.DataFrame | None  # D's rows of the walk-forward forecasts
+
+    def contexts_for(self, tickers: Sequence[str]) -> Contexts:
+        """Contexts of any of D's members (trigger "scheduled"), in the order given; an
+        unknown ticker or one without a bar on D is an `UnknownTickerError` naming it."""
+        tickers = [str(t).strip().upper() for t in tickers]
+        members = set(self.panel.xs(self.date, level="date").index)
+        missing = sorted(set(tickers) - members)
+        if missing:
+            day = self.date.date()
+            raise UnknownTickerError(missing, len(members), f"on {day} the store has bars of")
+        points = pd.DataFrame({"date": self.date, "ticker": tickers, "trigger": "scheduled"})
+        return build_contexts(self.inputs, self.panel, self.forecasts, points)
 
 
 def as_of(store: Store, date: str | pd.Timestamp, forecasts: Path) -> Today:
@@ -111,7 +126,36 @@ def as_of(store: Store, date: str | pd.Timestamp, forecasts: Path) -> Today:
     run = SavedRun.read(forecasts).current(panel, inputs)  # a new year: its fold, fitted now
     predicted = run.predict(panel, np.asarray(dates == date))
     contexts = build_contexts(inputs, panel, predicted, points)
-    return Today(date, inputs, contexts, Market.from_inputs(inputs))
+    return Today(date, inputs, contexts, Market.from_inputs(inputs), panel, predicted)
+
+
+def parse_book(doc: object, market: Market, config: BacktestConfig, where: str) -> Broker:
+    """A real book to decide on, from its JSON form: {"cash": 100000, "positions":
+    [{"ticker", "shares", "cost_basis", "entry_date"}]} (cost basis per share, entry costs
+    included; long positions only). A bad book is a `SynthpmError` naming `where` and
+    every problem found."""
+    try:
+        cash = float(doc["cash"])  # type: ignore[index]
+        positions = doc.get("positions", [])  # type: ignore[union-attr]
+        holdings = pd.DataFrame(positions, columns=["ticker", "shares", "cost_basis", "entry_date"])
+        holdings["ticker"] = holdings["ticker"].astype(str).str.strip().str.upper()
+        holdings["entry_date"] = pd.to_datetime(holdings["entry_date"])
+        numbers = holdings[["shares", "cost_basis"]].astype(float)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SynthpmError(
+            f"{where}: not a book ({type(exc).__name__}: {exc}); a book is "
+            '{"cash": 100000, "positions": [{"ticker", "shares", "cost_basis", "entry_date"}]}'
+        ) from exc
+    unknown = sorted(set(holdings["ticker"]) - set(market.tickers))
+    problems = [
+        f"unknown tickers {unknown}" if unknown else "",
+        "negative or missing cash" if not cash >= 0 else "",
+        "shares and cost basis must be positive" if not (numbers > 0).all().all() else "",
+        "a ticker is listed twice" if holdings["ticker"].duplicated().any() else "",
+    ]
+    if any(problems):
+        raise SynthpmError(f"{where}: " + "; ".join(p for p in problems if p))
+    return Broker.from_holdings(market, config, cash, holdings.assign(**numbers))
 
 
 class Replay:
@@ -200,6 +244,26 @@ def decide(
         Replay(strategy, past, day), contexts, today.market, run, broker=book, record=record
     )
     return Decided(rows, result.pending, result, fills_of(past, result.trades, today.market))
+
+
+def account_book(store: Store, account: str) -> tuple[pd.Timestamp, PortfolioState] | None:
+    """A paper account's book at the close of its last decision date: its journal replayed
+    through the engine with its own settings (the book is the journal, module docstring);
+    None for an account with no decisions."""
+    known = read_account(store, account)
+    past = read_journal(store, account=account, columns=REPLAYED)
+    if known is None or past.empty:
+        return None
+    day = past["date"].max()
+    config = BacktestConfig.model_validate(known["config"])
+    config = config.model_copy(update={"start": str(known["start"].date()), "end": str(day.date())})
+    market = Market.from_inputs(PanelInputs.from_store(store, end=day))
+    broker = Broker(market, config)
+    frame = past[["date", "ticker", "trigger"]]
+    result = run_signals(Replay(None, past, None), Contexts(frame), market, config, broker=broker)
+    equity = result.equity["equity"].to_numpy()
+    t = int(market.dates.searchsorted(day))
+    return day, broker.state(t, float(equity[-1]), list(equity), float(equity.max()))
 
 
 def recorder(

@@ -1,0 +1,1 @@
+"""The HTTP service: the model behind a micro-batcher, the JSON API and the dashboard."""

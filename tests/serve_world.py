@@ -1,0 +1,82 @@
+"""A served world for the service's tests: a store of a synthetic market on the exchange's
+sessions, its walk-forward forecasts, a tiny LM trained on its conversations, a backtest
+run and a comparison, and a token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import exchange_calendars
+import numpy as np
+import pandas as pd
+
+TICKERS = [f"T{i}" for i in range(6)]
+
+
+@dataclass
+class World:
+    root: Path
+    store_path: Path
+    model: Path
+    forecasts: Path
+    runs: Path
+    token: str
+    fridays: list[pd.Timestamp]  # out-of-sample review days, the store's last ones
+    test_start: str
+
+
+def build_world(root: Path) -> World:
+    from synthpm.backtest.engine import BacktestConfig
+    from synthpm.backtest.market import Market
+    from synthpm.backtest.run import compare
+    from synthpm.data.store import ImportBatch, Store
+    from synthpm.dataset import DatasetConfig, build_contexts, build_dataset, decision_points
+    from synthpm.features import PanelInputs, build_features
+    from synthpm.forecast import ForecastConfig, walk_forward
+    from synthpm.limits import Limits
+    from synthpm.lm.train import TrainConfig, train
+    from synthpm.serve.tokens import create_token
+    from synthpm.strategies import make_strategy
+
+    sessions = exchange_calendars.get_calendar("XNYS").sessions_in_range("2019-01-02", "2021-09-30")
+    dates = pd.DatetimeIndex(sessions.tz_localize(None) if sessions.tz else sessions)
+    rng = np.random.default_rng(7)
+    frames = []
+    for ticker in TICKERS:
+        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, len(dates))))
+        frames.append(pd.DataFrame({"ticker": ticker, "date": dates, "open": close * 0.999,
+                                    "high": close * 1.01, "low": close * 0.98, "close": close,
+                                    "volume": 1e6}))  # fmt: skip
+    index = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.008, len(dates))))
+    market = pd.DataFrame({"date": dates, "index_close": index, "index_kind": "total_return",
+                           "index_source": "test"})  # fmt: skip
+    sectors = pd.DataFrame({"ticker": TICKERS, "sector": ["Tech", "Energy"] * 3})
+    store = Store(root / "store.duckdb")
+    prices = pd.concat(frames, ignore_index=True)
+    store.write(ImportBatch("test", "world", {"prices": prices, "market": market,
+                                              "sectors": sectors}))  # fmt: skip
+    inputs = PanelInputs.from_store(store)
+    panel = build_features(inputs)
+    config = ForecastConfig(min_train_days=200, refit_months=6, train_stride=2,
+                            model_params={"rounds": 20})  # fmt: skip
+    run = walk_forward(panel, inputs, config, log=lambda _: None)
+    run.save(root / "forecast")
+    limits = Limits(max_positions=4)
+    stats = build_dataset(inputs, panel, run.forecasts, root / "data", DatasetConfig(limits=limits),
+                          log=lambda _: None)  # fmt: skip
+    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
+    train(root / "data", root / "lm", tiny, log=lambda _: None)
+    test_start = stats["test_start"]
+    # a comparison of two baselines over the test dates: one compare folder, two runs
+    start = pd.Timestamp(test_start)
+    points = decision_points(panel.index, inputs.events, start=start)
+    contexts = build_contexts(inputs, panel, run.forecasts, points)
+    strategies = [make_strategy("always_buy"), make_strategy("equal_weight")]
+    compare(strategies, contexts, Market.from_inputs(inputs),
+            BacktestConfig(start=test_start, limits=limits), root / "runs" / "cmp",
+            log=lambda _: None)  # fmt: skip
+    token = create_token(store, "tests")
+    fridays = [d for d in dates[dates >= start] if d.day_of_week == 4][-6:]
+    return World(root, store.path, root / "lm", root / "forecast", root / "runs", token, fridays,
+                 test_start)  # fmt: skip
