@@ -34,6 +34,18 @@ from synthpm.strategies import make_strategy
 RESULTS = Path(__file__).parent / "results" / "decide_bench.json"
 
 
+def fit_fold_for(store, day: pd.Timestamp, run: Path) -> None:
+    """One walk-forward fold in `run`, fitted on every date before D's year: the model
+    `decide` would use on D."""
+    inputs = PanelInputs.from_store(store, end=day)
+    features = build_features(inputs, FeatureConfig())
+    dates = features.index.get_level_values("date").unique()
+    before = int((dates < pd.Timestamp(day.year, 1, 1)).sum())
+    purge = ForecastConfig().purge_days  # the first test period is then D's year
+    config = ForecastConfig(min_train_days=before - 1 - purge, refit_months=12)
+    walk_forward(features, inputs, config, log=print).save(run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--date", default="2019-12-27")
@@ -58,15 +70,9 @@ def main() -> int:
     store = make_store(args.shared, args.work / "store.duckdb", panel)
     seconds["store_build_or_open"] = time.perf_counter() - t
     run = args.work / f"forecast_for_{day.year}"
-    if not (run / "folds.json").exists():  # one fold: fitted on every date before D's year
+    if not (run / "folds.json").exists():
         t = time.perf_counter()
-        inputs = PanelInputs.from_store(store, end=day)
-        features = build_features(inputs, FeatureConfig())
-        dates = features.index.get_level_values("date").unique()
-        before = int((dates < pd.Timestamp(day.year, 1, 1)).sum())
-        purge = ForecastConfig().purge_days  # the first test period is then D's year
-        config = ForecastConfig(min_train_days=before - 1 - purge, refit_months=12)
-        walk_forward(features, inputs, config, log=print).save(run)
+        fit_fold_for(store, day, run)
         seconds["fold_fit"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -316,6 +316,8 @@ def test_health_says_what_is_served(app, world):
 # --------------------------------------------------------------------------- dashboard
 def test_the_dashboard_wants_a_login_and_shows_every_section(app, world):
     client, _ = app
+    decided = client.post("/v1/decide", json={"date": day(world), "account": "dash"})
+    assert decided.status_code == 200, decided.text
     browser = TestClient(client.app)
     assert browser.get("/", follow_redirects=False).headers["location"] == "/login"
     failed = browser.post("/login", content=b"token=wrong", follow_redirects=True)

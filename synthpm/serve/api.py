@@ -186,6 +186,7 @@ class Health(BaseModel):
     uptime_seconds: float
     batches: int
     prompts_decoded: int
+    decoding_seconds: float
 
 
 def entries(rows: pd.DataFrame) -> list[JournalEntry]:
@@ -244,6 +245,7 @@ def create_app(service: Service) -> FastAPI:
             uptime_seconds=round(datetime.now().timestamp() - service.started, 3),
             batches=service.batcher.stats.batches,
             prompts_decoded=service.batcher.stats.prompts,
+            decoding_seconds=round(service.batcher.stats.seconds, 3),
         )
 
     @app.post("/v1/signals", response_model=SignalsResponse, dependencies=auth, tags=["model"])
@@ -254,14 +256,17 @@ def create_app(service: Service) -> FastAPI:
         _check_batch(len(given), service.config.max_items)
         if body.items is not None:
             pairs = [(p.ticker, p.date) for p in body.items]
-            contexts = await run_in_threadpool(service.contexts, pairs)
+            prompts = await run_in_threadpool(service.prompts, pairs)
         else:
             contexts = body.contexts or []
-        prompts = await run_in_threadpool(lambda: [service.agent.prompt_ids(c) for c in contexts])
+            pairs = [(c.ticker, c.date) for c in contexts]
+            prompts = await run_in_threadpool(
+                lambda: [service.agent.prompt_ids(c) for c in contexts]
+            )
         found = await asyncio.wrap_future(service.batcher.submit(prompts, body.mode))
         scored = [
-            Scored(ticker=c.ticker, date=c.date, signal=s)
-            for c, s in zip(contexts, found, strict=True)
+            Scored(ticker=ticker, date=date, signal=signal)
+            for (ticker, date), signal in zip(pairs, found, strict=True)
         ]
         return SignalsResponse(model=service.source, mode=body.mode, signals=scored)
 

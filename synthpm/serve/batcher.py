@@ -39,6 +39,7 @@ class BatchStats:
     batches: int = 0
     prompts: int = 0
     largest: int = 0
+    seconds: float = 0.0  # spent decoding
 
 
 class MicroBatcher:
@@ -95,12 +96,14 @@ class MicroBatcher:
             for mode in {j.mode for j in jobs}:
                 mine = [j for j in jobs if j.mode == mode]
                 prompts = [p for j in mine for p in j.prompts]
+                started = time.perf_counter()
                 try:
                     signals = self.decode(prompts, mode)
                 except Exception as exc:  # every waiting request gets the error, none hangs
                     for job in mine:
                         job.future.set_exception(exc)
                     continue
+                self.stats.seconds += time.perf_counter() - started
                 self.stats.batches += 1
                 self.stats.prompts += len(prompts)
                 self.stats.largest = max(self.stats.largest, len(prompts))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.agent import PortfolioAgent
@@ -48,10 +49,15 @@ class ServeConfig(BaseModel):
     runs: Path = Field(Path("runs"), description="folder of backtest and compare runs to show")
     host: str = Field("127.0.0.1", description="address to listen on")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
-    max_batch: int = Field(64, ge=1, le=4096, description="prompts decoded in one pass at most")
+    max_batch: int = Field(
+        256, ge=1, le=4096, description="prompts the batcher gathers into one decoder pass"
+    )
     max_wait_ms: float = Field(4.0, ge=0, le=1000, description="how long a pass waits to fill")
     max_items: int = Field(512, ge=1, description="contexts or (ticker, date) pairs a request")
     max_body_kb: int = Field(4096, ge=1, description="request body size limit, KiB")
+
+
+SMALL_PASS = 64  # prompts: below this a decoder pass runs on one thread (`Service._decode`)
 
 
 class NotFound(SynthpmError):
@@ -69,9 +75,11 @@ class Service:
         self.store, self.config = store, config
         self.agent = agent or PortfolioAgent.load(config.model, mode="signal")
         self.source = f"lm:{config.model.name}@{weights_hash(config.model)}"
+        self.threads = torch.get_num_threads()
         self.batcher = MicroBatcher(self._decode, config.max_batch, config.max_wait_ms)
         self.tokens = TokenCheck(store)
-        self._days: OrderedDict[tuple, Today] = OrderedDict()
+        # per date: the store as of it, and the prompts rendered from it by ticker
+        self._days: OrderedDict[tuple, tuple[Today, dict[str, list[int]]]] = OrderedDict()
         self._lock = threading.Lock()  # one `as_of` at a time: it may fit and save a fold
         self._prices: tuple = ()
         self._prices_at = -math.inf
@@ -81,7 +89,12 @@ class Service:
         self.batcher.close()
 
     def _decode(self, prompts: list[list[int]], mode: str) -> list[Signal]:
-        return self.agent.decoder.decode(prompts, mode=mode, **self.agent.options)
+        # A small pass runs on one torch thread: from the batcher's thread, two threads made
+        # one full answer 2.2x slower (OpenMP's threads waiting on each other between the
+        # many small ops of a step); a large pass's prefill gains from every thread.
+        torch.set_num_threads(1 if len(prompts) < SMALL_PASS else self.threads)
+        decoder, batch = self.agent.decoder, self.config.max_batch
+        return decoder.decode(prompts, mode=mode, batch_size=batch, **self.agent.options)
 
     # ------------------------------------------------------------------ dates and contexts
     def prices_state(self) -> tuple:
@@ -96,6 +109,9 @@ class Service:
 
     def today(self, date) -> Today:
         """The store as of `date`'s close (`as_of`), cached by date and the prices' state."""
+        return self._day(date)[0]
+
+    def _day(self, date) -> tuple[Today, dict[str, list[int]]]:
         day = pd.Timestamp(date)
         first, last, _ = self.prices_state()
         if not (pd.Timestamp(first) <= day <= pd.Timestamp(last)):
@@ -111,28 +127,37 @@ class Service:
                 if "no prices on" in str(exc):
                     raise NotFound(str(exc)) from exc
                 raise
-            self._days[key] = found
+            self._days[key] = (found, {})
             while len(self._days) > self.CACHED_DATES:
                 self._days.popitem(last=False)
-            return found
+            return self._days[key]
 
     def contexts(self, items: Sequence[tuple[str, object]]) -> list[Context]:
         """The context of each (ticker, date), in order, resolved from the store."""
-        by_date: dict[pd.Timestamp, list[int]] = {}
-        for i, (_, date) in enumerate(items):
-            by_date.setdefault(pd.Timestamp(date), []).append(i)
-        out: list[Context | None] = [None] * len(items)
-        for day, where in by_date.items():
+        out: list = [None] * len(items)
+        for where, day in _dates(items):
             found = self.today(day).contexts_for([items[i][0] for i in where])
             for i, context in zip(where, found, strict=True):
                 out[i] = context
-        return out  # type: ignore[return-value]
+        return out
+
+    def prompts(self, items: Sequence[tuple[str, object]]) -> list[list[int]]:
+        """The prompt of each (ticker, date), in order: rendered once per date and ticker
+        (with no book, under the model's limits), then kept with the date's contexts."""
+        out: list[list[int]] = [[] for _ in items]
+        for where, day in _dates(items):
+            today, kept = self._day(day)
+            missing = sorted({items[i][0] for i in where} - set(kept))
+            for context in today.contexts_for(missing) if missing else []:
+                kept[context.ticker] = self.agent.prompt_ids(context)
+            for i in where:
+                out[i] = kept[items[i][0]]
+        return out
 
     # ------------------------------------------------------------------ the model
-    def signals(self, contexts: Sequence[Context], mode: str) -> list[Signal]:
-        """Signals for contexts, decoded with every other request waiting at the moment."""
-        prompts = [self.agent.prompt_ids(c) for c in contexts]
-        return self.batcher.submit(prompts, mode).result()
+    def render(self, contexts: Sequence[Context]) -> list[list[int]]:
+        """Given contexts' prompts, as they are (their own book, the model's limits)."""
+        return [self.agent.prompt_ids(c) for c in contexts]
 
     def decide(
         self,
@@ -240,6 +265,14 @@ class Service:
         trades = pd.read_csv(folder / "trades.csv")
         return {"id": run_id, "kind": "run", "metrics": metrics, "equity": _records(curve),
                 "trades": _records(trades)}  # fmt: skip
+
+
+def _dates(items: Sequence[tuple[str, object]]) -> list[tuple[list[int], pd.Timestamp]]:
+    """The items' positions grouped by date."""
+    by_date: dict[pd.Timestamp, list[int]] = {}
+    for i, (_, date) in enumerate(items):
+        by_date.setdefault(pd.Timestamp(date), []).append(i)
+    return [(where, day) for day, where in by_date.items()]
 
 
 JOURNAL_VIEW = ["id", "created_at", "source", "account", "ticker", "date", "trigger", "signal",
