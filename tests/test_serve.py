@@ -412,3 +412,14 @@ def test_token_commands(world, tmp_path):
     assert not tokens.TokenCheck(Store(world.store_path)).valid(token)
     bad = CliRunner().invoke(cli, ["serve", "token", "create", "no spaces", *store])
     assert bad.exit_code != 0
+
+
+def test_serve_names_a_missing_store_or_model(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from synthpm.cli import app as cli
+
+    missing = CliRunner().invoke(cli, ["serve", "--store", str(tmp_path / "none.duckdb")])
+    assert "no store at" in str(missing.exception)
+    no_model = ["serve", "--store", str(world.store_path), "--model", str(tmp_path / "none")]
+    assert "no trained model" in str(CliRunner().invoke(cli, no_model).exception)
