@@ -29,7 +29,8 @@ test: $(STAMP)
 # per write path, against the few dozen of `make test`; about 15 minutes on 2 cores.
 fuzz: $(STAMP)
 	SYNTHPM_FUZZ_EXAMPLES=1000 SYNTHPM_KILL_POINTS=50 $(BIN)/python -m pytest -q \
-		tests/test_fuzz_importers.py tests/test_fuzz_outputs.py tests/test_fuzz_cli.py tests/test_kill.py
+		tests/test_fuzz_importers.py tests/test_fuzz_outputs.py tests/test_fuzz_cli.py tests/test_fuzz_api.py \
+		tests/test_kill.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check synthpm tests benchmarks

@@ -212,3 +212,11 @@ def same_files(a: Path, b: Path, skip: tuple[str, ...] = ()) -> None:
     )
     differ = [str(n) for n in names if file_digest(a / n) != file_digest(b / n)]
     assert not differ, differ
+
+
+@pytest.fixture(scope="session")
+def serve_world(tmp_path_factory):
+    """The service's world (`tests/serve_world.py`), built once for the API's tests."""
+    from tests.serve_world import build_world
+
+    return build_world(tmp_path_factory.mktemp("serve"))

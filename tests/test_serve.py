@@ -23,12 +23,11 @@ from synthpm.serve.api import create_app
 from synthpm.serve.batcher import Busy, MicroBatcher
 from synthpm.serve.service import ServeConfig, Service
 from synthpm.signals import Signal
-from tests.serve_world import build_world
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return build_world(tmp_path_factory.mktemp("serve"))
+def world(serve_world):
+    return serve_world
 
 
 @pytest.fixture(scope="module")
@@ -304,6 +303,20 @@ def test_runs_list_and_detail(app, world):
     for missing in ("nope", "../serve", "cmp/../../etc", "%2e%2e/x"):
         reply = client.get(f"/v1/runs/{missing}")
         assert reply.status_code == 404, (missing, reply.text)
+
+
+def test_the_api_console_works_offline(app):
+    client, _ = app
+    page = client.get("/docs")
+    assert page.status_code == 200 and "cdn" not in page.text.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static/swagger/{asset}" in page.text
+        assert client.get(f"/static/swagger/{asset}").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/signals", "/v1/decide", "/v1/journal", "/v1/runs", "/v1/health"} <= set(
+        spec["paths"]
+    )
+    assert client.get("/redoc").status_code == 404  # redoc would load its script from a CDN
 
 
 def test_health_says_what_is_served(app, world):

@@ -228,6 +228,8 @@ def create_app(service: Service) -> FastAPI:
         summary="A synthetic portfolio manager: the language model's signals, decisions "
         "under hard limits, the journal and the runs.",
         lifespan=lifespan,
+        docs_url=None,  # served by the dashboard's module, from local files
+        redoc_url=None,
     )
     app.state.service = service
     _errors(app)

@@ -2,7 +2,8 @@
 
 Server-rendered HTML (plotly for the charts) from the same `Service` calls the `/v1` routes
 answer with, so the page and the API never disagree. It works offline: plotly.js is served
-from the installed plotly package (`/static/plotly.min.js`), never from a CDN. The page
+from the installed plotly package (`/static/plotly.min.js`), never from a CDN, and so are
+the scripts of the API's console at `/docs` (swagger-ui-bundle). The page
 wants the same bearer token as the API, given once at `/login` and kept in an HttpOnly
 cookie. Every text from the journal or the model is HTML-escaped.
 """
@@ -19,8 +20,11 @@ import plotly
 import plotly.graph_objects as go
 import plotly.io as pio
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from plotly.subplots import make_subplots
+from swagger_ui_bundle import swagger_ui_path
 
 from synthpm.data.errors import SynthpmError
 from synthpm.serve.service import Service
@@ -50,6 +54,19 @@ def mount_dashboard(app: FastAPI, service: Service) -> None:
     @app.get("/static/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
         return FileResponse(PLOTLY_JS, media_type="application/javascript")
+
+    # the API's console (OpenAPI), its scripts served from the swagger-ui-bundle package
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="synthpm API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
 
     @app.get("/login", include_in_schema=False)
     def login_form(failed: int = 0) -> HTMLResponse:
