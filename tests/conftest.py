@@ -40,6 +40,28 @@ def price_panel(tickers=("AAA", "BBB"), days: int = 30, start: str = "2020-01-01
     return pd.concat(frames, ignore_index=True)
 
 
+def session_market(tickers: list[str], start: str, end: str, seed: int = 0) -> dict:
+    """Random-walk OHLCV for `tickers` and a total-return index on the NYSE's sessions from
+    `start` to `end` (so the data's weekly review days are the exchange calendar's), and
+    alternating sectors: the frames a store imports (prices, market, sectors)."""
+    import exchange_calendars
+
+    sessions = exchange_calendars.get_calendar("XNYS").sessions_in_range(start, end)
+    dates = pd.DatetimeIndex(sessions.tz_localize(None) if sessions.tz else sessions)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for ticker in tickers:
+        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, len(dates))))
+        frames.append(pd.DataFrame({"ticker": ticker, "date": dates, "open": close * 0.999,
+                                    "high": close * 1.01, "low": close * 0.98, "close": close,
+                                    "volume": 1e6}))  # fmt: skip
+    index = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.008, len(dates))))
+    market = pd.DataFrame({"date": dates, "index_close": index, "index_kind": "total_return",
+                           "index_source": "test"})  # fmt: skip
+    sectors = pd.DataFrame({"ticker": tickers, "sector": ["Tech", "Energy"] * (len(tickers) // 2)})
+    return {"prices": pd.concat(frames, ignore_index=True), "market": market, "sectors": sectors}
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import exchange_calendars
-import numpy as np
 import pandas as pd
+from conftest import session_market
 
 TICKERS = [f"T{i}" for i in range(6)]
 
@@ -39,23 +38,10 @@ def build_world(root: Path) -> World:
     from synthpm.serve.tokens import create_token
     from synthpm.strategies import make_strategy
 
-    sessions = exchange_calendars.get_calendar("XNYS").sessions_in_range("2019-01-02", "2021-09-30")
-    dates = pd.DatetimeIndex(sessions.tz_localize(None) if sessions.tz else sessions)
-    rng = np.random.default_rng(7)
-    frames = []
-    for ticker in TICKERS:
-        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, len(dates))))
-        frames.append(pd.DataFrame({"ticker": ticker, "date": dates, "open": close * 0.999,
-                                    "high": close * 1.01, "low": close * 0.98, "close": close,
-                                    "volume": 1e6}))  # fmt: skip
-    index = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.008, len(dates))))
-    market = pd.DataFrame({"date": dates, "index_close": index, "index_kind": "total_return",
-                           "index_source": "test"})  # fmt: skip
-    sectors = pd.DataFrame({"ticker": TICKERS, "sector": ["Tech", "Energy"] * 3})
+    data = session_market(TICKERS, "2019-01-02", "2021-09-30", seed=7)
+    dates = pd.DatetimeIndex(data["market"]["date"])
     store = Store(root / "store.duckdb")
-    prices = pd.concat(frames, ignore_index=True)
-    store.write(ImportBatch("test", "world", {"prices": prices, "market": market,
-                                              "sectors": sectors}))  # fmt: skip
+    store.write(ImportBatch("test", "world", data))
     inputs = PanelInputs.from_store(store)
     panel = build_features(inputs)
     config = ForecastConfig(min_train_days=200, refit_months=6, train_stride=2,

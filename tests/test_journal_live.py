@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-import exchange_calendars
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import session_market
 
 from synthpm.backtest.engine import BacktestConfig, run_signals
 from synthpm.backtest.market import Market
@@ -29,22 +29,8 @@ CONFIG = BacktestConfig(limits=Limits(max_positions=3))
 
 
 def market_data(seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Six tickers and an index on the NYSE's sessions (so the data's weekly review days
-    are the exchange calendar's), 2016-01 .. 2018-03."""
-    sessions = exchange_calendars.get_calendar("XNYS").sessions_in_range("2016-01-04", "2018-03-29")
-    dates = pd.DatetimeIndex(sessions.tz_localize(None) if sessions.tz else sessions)
-    rng = np.random.default_rng(seed)
-    frames = []
-    for ticker in TICKERS:
-        close = 50 * np.exp(np.cumsum(rng.normal(0.0003, 0.015, len(dates))))
-        frames.append(pd.DataFrame({"ticker": ticker, "date": dates, "open": close * 0.999,
-                                    "high": close * 1.01, "low": close * 0.98, "close": close,
-                                    "volume": 1e6}))  # fmt: skip
-    index = 100 * np.exp(np.cumsum(rng.normal(0.0002, 0.008, len(dates))))
-    market = pd.DataFrame({"date": dates, "index_close": index, "index_kind": "total_return",
-                           "index_source": "test"})  # fmt: skip
-    sectors = pd.DataFrame({"ticker": TICKERS, "sector": ["Tech", "Energy"] * 3})
-    return {"prices": pd.concat(frames, ignore_index=True), "market": market, "sectors": sectors}
+    """Six tickers and an index on the NYSE's sessions, 2016-01 .. 2018-03."""
+    return session_market(TICKERS, "2016-01-04", "2018-03-29", seed)
 
 
 def import_until(store: Store, data: dict, first: pd.Timestamp, last: pd.Timestamp) -> None:

@@ -161,6 +161,19 @@ def _hidden(chosen: dict, skip: tuple[str, ...]) -> str:
     )
 
 
+def _chooser(name: str, options: list[str], chosen: dict, blank: str) -> tuple[str, str]:
+    """The option chosen (the first by default) and its form, keeping the page's other
+    choices."""
+    value = chosen[name] or (options[0] if options else "")
+    form = (
+        "<form class=filters method=get>"
+        + _select(name, options, value, blank)
+        + _hidden(chosen, (name,))
+        + "<button type=submit>Show</button></form>"
+    )
+    return value, form
+
+
 def _decisions(service: Service, chosen: dict) -> str:
     filters = {k: chosen[k] or None for k in ("ticker", "decision", "status")}
     try:
@@ -198,14 +211,7 @@ def _decisions(service: Service, chosen: dict) -> str:
 
 
 def _book(service: Service, chosen: dict) -> str:
-    accounts = service.accounts()
-    account = chosen["account"] or (accounts[0] if accounts else "")
-    form = (
-        "<form class=filters method=get>"
-        + _select("account", accounts, account, "choose an account")
-        + _hidden(chosen, ("account",))
-        + "<button type=submit>Show</button></form>"
-    )
+    account, form = _chooser("account", service.accounts(), chosen, "choose an account")
     if not account:
         return f"<h2>Book</h2><p class=note>No paper account has decided yet.</p>{form}"
     try:
@@ -227,15 +233,10 @@ def _book(service: Service, chosen: dict) -> str:
 
 def _run(service: Service, chosen: dict) -> str:
     runs = [r["id"] for r in service.runs() if r["kind"] == "run"]
-    run_id = chosen["run"] or (runs[0] if runs else "")
-    form = (
-        "<form class=filters method=get>"
-        + _select("run", runs, run_id, "choose a run")
-        + _hidden(chosen, ("run",))
-        + "<button type=submit>Show</button></form>"
-    )
+    run_id, form = _chooser("run", runs, chosen, "choose a run")
     if not run_id:
-        return f"<h2>Equity</h2><p class=note>No runs under {service.config.runs}.</p>"
+        where = html.escape(str(service.config.runs))
+        return f"<h2>Equity</h2><p class=note>No runs under {where}.</p>"
     try:
         found = service.run(run_id)
     except SynthpmError as exc:
@@ -260,13 +261,7 @@ def _run(service: Service, chosen: dict) -> str:
 
 def _comparison(service: Service, chosen: dict) -> str:
     folders = [r["id"] for r in service.runs() if r["kind"] == "compare"]
-    folder = chosen["compare"] or (folders[0] if folders else "")
-    form = (
-        "<form class=filters method=get>"
-        + _select("compare", folders, folder, "choose a comparison")
-        + _hidden(chosen, ("compare",))
-        + "<button type=submit>Show</button></form>"
-    )
+    folder, form = _chooser("compare", folders, chosen, "choose a comparison")
     if not folder:
         where = html.escape(str(service.config.runs))
         return f"<h2>Comparison</h2><p class=note>No compare folders under {where}.</p>"
