@@ -33,7 +33,8 @@ def server(serve_world):
 
     from synthpm.data.store import Store
     from synthpm.serve.api import create_app
-    from synthpm.serve.service import ServeConfig, Service
+    from synthpm.serve.config import ServeConfig
+    from synthpm.serve.service import Service
 
     world = serve_world
     config = ServeConfig(model=world.model, forecasts=world.forecasts, runs=world.runs)

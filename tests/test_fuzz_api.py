@@ -26,7 +26,8 @@ from fastapi.testclient import TestClient
 from synthpm.data.store import Store
 from synthpm.journal.records import read_journal
 from synthpm.serve.api import create_app
-from synthpm.serve.service import ServeConfig, Service
+from synthpm.serve.config import ServeConfig
+from synthpm.serve.service import Service
 
 EXAMPLES = int(os.environ.get("SYNTHPM_FUZZ_EXAMPLES", "25"))
 ODD = st.one_of(

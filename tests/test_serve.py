@@ -21,7 +21,8 @@ from synthpm.journal.records import read_journal
 from synthpm.serve import tokens
 from synthpm.serve.api import create_app
 from synthpm.serve.batcher import Busy, MicroBatcher
-from synthpm.serve.service import ServeConfig, Service
+from synthpm.serve.config import ServeConfig
+from synthpm.serve.service import Service
 from synthpm.signals import Signal
 
 

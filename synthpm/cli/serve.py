@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from synthpm.cli.common import StoreOption, _with_options, console, options, print_frame, store_at
-from synthpm.serve.service import ServeConfig
+from synthpm.serve.config import ServeConfig
 from synthpm.serve.tokens import create_token, list_tokens, revoke_token
 
 serve_app = typer.Typer(

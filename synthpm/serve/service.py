@@ -16,11 +16,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from synthpm.agent import PortfolioAgent
 from synthpm.backtest.engine import BacktestConfig
@@ -33,29 +31,9 @@ from synthpm.journal.live import Today, account_book, as_of, decide, parse_book,
 from synthpm.journal.records import read_journal
 from synthpm.lm.train import weights_hash
 from synthpm.serve.batcher import MicroBatcher
+from synthpm.serve.config import ServeConfig
 from synthpm.serve.tokens import TokenCheck
 from synthpm.signals import Signal
-
-
-class ServeConfig(BaseModel):
-    """`synthpm serve`: what it serves and its limits."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: Path = Field(Path("runs/lm"), description="the lm's model folder, loaded once")
-    forecasts: Path = Field(
-        Path("runs/forecast"), description="a `forecast train` folder: forecasts of each date"
-    )
-    runs: Path = Field(Path("runs"), description="folder of backtest and compare runs to show")
-    host: str = Field("127.0.0.1", description="address to listen on")
-    port: int = Field(8000, ge=1, le=65535, description="port to listen on")
-    max_batch: int = Field(
-        256, ge=1, le=4096, description="prompts the batcher gathers into one decoder pass"
-    )
-    max_wait_ms: float = Field(4.0, ge=0, le=1000, description="how long a pass waits to fill")
-    max_items: int = Field(512, ge=1, description="contexts or (ticker, date) pairs a request")
-    max_body_kb: int = Field(4096, ge=1, description="request body size limit, KiB")
-
 
 SMALL_PASS = 64  # prompts: below this a decoder pass runs on one thread (`Service._decode`)
 
@@ -117,6 +95,9 @@ class Service:
         if not (pd.Timestamp(first) <= day <= pd.Timestamp(last)):
             raise NotFound(f"{day.date()} is outside the store's prices ({first} .. {last})")
         key = (day, self.prices_state())
+        kept = self._days.get(key)  # a kept date never waits for another date's `as_of`
+        if kept is not None:
+            return kept
         with self._lock:
             if key in self._days:
                 self._days.move_to_end(key)
