@@ -100,7 +100,7 @@ def test_signals_for_pairs_and_for_contexts_agree_with_the_agent(app, world):
     got = reply.json()
     assert [s["ticker"] for s in got["signals"]] == ["T3", "T0", "T5"]
     assert got["model"] == service.source and got["mode"] == "signal"
-    contexts = service.contexts([(i["ticker"], i["date"]) for i in items])
+    contexts = service.today(day(world)).contexts_for([i["ticker"] for i in items])
     agent = service.agent  # each alone, unbatched
     direct = [agent.decoder.decode([agent.prompt_ids(c)], mode="signal", **agent.options)[0]
               for c in contexts]  # fmt: skip

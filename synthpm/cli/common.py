@@ -74,6 +74,17 @@ def command(app: typer.Typer, name: str):
     return register
 
 
+def callback(app: typer.Typer):
+    """As `command`, for a group's own action (`synthpm serve`, beside `serve token ...`):
+    it runs when no subcommand is given."""
+
+    def register(func: Callable) -> Callable:
+        app.callback(invoke_without_command=True)(_with_options(func))
+        return func
+
+    return register
+
+
 @dataclass(frozen=True)
 class _Leaf:
     """One option of a config parameter: the name Typer passes it under, the field it fills."""

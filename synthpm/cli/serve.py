@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from synthpm.cli.common import StoreOption, _with_options, console, options, print_frame, store_at
+from synthpm.cli.common import (
+    StoreOption,
+    callback,
+    console,
+    options,
+    print_frame,
+    runs_a_model,
+    store_at,
+)
 from synthpm.serve.config import ServeConfig
 from synthpm.serve.tokens import create_token, list_tokens, revoke_token
 
@@ -18,6 +26,7 @@ token_app = typer.Typer(help="Bearer tokens of the service (only their hashes ar
 serve_app.add_typer(token_app, name="token")
 
 
+@callback(serve_app)
 def serve(
     ctx: typer.Context,
     *,
@@ -32,7 +41,6 @@ def serve(
         return
     import uvicorn
 
-    from synthpm.cli.common import runs_a_model
     from synthpm.serve.api import create_app
     from synthpm.serve.service import Service
 
@@ -44,9 +52,6 @@ def serve(
         console.print("no valid token yet: `synthpm serve token create NAME` makes one")
     console.print(f"serving {service.source} on http://{config.host}:{config.port}/")
     uvicorn.run(create_app(service), host=config.host, port=config.port, log_level="warning")
-
-
-serve_app.callback(invoke_without_command=True)(_with_options(serve))
 
 
 @token_app.command("create")

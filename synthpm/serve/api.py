@@ -33,6 +33,7 @@ from synthpm.context import Context, PortfolioState
 from synthpm.data.errors import ConfigError, SynthpmError, UnknownTickerError
 from synthpm.data.validate import TICKER
 from synthpm.serve.batcher import Busy
+from synthpm.serve.dashboard import COOKIE, mount_dashboard
 from synthpm.serve.service import NotFound, Service
 from synthpm.signals import Signal
 
@@ -40,7 +41,6 @@ log = logging.getLogger("synthpm.serve")
 Ticker = Annotated[str, StringConstraints(pattern=f"^{TICKER}$")]
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@\-]{1,64}$")]
 Mode = Literal["signal", "full"]
-COOKIE = "synthpm_token"
 
 
 class _In(BaseModel):
@@ -328,8 +328,6 @@ def create_app(service: Service) -> FastAPI:
         """A paper account's book at its last decision date: its journal replayed."""
         day, state = service.book(account)
         return Book(account=account, date=day.date(), portfolio=state)
-
-    from synthpm.serve.dashboard import mount_dashboard
 
     mount_dashboard(app, service)
     return app

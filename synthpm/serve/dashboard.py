@@ -30,7 +30,7 @@ from synthpm.data.errors import SynthpmError
 from synthpm.serve.service import Service
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-COOKIE = "synthpm_token"
+COOKIE = "synthpm_token"  # the dashboard's login; the API's guard reads it too
 SHOWN = 50  # decisions on the page
 STATUSES = ["executed", "resized", "rejected", "skipped", "human"]
 # the comparison's columns on the page, and their formats (every metric is in /v1/runs/{id})
@@ -195,7 +195,7 @@ def _decisions(service: Service, chosen: dict) -> str:
         {
             "date": rows["date"].dt.strftime("%Y-%m-%d"),
             "ticker": rows["ticker"],
-            "decision": signal.map(lambda s: s["decision"]),
+            "decision": rows["decision"],
             "conviction": signal.map(lambda s: s["conviction"]),
             "hold days": signal.map(lambda s: s["hold_duration_days"]),
             "status": rows["status"],
@@ -231,16 +231,26 @@ def _book(service: Service, chosen: dict) -> str:
     return f"<h2>Book</h2>{form}{summary}{table}"
 
 
-def _run(service: Service, chosen: dict) -> str:
-    runs = [r["id"] for r in service.runs() if r["kind"] == "run"]
-    run_id, form = _chooser("run", runs, chosen, "choose a run")
-    if not run_id:
+def _chosen_run(service: Service, chosen: dict, kind: str, title: str):
+    """A section's chosen run or compare folder (`kind`): (its id, `Service.run`'s answer,
+    the heading and form), or (None, None, the whole section) when there is none or it
+    cannot be read."""
+    ids = [r["id"] for r in service.runs() if r["kind"] == kind]
+    value, form = _chooser(kind, ids, chosen, f"choose a {kind}")
+    head = f"<h2>{title}</h2>{form}"
+    if not value:
         where = html.escape(str(service.config.runs))
-        return f"<h2>Equity</h2><p class=note>No runs under {where}.</p>"
+        return None, None, f"<h2>{title}</h2><p class=note>No {kind} folders under {where}.</p>"
     try:
-        found = service.run(run_id)
+        return value, service.run(value), head
     except SynthpmError as exc:
-        return f"<h2>Equity</h2>{form}<p class=note>{html.escape(str(exc))}</p>"
+        return None, None, f"{head}<p class=note>{html.escape(str(exc))}</p>"
+
+
+def _run(service: Service, chosen: dict) -> str:
+    run_id, found, head = _chosen_run(service, chosen, "run", "Equity against the benchmark")
+    if found is None:
+        return head
     curve = pd.DataFrame(found["equity"])
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3],
                            vertical_spacing=0.04)  # fmt: skip
@@ -256,28 +266,20 @@ def _run(service: Service, chosen: dict) -> str:
     metrics = found["metrics"].get("metrics", {})
     keys = ("total_return", "cagr", "sharpe", "max_drawdown", "trade_count")
     line = ", ".join(f"{k} {_fmt(metrics.get(k))}" for k in keys if k in metrics)
-    return f"<h2>Equity against the benchmark</h2>{form}<p>{html.escape(line)}</p>{chart}"
+    return f"{head}<p>{html.escape(line)}</p>{chart}"
 
 
 def _comparison(service: Service, chosen: dict) -> str:
-    folders = [r["id"] for r in service.runs() if r["kind"] == "compare"]
-    folder, form = _chooser("compare", folders, chosen, "choose a comparison")
-    if not folder:
-        where = html.escape(str(service.config.runs))
-        return f"<h2>Comparison</h2><p class=note>No compare folders under {where}.</p>"
-    try:
-        table = pd.DataFrame(service.run(folder)["comparison"])
-    except SynthpmError as exc:
-        return f"<h2>Comparison</h2>{form}<p class=note>{html.escape(str(exc))}</p>"
+    folder, found, head = _chosen_run(service, chosen, "compare", "Comparison")
+    if found is None:
+        return head
+    table = pd.DataFrame(found["comparison"])
     shown = table[[c for c in ("strategy", *COMPARED) if c in table]]
     links = " ".join(
         f"<a href='/?{urlencode({**chosen, 'run': f'{folder}/{s}'})}'>{html.escape(s)}</a>"
         for s in table["strategy"]
     )
-    return (
-        f"<h2>Comparison</h2>{form}{_table(shown, 'comparison', COMPARED)}"
-        f"<p class=note>equity of: {links}</p>"
-    )
+    return f"{head}{_table(shown, 'comparison', COMPARED)}<p class=note>equity of: {links}</p>"
 
 
 def _calibration(service: Service) -> str:

@@ -23,7 +23,7 @@ import torch
 from synthpm.agent import PortfolioAgent
 from synthpm.backtest.engine import BacktestConfig
 from synthpm.backtest.run import model_dates
-from synthpm.context import Context, Contexts, PortfolioState
+from synthpm.context import Contexts, PortfolioState
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.data.store import Store
 from synthpm.journal import stats
@@ -90,11 +90,11 @@ class Service:
         return self._day(date)[0]
 
     def _day(self, date) -> tuple[Today, dict[str, list[int]]]:
-        day = pd.Timestamp(date)
-        first, last, _ = self.prices_state()
+        day, prices = pd.Timestamp(date), self.prices_state()
+        first, last, _ = prices
         if not (pd.Timestamp(first) <= day <= pd.Timestamp(last)):
             raise NotFound(f"{day.date()} is outside the store's prices ({first} .. {last})")
-        key = (day, self.prices_state())
+        key = (day, prices)
         kept = self._days.get(key)  # a kept date never waits for another date's `as_of`
         if kept is not None:
             return kept
@@ -113,15 +113,6 @@ class Service:
                 self._days.popitem(last=False)
             return self._days[key]
 
-    def contexts(self, items: Sequence[tuple[str, object]]) -> list[Context]:
-        """The context of each (ticker, date), in order, resolved from the store."""
-        out: list = [None] * len(items)
-        for where, day in _dates(items):
-            found = self.today(day).contexts_for([items[i][0] for i in where])
-            for i, context in zip(where, found, strict=True):
-                out[i] = context
-        return out
-
     def prompts(self, items: Sequence[tuple[str, object]]) -> list[list[int]]:
         """The prompt of each (ticker, date), in order: rendered once per date and ticker
         (with no book, under the model's limits), then kept with the date's contexts."""
@@ -136,10 +127,6 @@ class Service:
         return out
 
     # ------------------------------------------------------------------ the model
-    def render(self, contexts: Sequence[Context]) -> list[list[int]]:
-        """Given contexts' prompts, as they are (their own book, the model's limits)."""
-        return [self.agent.prompt_ids(c) for c in contexts]
-
     def decide(
         self,
         date,
