@@ -88,10 +88,11 @@ def make_store(shared: Path, path: Path, panel: dict) -> Store:
     if path.exists():
         return Store(path)
     store = Store(path)
-    universe_file, options = panel["universe"]
-    steps = [
-        ("parquet", shared / panel["prices"], {}),
-        ("universe", shared / universe_file, options),
+    steps = [("parquet", shared / panel["prices"], {})]  # an absolute path stays itself
+    if "universe" in panel:  # else every priced ticker is a member
+        universe_file, options = panel["universe"]
+        steps.append(("universe", shared / universe_file, options))
+    steps += [
         ("sectors", shared / "sp500_constituents_now.csv", {}),
         ("sectors", shared / "sp500_constituents_2017.csv", {}),
         (

@@ -24,7 +24,10 @@ Frame columns (all values known by `date`; their names are spelled in `synthpm.c
   `NOTABLE` open-market trades (codes P and S): `ins{k}_date`, `_owner`, `_role`, `_code`,
   `_value`;
 - trends and market: the panel's own columns in `TREND_COLUMNS` and `MARKET_COLUMNS`
-  (1m = 21 and 3m = 63 trading days, about 30 and 90 calendar days).
+  (1m = 21 and 3m = 63 trading days, about 30 and 90 calendar days);
+- social, only where the store has text factors (`synthpm.text`): the panel's `text_*`
+  columns (`text_covered`, counts, attention, each concept's weighted mean and dispersion)
+  and the window's most representative post, `text_quote` with its `text_quote_date`.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ from synthpm.columns import (
 )
 from synthpm.data.taxonomy import ITEMS_8K, LEGACY_ITEMS_8K
 from synthpm.features.filings import EVENT_GROUPS
+from synthpm.features.text import TEXT_COVERED
 from synthpm.forecast.base import CLASSES, HORIZONS
 from synthpm.limits import Limits, drawdown
+from synthpm.text.factors import COUNTS
 
 WINDOW_DAYS = 90  # calendar days of events and insider trades a context shows
 UNINFORMATIVE = ("exhibits", "insider_filing")  # event types never listed as recent events
@@ -97,6 +102,18 @@ class Insider(_Model):
     sells_90d: int = 0
     net_value_90d: float = 0.0
     notable: list[InsiderTrade] = Field(default_factory=list)
+
+
+class Social(_Model):
+    """Posts about the stock known by the date, weighted to the recent (`synthpm.text`)."""
+
+    covered: bool = False  # any post on record for the ticker by the date
+    posts: float = 0.0  # weighted count over the window
+    posts_today: int = 0
+    attention: float | None = None  # log surprise of the last 5 sessions' volume
+    concepts: dict[str, float] = Field(default_factory=dict)  # concept -> weighted mean score
+    quote: str | None = None  # the window's most representative post, verbatim, cut
+    quote_date: Date | None = None
 
 
 class Trends(_Model):
@@ -203,6 +220,7 @@ class Context(_Model):
     insider: Insider = Field(default_factory=Insider)
     trends: Trends = Field(default_factory=Trends)
     market: MarketContext = Field(default_factory=MarketContext)
+    social: Social | None = None  # None: no text source in the store
     portfolio: PortfolioState = Field(default_factory=PortfolioState.empty)
 
 
@@ -249,6 +267,7 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
     }
     counts = {name: row[col] for name, col in INSIDER_COUNTS.items()}
     return Context(
+        social=_social(row) if TEXT_COVERED in row else None,
         ticker=row["ticker"],
         date=pd.Timestamp(row["date"]).date(),
         trigger=row["trigger"],
@@ -272,6 +291,28 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
             benchmark=benchmark,
         ),
         portfolio=portfolio or PortfolioState.empty(),
+    )
+
+
+def _social(row: dict) -> Social:
+    concepts = {
+        col.removeprefix("text_"): float(value)
+        for col, value in row.items()
+        if col.startswith("text_")
+        and col not in (*COUNTS, TEXT_COVERED, "text_quote", "text_quote_date")
+        and not col.endswith("_disp")
+        and _num(value) is not None
+    }
+    quote = row.get("text_quote")
+    has_quote = isinstance(quote, str)
+    return Social(
+        covered=bool(row[TEXT_COVERED] == 1),
+        posts=_num(row.get("text_posts")) or 0.0,
+        posts_today=int(_num(row.get("text_posts_1d")) or 0),
+        attention=_num(row.get("text_attention")),
+        concepts=concepts,
+        quote=quote if has_quote else None,
+        quote_date=pd.Timestamp(row["text_quote_date"]).date() if has_quote else None,
     )
 
 

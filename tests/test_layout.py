@@ -11,6 +11,7 @@ import synthpm
 ORDER = (
     "columns",
     "data",
+    "text",
     "features",
     "forecast",
     "research",

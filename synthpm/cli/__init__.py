@@ -1,10 +1,10 @@
 """The `synthpm` command line (Typer + rich).
 
-`synthpm data ...` manages the store; `features`, `forecast` and `research` are the analysts'
-panel, walk-forward forecasts and research tools; `dataset` builds the language model's
-training conversations; `synthpm demo` runs the main job end to end on the
-embedded default data. Errors synthpm raises on purpose (bad data, unknown tickers, a
-missing store) print one clear line and exit with status 2.
+`synthpm data ...` manages the store and `synthpm text ...` its dated texts; `features`,
+`forecast` and `research` are the analysts' panel, walk-forward forecasts and research tools;
+`dataset` builds the language model's training conversations; `synthpm demo` runs the main
+job end to end on the embedded default data. Errors synthpm raises on purpose (bad data,
+unknown tickers, a missing store) print one clear line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from synthpm.cli.dataset import dataset_app, dataset_build
 from synthpm.cli.journal import decide_command, journal_app
 from synthpm.cli.lm import lm_app, lm_calibrate, lm_eval, lm_train
 from synthpm.cli.serve import serve_app
+from synthpm.cli.text import text_app
 from synthpm.columns import FOLD
 from synthpm.data.errors import SynthpmError
 from synthpm.dataset import DatasetConfig
@@ -46,6 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(text_app, name="text")
 app.add_typer(features_app, name="features")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(research_app, name="research")

@@ -28,6 +28,7 @@ from synthpm.columns import BEST_HORIZON, FOLD, forecast_col
 from synthpm.data.errors import ConfigError
 from synthpm.data.validate import IsoDate
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
+from synthpm.features.panel import family_columns
 from synthpm.folders import atomic_file, write_atomic
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.forecast.quality import quality_table
@@ -236,6 +237,9 @@ def research_correlate(
     *,
     source: DatedSource,
     top: Annotated[int, typer.Option(help="rows to print")] = 25,
+    family: Annotated[
+        str | None, typer.Option(help="only this family's features (e.g. text)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="CSV file for the whole table")] = None,
 ) -> None:
     """Feature-label rank IC per horizon (mean daily cross-sectional Spearman)."""
@@ -243,8 +247,11 @@ def research_correlate(
     from synthpm.research import feature_label_correlation
 
     loaded = load_panel(source)
-    targets = return_targets(loaded.inputs, loaded.panel.index)
-    table = feature_label_correlation(loaded.panel, targets)
+    panel = loaded.panel
+    if family is not None:
+        panel = panel[family_columns(panel, family)]
+    targets = return_targets(loaded.inputs, panel.index)
+    table = feature_label_correlation(panel, targets)
     print_frame(table.head(top), "feature-label rank IC", 4)
     if out:
         write_atomic(out, table.to_csv())

@@ -2,11 +2,13 @@
 
 Every table is declared here with its columns, DuckDB types, natural key and non-null
 columns; the store creates tables, validation checks frames and imports replace rows by key
-from these definitions, so a column is added in one place.
+(or by `replace_by` where a table names it) from these definitions, so a column is added in
+one place.
 
-Point in time: a price row is known at the close of its `date`; an event or insider row is
-known from `date_known`, the first trading day the market could act on it (see
-`synthpm.data.calendar`). Readers filter on those columns, never on filing or report dates.
+Point in time: a price row is known at the close of its `date`; an event, insider or text row
+is known from `date_known`, the first trading day the market could act on it (see
+`synthpm.data.calendar`). Readers filter on those columns, never on filing, report or post
+times.
 A universe row is a membership spell: the ticker is a member from `start` until the day
 before `end`.
 """
@@ -22,6 +24,9 @@ class Table:
     columns: dict[str, str]  # column -> DuckDB type, in storage order
     key: tuple[str, ...]  # natural key: an import replaces stored rows with the same key
     required: tuple[str, ...]  # columns that may never be null
+    # The columns an import replaces stored rows by, where not `key`: every stored row that
+    # shares these values with an imported row goes (a ticker's universe spells as a set).
+    replace_by: tuple[str, ...] | None = None
 
     def ddl(self) -> str:
         # Quoted: `end` (universe) is a reserved word in DuckDB.
@@ -118,6 +123,52 @@ UNIVERSE = Table(
     # `end` is exclusive and null while the ticker is still a member: the universe on date t
     # is the tickers with start <= t < end (see synthpm.data.universe).
     required=("ticker", "start"),
+    # A ticker's spells are replaced as a set: replacing by (ticker, start) alone could keep
+    # an old spell that overlaps a corrected one.
+    replace_by=("ticker",),
+)
+
+# Dated text about a ticker: posts, filing descriptions (`synthpm.data.importers.text`).
+TEXTS = Table(
+    "texts",
+    {
+        "ticker": "VARCHAR",
+        "time": "TIMESTAMP",  # when it was posted, UTC (stored without a zone)
+        "date_known": "DATE",  # first session the market could act on it (16:00 New York)
+        "source": "VARCHAR",  # e.g. "stocknet", "8-K"
+        "text": "VARCHAR",
+        # sha256 of ticker, time, source, author and text, 16 hex digits: a re-import replaces
+        "text_id": "VARCHAR",
+        "author": "VARCHAR",  # a user id where the source has one; null otherwise
+    },
+    key=("ticker", "text_id"),
+    required=("ticker", "time", "date_known", "source", "text", "text_id"),
+)
+
+# Daily factors made from the texts (`synthpm.text.factors`), long: concepts are a user's
+# choice. Derived data, replaced per ticker by `synthpm text factors`; a value on `date`
+# reads only texts known by its close.
+TEXT_FACTORS = Table(
+    "text_factors",
+    {"ticker": "VARCHAR", "date": "DATE", "name": "VARCHAR", "value": "DOUBLE"},
+    key=("ticker", "date", "name"),
+    required=("ticker", "date", "name", "value"),
+    replace_by=("ticker",),
+)
+
+# Each day's most representative post of the window, quoted in the prompt's SOCIAL section.
+TEXT_QUOTES = Table(
+    "text_quotes",
+    {
+        "ticker": "VARCHAR",
+        "date": "DATE",
+        "date_known": "DATE",  # the quoted text's
+        "text_id": "VARCHAR",
+        "text": "VARCHAR",  # one line, cut to the configured length
+    },
+    key=("ticker", "date"),
+    required=("ticker", "date", "date_known", "text_id", "text"),
+    replace_by=("ticker",),
 )
 
 COMPANIES = Table(
@@ -213,6 +264,6 @@ TABLES: dict[str, Table] = {
     t.name: t
     for t in (
         PRICES, EVENTS, INSIDER, SECTORS, MARKET, UNIVERSE, COMPANIES, IMPORTS, JOURNAL, ACCOUNTS,
-        TOKENS,
+        TOKENS, TEXTS, TEXT_FACTORS, TEXT_QUOTES,
     )
 }  # fmt: skip

@@ -5,13 +5,13 @@ of the database file, checkpointed, and swapped in with an atomic rename. A fail
 point (bad data, a crash, kill -9) leaves the store file byte-for-byte as it was, which a
 DuckDB rollback alone does not promise (large appends write blocks to the file before
 commit). The copy costs well under a second for stores of this size. Rows replace stored
-rows with the same natural key, so re-importing a file is idempotent. Writers take an
-exclusive lock on `<store>.lock` for the whole transaction, so two processes writing at once
-(an import and the journal, two journal writers) queue instead of one rename dropping the
-other's rows; readers take no lock and see the last committed file.
+rows with the same natural key (or the table's `replace_by` columns), so re-importing a file
+is idempotent. Writers take an exclusive lock on `<store>.lock` for the whole transaction, so
+two processes writing at once (an import and the journal, two journal writers) queue instead
+of one rename dropping the other's rows; readers take no lock and see the last committed file.
 
-Reads. Every read opens the file read-only and returns a pandas DataFrame. Event and
-insider reads take `as_of`: only rows whose `date_known` is on or before it, so code that
+Reads. Every read opens the file read-only and returns a pandas DataFrame. Event, insider
+and text reads take `as_of`: only rows whose `date_known` is on or before it, so code that
 asks "what was known at t" cannot see later filings.
 
 Schema changes. Every write creates missing tables and adds missing columns (a column added
@@ -35,7 +35,16 @@ import duckdb
 import pandas as pd
 
 from synthpm.data.errors import ConfigError, DataError, SynthpmError, UnknownTickerError
-from synthpm.data.schema import IMPORTS, MARKET, TABLES, UNIVERSE, Table
+from synthpm.data.schema import (
+    IMPORTS,
+    MARKET,
+    TABLES,
+    TEXT_FACTORS,
+    TEXT_QUOTES,
+    TEXTS,
+    UNIVERSE,
+    Table,
+)
 
 DEFAULT_STORE = Path("synthpm.duckdb")
 DateLike = str | date | datetime | pd.Timestamp
@@ -132,15 +141,11 @@ class Store:
                 con.register("staged", frame)
                 if table is MARKET:
                     _merge_columns(con, table, frame.columns)
-                elif table is UNIVERSE:
-                    # A ticker's spells are replaced as a set: replacing by (ticker, start) alone
-                    # could keep an old spell that overlaps a corrected one.
-                    _replace_by_key(con, table, key=("ticker",))
                 else:
                     _replace_by_key(con, table)
                 if "ticker" in frame:
                     tickers[name] = int(frame["ticker"].nunique())
-                    if name in ("events", "insider"):
+                    if name in ("events", "insider", "texts"):
                         warnings += _unpriced(con, name)
                 con.unregister("staged")
                 rows[name] = len(frame)
@@ -254,7 +259,9 @@ class Store:
         long = self.prices(tickers, start, end)
         return long.pivot(index="date", columns="ticker", values="close").rename_axis(None, axis=1)
 
-    def _known_by(self, table: str, tickers, as_of, start) -> pd.DataFrame:
+    def _known_by(
+        self, table: str, tickers, as_of, start, order: str = "ticker, date_known, source_id"
+    ) -> pd.DataFrame:
         """Rows of a `date_known` table known by `as_of`, from `start` on."""
         return self._select(
             table,
@@ -262,7 +269,7 @@ class Store:
             date_column="date_known",
             start=start,
             end=as_of,
-            order="ticker, date_known, source_id",
+            order=order,
         )
 
     def events(
@@ -282,6 +289,38 @@ class Store:
     ) -> pd.DataFrame:
         """Insider transactions known by `as_of` (date_known <= as_of), from `start` on."""
         return self._known_by("insider", tickers, as_of, start)
+
+    def texts(
+        self,
+        tickers: str | Iterable[str] | None = None,
+        as_of: DateLike | None = None,
+        start: DateLike | None = None,
+    ) -> pd.DataFrame:
+        """Dated texts (posts, filing descriptions) known by `as_of` (date_known <= as_of),
+        from `start` on, sorted by ticker and time; `time` is UTC. Empty when none are
+        stored."""
+        if not self.has_table(TEXTS.name):  # a store from before the table
+            empty = pd.DataFrame(columns=list(TEXTS.columns)).astype({"time": "datetime64[us]"})
+            return _dates(empty)
+        return self._known_by("texts", tickers, as_of, start, order="ticker, time, text_id")
+
+    def text_factors(
+        self, tickers: str | Iterable[str] | None = None, end: DateLike | None = None
+    ) -> pd.DataFrame:
+        """Daily text factors, long (ticker, date, name, value), up to `end`; a value on a
+        date read only texts known by its close (`synthpm.text.factors`)."""
+        return self._derived(TEXT_FACTORS, tickers, end, "ticker, date, name")
+
+    def text_quotes(
+        self, tickers: str | Iterable[str] | None = None, end: DateLike | None = None
+    ) -> pd.DataFrame:
+        """Each date's quoted post per ticker, up to `end`."""
+        return self._derived(TEXT_QUOTES, tickers, end, "ticker, date")
+
+    def _derived(self, table: Table, tickers, end, order: str) -> pd.DataFrame:
+        if not self.path.exists() or not self.has_table(table.name):
+            return _dates(pd.DataFrame(columns=list(table.columns)))
+        return self._select(table.name, tickers=tickers, end=end, order=order)
 
     def market(self, start: DateLike | None = None, end: DateLike | None = None) -> pd.DataFrame:
         """Market context per date: index OHLC, VIX, and where each came from."""
@@ -325,6 +364,7 @@ class Store:
             "sectors": None,
             "market": "date",
             "companies": None,
+            "texts": "date_known",
         }
         out: dict[str, dict] = {}
         with self._reader() as con:
@@ -442,10 +482,10 @@ def _create_or_migrate(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f'ALTER TABLE {table.name} ADD COLUMN "{column}" {kind}')
 
 
-def _replace_by_key(
-    con: duckdb.DuckDBPyConnection, table: Table, key: tuple[str, ...] | None = None
-) -> None:
-    key = table.key if key is None else key
+def _replace_by_key(con: duckdb.DuckDBPyConnection, table: Table) -> None:
+    """Delete the stored rows that share the table's `replace_by` (else its key) with a
+    staged row, then insert the staged rows."""
+    key = table.replace_by or table.key
     if key:
         match = " AND ".join(f'{table.name}."{k}" = staged."{k}"' for k in key)
         con.execute(f"DELETE FROM {table.name} USING staged WHERE {match}")

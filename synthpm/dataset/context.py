@@ -28,6 +28,7 @@ from synthpm.context import UNINFORMATIVE, WINDOW_DAYS, Contexts
 from synthpm.features.filings import EVENT_GROUPS, day_numbers
 from synthpm.features.market import benchmark_close
 from synthpm.features.panel import PanelInputs
+from synthpm.features.text import TEXT_COVERED
 from synthpm.forecast.base import HORIZONS
 
 
@@ -107,6 +108,8 @@ def build_contexts(
     query, lo = (tcode << 32) | day, (tcode << 32) | (day - WINDOW_DAYS)
     _recent_events(frame, inputs.events, codes, query, lo)
     _notable_trades(frame, inputs.insider, codes, query, lo)
+    if TEXT_COVERED in panel:
+        _social(frame, panel, rows, inputs.text_quotes, index)
     source = benchmark_close(inputs.market, closes).source
     benchmark = "index" if source == "index" else "equal-weight universe"
     return Contexts(frame, benchmark)
@@ -148,3 +151,22 @@ def _notable_trades(frame, insider, codes, query, lo) -> None:
         for name, col in fields.items():
             frame[insider_col(k, name)] = _take(known.table[col].to_numpy(), pos)
         frame[insider_col(k, "value")] = _take(known.table["value"].to_numpy(dtype=float), pos)
+
+
+def _social(frame, panel, rows, quotes, index) -> None:
+    """The panel's text columns (any concepts) and each row's quoted post of the day."""
+    text = [c for c in panel.columns if c.startswith("text_")]
+    values = panel[text].to_numpy()[rows]
+    for i, col in enumerate(text):
+        frame[col] = values[:, i]
+    keyed = quotes.set_index(["date", "ticker"]) if len(quotes) else None
+    at = keyed.index.get_indexer(index) if keyed is not None else np.full(len(index), -1)
+    frame["text_quote"] = _take(
+        keyed["text"].to_numpy(object) if keyed is not None else np.array([], object), at
+    )
+    frame["text_quote_date"] = _take(
+        keyed["date_known"].to_numpy("datetime64[ns]")
+        if keyed is not None
+        else np.array([], "datetime64[ns]"),
+        at,
+    )

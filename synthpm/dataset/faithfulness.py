@@ -31,6 +31,11 @@ What cites a fact, and what backs it:
   the prompt also backs its words that are names ("new_debt" backs "debt"). Reported in
   snake_case.
 - Everything else (single letters, ordinary words, punctuation) cites nothing.
+
+Quoted text: a prompt's spans between « and » (a post quoted verbatim in SOCIAL) back no
+fact at all, since a post's numbers and tickers are someone's words, not the context's. An
+answer may quote them: each «span» it writes must occur in one of the prompt's quotes (same
+words, whitespace aside), and nothing inside it is read as a citation.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ _TOKEN = re.compile(
 _NUMBER_CHUNK = re.compile(rf"[(\[]?{_NUMBER}[)\].,;:!?]*", re.ASCII).fullmatch  # fast path
 _PLAIN_NUMBER = re.compile(r"(\d+)(?:\.(\d+))?", re.ASCII).fullmatch
 _DIGIT = re.compile(r"\d").search
+_QUOTE = re.compile(r"«([^«»]*)»")
 _UNITS = {None: "", "bn": "B"}
 
 
@@ -198,12 +204,21 @@ def cited_facts(text: str) -> frozenset[str]:
     return frozenset(_citations(text))
 
 
+def without_quotes(prompt: str) -> str:
+    """The prompt less its quoted posts: the text whose facts an answer may cite."""
+    return _QUOTE.sub(" ", prompt) if "«" in prompt else prompt
+
+
 class Evidence:
     """The facts a prompt makes available, extracted once, checked against many texts."""
 
-    __slots__ = ("facts",)
+    __slots__ = ("facts", "quotes")
 
     def __init__(self, prompt: str) -> None:
+        self.quotes: tuple[str, ...] = ()
+        if "«" in prompt:
+            self.quotes = tuple(" ".join(q.split()) for q in _QUOTE.findall(prompt))
+            prompt = without_quotes(prompt)
         chunks = set(prompt.split())
         missing = chunks.difference(_backs)  # C loops on the hot path; Python only on misses
         if len(_backs) + len(missing) >= _CACHE_LIMIT:
@@ -221,13 +236,20 @@ class Evidence:
 
     def unsupported(self, text: str) -> list[str]:
         """Citations in text the prompt does not back, in order of appearance, deduplicated."""
-        facts = self.facts
-        return [shown for key, shown in _citations(text).items() if key not in facts]
+        facts, misquoted = self.facts, []
+        if "«" in text:
+            for span in _QUOTE.findall(text):
+                quoted = " ".join(span.split()).removesuffix("…").strip()
+                if quoted and not any(quoted in q for q in self.quotes):
+                    misquoted.append(f"«{span}»")
+            text = _QUOTE.sub(" | ", text)
+        return misquoted + [shown for key, shown in _citations(text).items() if key not in facts]
 
     def extend(self, more_prompt_text: str) -> Evidence:
         """A new Evidence with more prompt text (a scenario's portfolio section) added."""
+        more = Evidence(more_prompt_text)
         new = Evidence.__new__(Evidence)
-        new.facts = self.facts | Evidence(more_prompt_text).facts
+        new.facts, new.quotes = self.facts | more.facts, self.quotes + more.quotes
         return new
 
 

@@ -3,11 +3,15 @@
 Sections, always in this order and always present (a section with no data says so in a
 few words rather than vanishing, so the model learns "no insider data" from text it sees):
 DATE, MARKET, PORTFOLIO, LIMITS, then COMPANY, FORECASTS, EVENTS, INSIDER ACTIVITY,
-TRENDS, POSITION, DECISION REQUIRED. What every stock of a decision date shares (the date,
+SOCIAL, TRENDS, POSITION, DECISION REQUIRED. SOCIAL is the one exception to "always": it
+is there when the store has a text source (`Context.social`), so a store without one gives
+the prompts it gave before. What every stock of a decision date shares (the date,
 the market, the book, the limits) comes first and says nothing about the stock, so in a
 backtest the prompts of one date start with the same tokens and the decoder computes their
 keys and values once (`decode`'s prefix cache); the stock's own part follows, and POSITION
 (what the book holds of this stock and its sector) sits just before the question.
+SOCIAL quotes the window's most representative post verbatim (cut to a length) between
+« and »: the faithfulness check lets an answer quote it and takes no fact from it.
 Numbers are rounded for reading: returns to 0.1% (expected excess returns to 0.01%),
 volatility to 1%, money to the dollar (insider values to $0.1M). Rendering is
 deterministic: the same context always gives the same bytes. No price level is shown: a
@@ -46,7 +50,7 @@ ADVERSE = {t for t, g in GROUP_OF.items() if g == "adverse"}
 class Fact:
     text: str
     score: float  # > 0 supports buying, < 0 argues against
-    kind: str  # forecast | trend | event | insider | market | portfolio
+    kind: str  # forecast | trend | event | insider | social | market | portfolio
 
 
 @dataclass
@@ -160,6 +164,40 @@ def _insider(ctx: Context, facts: list[Fact]) -> list[str]:
     return lines
 
 
+def _social(ctx: Context, facts: list[Fact]) -> list[str]:
+    social = ctx.social
+    if social is None:
+        return []
+    if not social.covered:
+        return [f"SOCIAL: no posts on record for {ctx.ticker}"]
+    if social.posts <= 0:
+        return ["SOCIAL (posts, recent weeks): none"]
+    parts = [f"{social.posts:.1f} weighted posts, {social.posts_today} today"]
+    if social.attention is not None:
+        text = f"attention {social.attention:+.1f}"
+        parts.append(text + " vs usual")
+        if abs(social.attention) >= 1.0:
+            facts.append(Fact(text, 0.0, "social"))
+    tones = []
+    for name, value in social.concepts.items():
+        value = round(value, 3) + 0.0  # no "-0.000"
+        text = f"{name} {value:+.3f}"
+        tones.append(text)
+        sign = {"bullish": 1.0, "bearish": -1.0}.get(name, 0.0)
+        if sign and abs(value) >= 0.02:
+            facts.append(
+                Fact(f"{name} tone {value:+.3f}", sign * max(-1, min(1, value * 20)), "social")
+            )
+    lines = [
+        "SOCIAL (posts, recent weeks): "
+        + ", ".join(parts)
+        + ("; " + ", ".join(tones) if tones else "")
+    ]
+    if social.quote:
+        lines.append(f"  post {social.quote_date}: «{social.quote}»")
+    return lines
+
+
 def _trends(ctx: Context, facts: list[Fact]) -> str:
     t = ctx.trends
     parts, groups = [], []
@@ -221,6 +259,7 @@ def context_text(ctx: Context) -> ContextText:
         *_forecasts(ctx, facts),
         *_events(ctx, facts),
         *_insider(ctx, facts),
+        *_social(ctx, facts),
         _trends(ctx, facts),
     ]
     return ContextText("\n".join(lines), facts, ctx.best_horizon)

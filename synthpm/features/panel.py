@@ -29,7 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from synthpm.data.errors import ConfigError, did_you_mean
-from synthpm.data.schema import UNIVERSE
+from synthpm.data.schema import TEXT_FACTORS, TEXT_QUOTES, UNIVERSE
 from synthpm.data.store import DateLike, Store
 from synthpm.data.universe import membership
 from synthpm.features.filings import (
@@ -47,6 +47,7 @@ from synthpm.features.market import (
     market_features,
 )
 from synthpm.features.technical import PRICE_FEATURES, price_features
+from synthpm.features.text import TEXT_FEATURES, text_features, wide_factors
 from synthpm.folders import atomic_file
 
 FEATURES_VERSION = 2  # bump when a feature's definition changes: invalidates caches
@@ -56,8 +57,28 @@ FEATURES: dict[str, str] = {
     **EVENT_FEATURES,
     **INSIDER_FEATURES,
     **MARKET_FEATURES,
+    **TEXT_FEATURES,
 }
 FAMILIES = tuple(dict.fromkeys(FEATURES.values()))
+
+
+def family_of(column: str) -> str | None:
+    """A panel column's family; a user's own text concepts (not in FEATURES) are text's."""
+    return FEATURES.get(column, "text" if column.startswith("text_") else None)
+
+
+def family_columns(panel: pd.DataFrame, family: str) -> list[str]:
+    """The panel's columns of `family`, or an error naming what is there."""
+    if family not in FAMILIES:
+        raise ConfigError(
+            f"unknown family {family!r}{did_you_mean(family, FAMILIES)}; "
+            f"families: {', '.join(FAMILIES)}"
+        )
+    columns = [c for c in panel.columns if family_of(c) == family]
+    if not columns:
+        hint = ": run `synthpm text import` and `synthpm text factors` first" * (family == "text")
+        raise ConfigError(f"the panel has no {family} features{hint}")
+    return columns
 
 
 class FeatureConfig(BaseModel):
@@ -105,6 +126,14 @@ class PanelInputs:
     universe: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(UNIVERSE.columns))
     )
+    # daily text factors, long (ticker, date, name, value), and each day's quoted post;
+    # empty: the store has no text, and the panel has no `text` family
+    text_factors: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(TEXT_FACTORS.columns))
+    )
+    text_quotes: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=list(TEXT_QUOTES.columns))
+    )
 
     @classmethod
     def from_store(
@@ -130,6 +159,8 @@ class PanelInputs:
             sectors=store.sectors().set_index("ticker")["sector"],
             # every spell, not only these names': a name without one is then not a member
             universe=store.universe(),
+            text_factors=store.text_factors(names, end),
+            text_quotes=store.text_quotes(names, end),
         )
 
     def closes(self) -> pd.DataFrame:
@@ -145,7 +176,10 @@ class PanelInputs:
     def digest(self) -> str:
         """A hash of every input row: the cache key's data part."""
         h = hashlib.sha256()
-        for frame in (self.prices, self.events, self.insider, self.market, self.universe):
+        frames = [self.prices, self.events, self.insider, self.market, self.universe]
+        # text only where there is some: a store without text keeps its cached panels
+        frames += [f for f in (self.text_factors, self.text_quotes) if len(f)]
+        for frame in frames:
             h.update(str(list(frame.columns)).encode())
             h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         h.update(pd.util.hash_pandas_object(self.sectors).to_numpy().tobytes())
@@ -211,7 +245,18 @@ def build_features(
     dates = panel.index.get_level_values("date")
     panel = panel.join(context.set_axis(context.index.rename("date")), on="date")
     panel = panel.set_index(pd.MultiIndex.from_arrays([dates, panel.index.get_level_values(1)]))
-    return panel[config.columns].astype(np.float32)
+    columns = config.columns
+    if inputs.text_factors.empty:
+        columns = [c for c in columns if c not in TEXT_FEATURES]
+    else:
+        wide = wide_factors(inputs.text_factors)
+        first = inputs.text_factors.groupby("ticker")["date"].min()
+        text = text_features(panel.index, wide, first)
+        # a user's own concepts (not in FEATURES) come when every feature is asked for
+        extra = sorted(set(text.columns) - set(FEATURES)) if config.features is None else []
+        panel = pd.concat([panel, text[[c for c in text if c in columns or c in extra]]], axis=1)
+        columns = columns + extra
+    return panel[columns].astype(np.float32)
 
 
 def cache_key(inputs: PanelInputs, config: FeatureConfig) -> str:

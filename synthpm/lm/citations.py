@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import re
 
+from synthpm.dataset.faithfulness import without_quotes
+
 SEPARATORS = " (["
 LITERAL_END = ",;:)]!?"
 MAX_LITERAL = 16  # longer prompt chunks cannot be cited (none in our prompts)
@@ -42,7 +44,7 @@ def literals(prompt: str) -> list[str]:
     """The prompt's digit-bearing chunks (split at whitespace and the separators), trimmed
     of trailing punctuation."""
     found = set()
-    for chunk in re.split(r"[\s([]+", prompt):
+    for chunk in re.split(r"[\s([]+", without_quotes(prompt)):  # a post's numbers back nothing
         chunk = chunk.rstrip(LITERAL_END + ".")
         if (
             len(chunk) <= MAX_LITERAL

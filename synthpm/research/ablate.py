@@ -35,7 +35,7 @@ from sklearn.metrics import f1_score
 
 from synthpm.columns import prediction_col, proba_cols, target_col
 from synthpm.data.errors import ConfigError, did_you_mean
-from synthpm.features.panel import FAMILIES, FEATURES
+from synthpm.features.panel import FAMILIES, family_of
 from synthpm.forecast.base import HORIZONS, N_CLASSES
 from synthpm.forecast.lgbm import LightGBMForecaster
 from synthpm.forecast.quality import daily_rank_ic
@@ -53,8 +53,8 @@ def _groups(columns: list[str], by: str) -> dict[str, list[str]]:
     """Group name -> the panel columns it removes (only groups present in the panel)."""
     if by == "feature":
         return {c: [c] for c in columns}
-    groups = {fam: [c for c in columns if FEATURES.get(c) == fam] for fam in FAMILIES}
-    groups[UNLISTED] = [c for c in columns if c not in FEATURES]
+    groups = {fam: [c for c in columns if family_of(c) == fam] for fam in FAMILIES}
+    groups[UNLISTED] = [c for c in columns if family_of(c) is None]
     return {name: cols for name, cols in groups.items() if cols}
 
 
