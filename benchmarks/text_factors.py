@@ -2,7 +2,7 @@
 forward excess returns, and the forecaster and the language model with and without them.
 Not a test: it prints figures and writes them to `benchmarks/results/text_factors.json`.
 
-    python benchmarks/text_factors.py                     # everything (about an hour on 2 cores)
+    python benchmarks/text_factors.py                     # everything (about 35 min on 2 cores)
     python benchmarks/text_factors.py --lm-steps 0        # without the LM comparison
 
 Reads ../shared/data (says so and stops when it is missing); each step is timed:
@@ -16,9 +16,9 @@ Reads ../shared/data (says so and stops when it is missing); each step is timed:
    session of 2014-2015, with a month-block bootstrap t (`metrics.block_bootstrap_t`);
 5. walk-forward LightGBM (quarterly refits, tests from 2014) on the same folds with and
    without the `text` family: the out-of-sample per-date IC of the expected return;
-6. the language model trained twice with everything else fixed, prompts with and without
-   the SOCIAL section (train 2014-01 .. 2015-03, validation 2015-04 .. 06, test 2015-07 ..
-   12), and `lm eval` of each on the test months.
+6. the language model trained with everything else fixed, prompts with and without the
+   SOCIAL section, two seeds each (train 2014-01 .. 2015-03, validation 2015-04 .. 06,
+   test 2015-07 .. 12), and `lm eval` of each on the test months.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from decision_quality import make_store as dq_store  # this folder is on the path
 from decision_quality import timed
@@ -51,6 +50,15 @@ PRICES = "us_equities_ohlcv_2005_2022.parquet"
 FIRST, LAST = "2010-01-01", "2016-12-31"  # history for the features, and 1m after 2015
 IC_START, IC_END = "2014-01-01", "2015-12-31"
 HORIZONS = ("1w", "1m")
+LM_FIGURES = (  # from `lm eval`'s report
+    "accuracy",
+    "macro_f1",
+    "scenario_rule_macro_f1",
+    "majority_macro_f1",
+    "faithfulness_rate",
+    "conviction_expected_brier",
+    "conviction_expected_ece",
+)
 SPLIT = {"start": "2014-01-02", "end": "2015-12-31", "val": "2015-04-01", "test": "2015-07-01"}
 
 
@@ -109,6 +117,10 @@ def main() -> int:
     parser.add_argument("--embedder", choices=("minilm", "tfidf"), default="minilm")
     parser.add_argument("--lm-steps", type=int, default=600, help="0 skips the LM comparison")
     parser.add_argument("--eval-n", type=int, default=300, help="full-mode eval examples")
+    parser.add_argument(
+        "--lm-seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1],
+        help="training seeds per variant (the spread is the noise the difference must beat)",
+    )  # fmt: skip
     args = parser.parse_args()
     if not (args.shared / TWEETS).exists():
         print(f"skipped: {args.shared / TWEETS} not found (real data lives in ../shared/data")
@@ -190,31 +202,40 @@ def compare_lm(args, work, seconds, inputs, panel, plain_inputs, plain_panel, fo
         val_start=SPLIT["val"],
         test_start=SPLIT["test"],
     )
-    out = {}
+    out: dict = {}
     for name, (ins, pan) in {
         "with_social": (inputs, panel),
         "without_social": (plain_inputs, plain_panel),
     }.items():
-        data, model = work / f"dataset_{name}", work / f"lm_{name}"
+        data = work / f"dataset_{name}"
         with timed(f"dataset_{name}", seconds):
             build_dataset(ins, pan, forecasts, data, dataset, log=lambda _: None)
-        with timed(f"lm_train_{name}", seconds):
-            train(
-                data,
-                model,
-                # 768 tokens: a SOCIAL section with its quote must not push prompts out
-                TrainConfig(
-                    steps=args.lm_steps, seq_len=768, eval_every=max(100, args.lm_steps // 5)
-                ),
-                log=print,
-            )
-        with timed(f"lm_eval_{name}", seconds):
-            report = evaluate(model, data, n=args.eval_n)
-        keep = ("macro_f1", "accuracy", "faithfulness", "conviction_ic", "conviction_ic_t")
-        out[name] = {k: report.get(k) for k in keep} | {
-            k: v for k, v in report.items() if np.isscalar(v) and k not in keep
-        }
-        print(f"   {name}: {json.dumps(out[name], default=float)[:600]}")
+        for seed in args.lm_seeds:
+            model, run = work / f"lm_{name}_seed{seed}", f"{name}_seed{seed}"
+            with timed(f"lm_train_{run}", seconds):
+                train(
+                    data,
+                    model,
+                    # 768 tokens: a SOCIAL section with its quote must not push prompts out
+                    TrainConfig(
+                        steps=args.lm_steps,
+                        seq_len=768,
+                        eval_every=max(100, args.lm_steps // 5),
+                        seed=seed,
+                    ),
+                    log=print,
+                )
+            with timed(f"lm_eval_{run}", seconds):
+                report = evaluate(model, data, n=args.eval_n)
+            ic = report["per_date"]["ic"]
+            out.setdefault(name, {})[f"seed{seed}"] = {
+                **{k: report[k] for k in LM_FIGURES},
+                **{f"ic_{k}": ic[k]["mean"] for k in ("lm_written", "lm_expected")},
+                **{f"t_{k}": ic[k]["t"] for k in ("lm_written", "lm_expected")},
+                "ic_dates": ic["lm_written"]["dates"],
+                "ic_blocks": ic["lm_written"]["blocks"],
+            }
+            print(f"   {run}: {json.dumps(out[name][f'seed{seed}'], default=float)}")
     return out
 
 

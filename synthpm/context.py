@@ -267,7 +267,6 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
     }
     counts = {name: row[col] for name, col in INSIDER_COUNTS.items()}
     return Context(
-        social=_social(row) if TEXT_COVERED in row else None,
         ticker=row["ticker"],
         date=pd.Timestamp(row["date"]).date(),
         trigger=row["trigger"],
@@ -290,6 +289,7 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
             vix_is_proxy=bool(row[VIX_IS_PROXY] == 1),
             benchmark=benchmark,
         ),
+        social=_social(row) if TEXT_COVERED in row else None,
         portfolio=portfolio or PortfolioState.empty(),
     )
 
