@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -212,6 +213,7 @@ def compare_lm(args, work, seconds, inputs, panel, plain_inputs, plain_panel, fo
             build_dataset(ins, pan, forecasts, data, dataset, log=lambda _: None)
         for seed in args.lm_seeds:
             model, run = work / f"lm_{name}_seed{seed}", f"{name}_seed{seed}"
+            shutil.rmtree(model, ignore_errors=True)  # train anew: a finished one would resume
             with timed(f"lm_train_{run}", seconds):
                 train(
                     data,

@@ -157,10 +157,14 @@ def _quotes(
     centre = _causal(daily, weights)
     counts = _causal(np.bincount(rel, minlength=T).astype(float), np.ones(config.window))
     days = np.flatnonzero(counts > 0)
-    sims = centre[days] @ vectors.T.astype(np.float64)  # (days, texts)
-    inside = (rel[None, :] <= days[:, None]) & (rel[None, :] > days[:, None] - config.window)
-    # among equally close texts the latest: the one a reader of that day saw last
-    best = len(rel) - 1 - np.where(inside, sims, -np.inf)[:, ::-1].argmax(axis=1)
+    # the window's texts are a run of the sorted rows; einsum, not BLAS, so a day's scores
+    # have the same bits however many later texts there are (and memory stays one window's)
+    starts = np.searchsorted(rel, days - config.window + 1, "left")
+    ends = np.searchsorted(rel, days, "right")
+    best = np.empty(len(days), np.int64)
+    for i, (day, a, b) in enumerate(zip(days, starts, ends, strict=True)):
+        sims = np.einsum("nd,d->n", vectors[a:b], centre[day])
+        best[i] = b - 1 - int(np.argmax(sims[::-1]))  # ties: the latest, read last that day
     picked = rows.iloc[best]
     return pd.DataFrame(
         {
