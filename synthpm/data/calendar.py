@@ -44,7 +44,15 @@ def known_from_acceptance(accepted: pd.Series, filed: pd.Series) -> pd.Series:
     stamp = pd.to_datetime(
         accepted.fillna("").str.slice(0, 19), format="%Y-%m-%dT%H:%M:%S", errors="coerce"
     )
-    day = stamp.dt.normalize().fillna(pd.to_datetime(filed, errors="coerce"))
-    after_close = (stamp.dt.hour.fillna(MARKET_CLOSE_HOUR) >= MARKET_CLOSE_HOUR).to_numpy()
+    close = pd.to_datetime(filed, errors="coerce") + pd.Timedelta(hours=MARKET_CLOSE_HOUR)
+    return known_from_new_york(stamp.fillna(close))
+
+
+def known_from_new_york(local: pd.Series) -> pd.Series:
+    """First business day on which a fact that appeared at New York wall-clock time `local`
+    (naive) could be acted on at the close: that day before 16:00 on a business day,
+    otherwise the next business day. Filings and posts share this one rule."""
+    day = local.dt.normalize()
+    after_close = (local.dt.hour >= MARKET_CLOSE_HOUR).to_numpy()
     known = np.where(after_close, add_business_days(day, 1), add_business_days(day, 0))
-    return pd.Series(known.astype("datetime64[s]"), index=accepted.index)
+    return pd.Series(known.astype("datetime64[s]"), index=local.index)

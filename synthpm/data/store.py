@@ -300,8 +300,7 @@ class Store:
         from `start` on, sorted by ticker and time; `time` is UTC. Empty when none are
         stored."""
         if not self.has_table(TEXTS.name):  # a store from before the table
-            empty = pd.DataFrame(columns=list(TEXTS.columns)).astype({"time": "datetime64[us]"})
-            return _dates(empty)
+            return _empty(TEXTS)
         return self._known_by("texts", tickers, as_of, start, order="ticker, time, text_id")
 
     def text_factors(
@@ -318,8 +317,8 @@ class Store:
         return self._derived(TEXT_QUOTES, tickers, end, "ticker, date")
 
     def _derived(self, table: Table, tickers, end, order: str) -> pd.DataFrame:
-        if not self.path.exists() or not self.has_table(table.name):
-            return _dates(pd.DataFrame(columns=list(table.columns)))
+        if not self.has_table(table.name):  # no text factors made, or an older store
+            return _empty(table)
         return self._select(table.name, tickers=tickers, end=end, order=order)
 
     def market(self, start: DateLike | None = None, end: DateLike | None = None) -> pd.DataFrame:
@@ -536,6 +535,12 @@ def _unpriced(con: duckdb.DuckDBPyConnection, name: str) -> list[str]:
         f"{total} {name} row(s) for {len(rows)} ticker(s) with no prices in the store "
         f"(kept; import their prices to use them): {shown}{' ...' if len(rows) > 10 else ''}"
     ]
+
+
+def _empty(table: Table) -> pd.DataFrame:
+    """A table's columns with no rows, typed as its reads are."""
+    stamps = {c: "datetime64[us]" for c, kind in table.columns.items() if kind == "TIMESTAMP"}
+    return _dates(pd.DataFrame(columns=list(table.columns)).astype(stamps))
 
 
 def _dates(df: pd.DataFrame) -> pd.DataFrame:

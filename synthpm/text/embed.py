@@ -135,12 +135,10 @@ class EmbeddingCache:
         shards = sorted(self.folder.glob("part-*.parquet"))
         if not shards:
             return pd.Index([], dtype=object), np.zeros((0, 0), np.float32)
-        tables = [pq.read_table(s) for s in shards]
-        hashes = np.concatenate([t.column("hash").to_numpy(zero_copy_only=False) for t in tables])
-        vectors = np.concatenate(
-            [np.stack(t.column("vector").to_numpy(zero_copy_only=False)) for t in tables]
-        ).astype(np.float32)
-        index = pd.Index(hashes)
+        table = pa.concat_tables(pq.read_table(s) for s in shards)
+        column = table.column("vector").combine_chunks()  # fixed-size lists: one flat buffer
+        vectors = column.flatten().to_numpy().reshape(len(table), column.type.list_size)
+        index = pd.Index(table.column("hash").to_numpy(zero_copy_only=False))
         keep = ~index.duplicated()  # two runs may have embedded the same text
         return index[keep], vectors[keep]
 
@@ -172,7 +170,7 @@ def embed(
     hashes = text_hashes(texts)
     unique, first = np.unique(hashes, return_index=True)
     cache = EmbeddingCache(cache_root, embedder.name) if cache_root is not None else None
-    known, stored = cache.load() if cache else (pd.Index([], dtype=object), None)
+    known, stored = cache.load() if cache else (pd.Index([], dtype=object), np.zeros((0, 0)))
     at = known.get_indexer(unique)
     todo = np.flatnonzero(at < 0)
     computed = []
@@ -183,11 +181,9 @@ def embed(
         if cache:  # per chunk: an interrupted run keeps what it computed
             cache.add(unique[part], vectors)
         computed.append(vectors)
-    dims = (stored.shape[1] if stored is not None and stored.size else None) or (
-        computed[0].shape[1] if computed else 0
-    )
+    dims = computed[0].shape[1] if computed else stored.shape[1]
     out = np.zeros((len(unique), dims), np.float32)
-    if stored is not None and stored.size:
+    if len(todo) < len(unique):
         out[at >= 0] = stored[at[at >= 0]]
     if computed:
         out[todo] = np.concatenate(computed)

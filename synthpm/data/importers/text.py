@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthpm.data.calendar import MARKET_CLOSE_HOUR, add_business_days
+from synthpm.data.calendar import known_from_new_york
 from synthpm.data.errors import DataError
 from synthpm.data.importers.tabular import read_table, with_provenance
 from synthpm.data.schema import TEXTS
@@ -84,11 +84,9 @@ def import_text(path: Path, source: str | None = None) -> ImportBatch:
 def known_from_post(times: pd.Series) -> pd.Series:
     """First business day on which a text posted at `times` (UTC, naive) could be acted on
     at the close: its New York date before 16:00 on a business day, else the next one."""
-    local = times.dt.tz_localize("UTC").dt.tz_convert(NEW_YORK).dt.tz_localize(None)
-    day = local.dt.normalize()
-    after_close = (local.dt.hour >= MARKET_CLOSE_HOUR).to_numpy()
-    known = np.where(after_close, add_business_days(day, 1), add_business_days(day, 0))
-    return pd.Series(known.astype("datetime64[s]"), index=times.index)
+    return known_from_new_york(
+        times.dt.tz_localize("UTC").dt.tz_convert(NEW_YORK).dt.tz_localize(None)
+    )
 
 
 def events_as_text(store: Store) -> ImportBatch:
