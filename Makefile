@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-synthpm
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,live,llm,text,dist,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,live,llm,text,learn,dist,serve]"
 	# xgrammar (schema-constrained decoding) lists triton, ~1 GB and GPU-only, as a dependency:
 	# install it alone; its one runtime dependency, apache-tvm-ffi, is in the llm extra.
 	$(BIN)/python -m pip install --quiet --no-deps "xgrammar==0.2.8"

@@ -84,6 +84,15 @@ def timed(name: str, seconds: dict):
     print(f"   {name}: {seconds[name]:.0f}s", flush=True)
 
 
+def missing(path: Path) -> bool:
+    """True, saying so, when the real data a benchmark reads are not there."""
+    if path.exists():
+        return False
+    print(f"skipped: {path} not found (real data lives in ../shared/data beside the ")
+    print("repository; a fresh clone has none)")
+    return True
+
+
 def make_store(shared: Path, path: Path, panel: dict) -> Store:
     if path.exists():
         return Store(path)
@@ -122,9 +131,7 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="recompute cached steps")
     args = parser.parse_args()
     panel = PANELS[args.panel]
-    if not (args.shared / panel["prices"]).exists():
-        print(f"skipped: {args.shared / panel['prices']} not found (real data lives in ")
-        print("../shared/data beside the repository; a fresh clone has none)")
+    if missing(args.shared / panel["prices"]):
         return 0
     work = args.work / args.panel
     work.mkdir(parents=True, exist_ok=True)

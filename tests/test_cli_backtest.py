@@ -45,10 +45,25 @@ def test_compare_runs_every_strategy_on_the_same_dates(small_store, forecast_run
     assert (out / "report.html").exists() and (out / "lgbm_topk" / "report.html").exists()
 
 
+def test_compare_runs_the_learners_beside_the_baselines(small_store, forecast_run, tmp_path):  # noqa: F811
+    out = tmp_path / "cmp"
+    synthpm(
+        "compare", "--strategies", "qlearn,ppo,online_lora,benchmark", "--param",
+        "qlearn.episodes=2", "--param", "ppo.timesteps=256", "--param", "ppo.n_steps=128",
+        "--param", "online_lora.pretrain_epochs=1", "--param", "online_lora.d_model=16",
+        "--forecasts", forecast_run, "--out", out, store=small_store,
+    )  # fmt: skip
+    table = pd.read_csv(out / "comparison.csv", index_col=0)
+    assert list(table.columns) == ["qlearn", "ppo", "online_lora", "benchmark"]
+    assert table.loc["start"].nunique() == 1 and table.loc["end"].nunique() == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--strategies", "equal_wieght"], "did you mean 'equal_weight'"),
+        (["--strategies", "ppo", "--param", "ppo.seeds=3"], "no parameter 'seeds'"),
+        (["--strategies", "qlearm"], "did you mean 'qlearn'"),
         (["--strategies", "hrp", "--param", "hrp.lookbak=10"], "no parameter 'lookbak'"),
         (["--strategies", "hrp", "--param", "rules.k=1"], "names no chosen strategy"),
     ],

@@ -26,6 +26,7 @@ ORDER = (
     "portfolio",
     "report",
     "backtest",
+    "learn",
     "journal",
     "serve",
     "cli",

@@ -191,7 +191,7 @@ def run_rule(
         previous = date
         day_contexts = Contexts(day.rows, contexts.benchmark)
         weights = rule.weights(date, day_contexts, market.closes.iloc[: day.t + 1])
-        return _rebalance(broker, day.t, weights, day.equity)
+        return orders_to_weights(broker, day.t, weights, day.equity)
 
     equity, _ = _simulate(contexts, market, config, broker, decide, stops=False)
     decisions = pd.DataFrame({c: [] for c in DECISION_COLUMNS})
@@ -344,7 +344,7 @@ def _exits(broker: Broker, t: int, lim: Limits, stops: bool) -> list[Order]:
     return orders
 
 
-def _rebalance(broker: Broker, t: int, weights: pd.Series, equity: float) -> list[Order]:
+def orders_to_weights(broker: Broker, t: int, weights: pd.Series, equity: float) -> list[Order]:
     """Orders that move the book to the target weights (by the close of t)."""
     market = broker.market
     target = np.zeros(len(market.tickers))

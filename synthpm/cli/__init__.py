@@ -36,6 +36,7 @@ from synthpm.data.errors import SynthpmError
 from synthpm.dataset import DatasetConfig
 from synthpm.executor import LOCAL, ExecutorConfig
 from synthpm.forecast import ForecastConfig
+from synthpm.learn import LEARNERS
 from synthpm.limits import Limits
 from synthpm.lm.train import TrainConfig, dataset_record, trained_on_other_data
 
@@ -97,7 +98,7 @@ def demo(
     lm_eval(model=out / "lm", data=out / "dataset", n=300)
     test_start = json.loads((out / "dataset" / "stats.json").read_text())["test_start"]
     console.rule(
-        f"[bold]5. backtest: the LM agent and every baseline from {test_start} (test years)"
+        f"[bold]5. backtest: the LM agent, the baselines and the learners from {test_start}"
     )
     run = RunOptions(
         source=source,
@@ -107,9 +108,11 @@ def demo(
         param=["lgbm_topk.k=5"],  # a top-k of 20 in a 20-stock universe would be equal weight
         model=out / "lm",
     )
+    # the learners train before they trade (about 4 minutes of the demo, PPO the most)
     compare_command(
-        strategies="lm," + ",".join(BASELINES), run=run, scale=LOCAL, out=out / "compare"
-    )
+        strategies=",".join(("lm", *BASELINES, *LEARNERS)), run=run, scale=LOCAL,
+        out=out / "compare",
+    )  # fmt: skip
     console.print(f"report: {(out / 'compare' / 'report.html').resolve()}")
     console.print(f"\nresults in {out.resolve()}")
 

@@ -36,11 +36,15 @@ from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError, did_you_mean
 from synthpm.dataset import build_contexts, decision_points
 from synthpm.journal.live import journal_run, recorder
+from synthpm.learn import LEARNERS, History, make_learner
 from synthpm.limits import Limits
 from synthpm.report import model_eval
 from synthpm.strategies import STRATEGIES, make_strategy, strategy_params
 
 BASELINES = ("benchmark", *STRATEGIES)
+# every name a run takes; the learners train before they trade, so `--strategies all` (the
+# baselines) leaves them out and a run names them
+NAMES = ("lm", *BASELINES, *LEARNERS)
 
 
 class RunOptions(BaseModel):
@@ -86,13 +90,14 @@ Run = Annotated[
 def strategy_named(name: str, settings: list[str] | None = None, model: Path | None = None):
     """A strategy by name, with the `--param` settings addressed to it; `lm` is the trained
     language model in `model` (signal-only decoding unless `lm.mode=full`; conviction from its
-    probabilities unless `lm.conviction=read`)."""
+    probabilities unless `lm.conviction=read`); a learner is built unfitted (`prepare` fits it)."""
     mine = parse_params([s.split(".", 1)[1] for s in settings or [] if s.split(".", 1)[0] == name])
-    if name not in ("lm", *BASELINES):  # every name a run takes, from the registry
+    if name not in NAMES:
         raise ConfigError(
-            f"unknown strategy {name!r}{did_you_mean(name, ('lm', *BASELINES))}; "
-            f"choose from {', '.join(('lm', *BASELINES))}"
+            f"unknown strategy {name!r}{did_you_mean(name, NAMES)}; choose from {', '.join(NAMES)}"
         )
+    if name in LEARNERS:
+        return make_learner(name, **mine)
     if name == "benchmark":
         return BenchmarkHold()
     if name == "lm":
@@ -112,13 +117,15 @@ def _check_params(settings: list[str] | None, names) -> None:
 @dataclass(frozen=True)
 class Prepared:
     """Strategies and what they run on: the contexts of the decision dates, the engine's price
-    arrays, the settings (from the first decision date, under the model's limits), caveats."""
+    arrays, the settings (from the first decision date, under the model's limits), caveats,
+    and the whole history the learners were fitted on."""
 
     strategies: list
     contexts: Contexts
     market: Market
     config: BacktestConfig
     caveats: list[str]
+    history: History  # what a learner trains on (`synthpm.learn`)
 
     @property
     def start(self) -> str:
@@ -143,8 +150,14 @@ def prepare(names: list[str], run: RunOptions) -> Prepared:
         market = Market.from_inputs(loaded.inputs)
     console.print(f"{len(contexts):,} decision points from {start.date()}")
     update = {"start": str(start.date()), "limits": _limits(chosen, run.max_positions)}
+    config = run.config.model_copy(update=update)
+    # a learner gets the whole history once and trains on each test year's past only
+    history = History(market, loaded.panel, predicted, config)
+    for strategy in chosen:
+        if hasattr(strategy, "fit"):
+            strategy.fit(history)
     notes = caveats(market, has_universe=not loaded.inputs.universe.empty)
-    return Prepared(chosen, contexts, market, run.config.model_copy(update=update), notes)
+    return Prepared(chosen, contexts, market, config, notes, history)
 
 
 def _limits(chosen: list, max_positions: int | None) -> Limits:
@@ -179,7 +192,7 @@ def _model_evals(strategies: list, model: Path) -> dict[str, dict]:
 
 def backtest(
     *,
-    strategy: Annotated[str, typer.Option(help=f"lm or one of {', '.join(BASELINES)}")] = "rules",
+    strategy: Annotated[str, typer.Option(help=f"one of {', '.join(NAMES)}")] = "rules",
     run: Run,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/backtest"),
     journal: Annotated[
@@ -227,7 +240,11 @@ def source_of(strategy, model: Path) -> str:
 def compare_command(
     *,
     strategies: Annotated[
-        str, typer.Option(help="comma-separated names (lm: the trained model), or all baselines")
+        str,
+        typer.Option(
+            help=f"comma-separated names of {', '.join(NAMES)} (lm: the trained model), or "
+            "all baselines"
+        ),
     ] = "all",
     run: Run,
     scale: Scale,

@@ -1,4 +1,9 @@
-"""`synthpm dataset build|show`: the language model's training conversations."""
+"""`synthpm dataset build|show`: the language model's training conversations.
+
+`--teacher` picks who labels them (`synthpm.dataset.labels`, `synthpm.dataset.teachers`):
+the dataset layer cannot import the fixed rules or the Q-learning agent (they sit above it),
+so this command builds them and hands them to `build_dataset(teachers=...)`.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ from synthpm.cli.common import (
 from synthpm.data.errors import ConfigError, SynthpmError
 from synthpm.dataset import SCENARIOS, DatasetConfig, build_dataset
 from synthpm.dataset.build import SPLITS
+from synthpm.dataset.teachers import SOURCES, TeacherInput
+from synthpm.features.panel import PanelInputs
+from synthpm.strategies.sources import FixedRules
 
 dataset_app = typer.Typer(
     help="Training conversations for the language model.", no_args_is_help=True
@@ -55,12 +63,54 @@ DatasetOptions = Annotated[
         "limits.max_positions",
         "jsonl",
         "seed",
+        "teacher",
         scenarios=Opt(
             type=str, default="all", help="all, or comma-separated names", parse=_scenarios
         ),
         schedule=Opt(type=str),  # the config checks it: its error names the field
+        teacher=Opt(type=str),  # likewise, and its error lists the choices
     ),
 ]
+
+
+def teachers_for(
+    teacher: str,
+    inputs: PanelInputs,
+    panel: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    config: DatasetConfig,
+) -> dict[str, TeacherInput]:
+    """The signal sources `teacher` needs (`teachers.SOURCES`), ready to decide: the fixed
+    rules as the `rules` baseline runs them, the Q-learning agent fitted walk-forward on
+    the run's history (each year's table trained on the years before it)."""
+    found: dict[str, TeacherInput] = {}
+    for name in SOURCES[teacher]:
+        found[name] = FixedRules() if name == "rules" else _qlearn(inputs, panel, forecasts, config)
+    return found
+
+
+def _qlearn(
+    inputs: PanelInputs, panel: pd.DataFrame, forecasts: pd.DataFrame, config: DatasetConfig
+) -> TeacherInput:
+    # imported here: the learners pull in gymnasium and torch, which other builds never need
+    from synthpm.backtest.engine import BacktestConfig
+    from synthpm.backtest.market import Market
+    from synthpm.learn import History, fitted_learner
+
+    # the dataset's limits: the agent trains under the book the labels are disciplined by
+    history = History(
+        Market.from_inputs(inputs), panel, forecasts, BacktestConfig(limits=config.limits)
+    )
+    with console.status("fitting the Q-learning teacher (walk-forward)"):
+        learner = fitted_learner("qlearn", history)
+        # its yearly tables train lazily: train them here, once, not in each parallel worker
+        # (each gets a pickled copy)
+        dates = panel.index.get_level_values("date")
+        start = pd.Timestamp(config.start) if config.start else dates.min()
+        end = pd.Timestamp(config.end) if config.end else dates.max()
+        for year in range(start.year, end.year + 1):
+            learner.model_for(pd.Timestamp(year=year, month=1, day=1))
+    return learner
 
 
 @command(dataset_app, "build")
@@ -71,26 +121,35 @@ def dataset_build(
     scale: Scale,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/dataset"),
 ) -> None:
-    """Contexts x scenarios x hindsight labels → conversations, split by date."""
+    """Contexts x scenarios x labels (hindsight's, or `--teacher`'s) → conversations, split
+    by date."""
     file = source.forecasts_file()
     # Features need the history before `start`; the calendar cuts decision points to it.
     loaded = load_panel(source.model_copy(update={"end": config.end}))
+    forecasts = pd.read_parquet(file)
     started = time.perf_counter()
+    teachers = teachers_for(config.teacher, loaded.inputs, loaded.panel, forecasts, config)
     stats = build_dataset(
         loaded.inputs,
         loaded.panel,
-        pd.read_parquet(file),
+        forecasts,
         out,
         config,
         progress=lambda it, total: progress.track(it, "chunks", total=total),
         log=console.print,
         executor=scale,
+        teachers=teachers,
     )
     table = pd.DataFrame(stats["by_split"]).T
     table["examples"] = table.sum(axis=1)
     table["MB"] = [stats["bytes"].get(s, 0) / 1e6 for s in table.index]
     print_frame(table, "examples by split and decision", digits=1)
     print_frame(pd.DataFrame(stats["by_scenario"]).T, "by scenario")
+    if "agreement_with_hindsight" in stats:
+        agree = ", ".join(
+            f"{n} {a:.0%}" for n, a in stats["agreement_with_hindsight"].items() if a is not None
+        )
+        console.print(f"teacher {stats['teacher']}; decisions agreeing with hindsight: {agree}")
     console.print(
         f"validation from {stats['val_start']}, test from {stats['test_start']}; contexts "
         f"{stats['contexts']}; {time.perf_counter() - started:.1f}s; wrote {out}/"

@@ -1,4 +1,8 @@
-"""Build the training conversations: contexts x scenarios x hindsight labels, streamed to disk.
+"""Build the training conversations: contexts x scenarios x labels, streamed to disk.
+
+The labels are hindsight's unless `DatasetConfig.teacher` names another teacher (`rules`,
+`qlearn`, `consensus`; see `labels` and `teachers`), whose signal sources or tables the
+caller passes in (`build_dataset(teachers=...)`): this layer imports neither.
 
 Decision dates are processed in chunks (`chunk_dates`), so memory holds one chunk of
 contexts and one shard of examples at a time, whatever the date range. Each chunk's
@@ -19,7 +23,10 @@ Output folder:
   the label came from, for evaluation; the model never sees it);
 - `<split>.jsonl` when asked: `{"messages": [{role, content} x 3], "meta": {...}}`;
 - `contexts/part-NNNNN.parquet`: the context frame of every decision point;
-- `stats.json`: counts by split, decision, scenario and reason, sizes, timings.
+- `stats.json`: counts by split, decision, scenario and reason, sizes, timings, the teacher
+  (and, for a teacher other than hindsight, each source teacher's name and how often its
+  label's decision agrees with the hindsight one: `agreement_with_hindsight`);
+- `config.json`: the `DatasetConfig`, the teacher included.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
@@ -45,7 +52,7 @@ from synthpm.data.validate import IsoDate
 from synthpm.dataset.calendar import Schedule, decision_points
 from synthpm.dataset.context import build_contexts
 from synthpm.dataset.faithfulness import Evidence
-from synthpm.dataset.labels import LabelConfig, decide, outcomes
+from synthpm.dataset.labels import Label, LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import (
     SYSTEM_PROMPT,
     context_text,
@@ -55,6 +62,16 @@ from synthpm.dataset.prompt import (
 )
 from synthpm.dataset.reasoning import write
 from synthpm.dataset.scenarios import SCENARIOS, ScenarioBook
+from synthpm.dataset.teachers import (
+    SOURCES,
+    Teacher,
+    TeacherInput,
+    View,
+    Views,
+    check_teachers,
+    describe,
+    teach,
+)
 from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.features.panel import PanelInputs
 from synthpm.folders import atomic_folder
@@ -90,13 +107,15 @@ COLUMNS = Example._fields
 @dataclass
 class ChunkCounts:
     """What one chunk wrote: contexts per split, examples per (split|scenario) × decision,
-    disciplined reasons, and the seconds spent building contexts. Chunks add up with `+=`."""
+    disciplined reasons, the seconds spent building contexts, and per (source teacher,
+    agrees with hindsight) the examples (`teach`'s tally). Chunks add up with `+=`."""
 
     contexts: Counter = field(default_factory=Counter)
     by_split: dict[str, Counter] = field(default_factory=dict)
     by_scenario: dict[str, Counter] = field(default_factory=dict)
     by_reason: Counter = field(default_factory=Counter)
     context_seconds: float = 0.0
+    agreement: Counter = field(default_factory=Counter)
 
     def add(self, example: Example) -> None:
         self.by_split.setdefault(example.split, Counter())[example.decision] += 1
@@ -113,6 +132,7 @@ class ChunkCounts:
                 mine.setdefault(name, Counter()).update(counter)
         self.by_reason += other.by_reason
         self.context_seconds += other.context_seconds
+        self.agreement += other.agreement
         return self
 
 
@@ -135,6 +155,10 @@ class DatasetConfig(BaseModel):
     seed: int = 0
     chunk_dates: int = Field(26, ge=1)  # decision dates per chunk: one shard per split each
     jsonl: bool = Field(False, description="also write JSONL beside the Parquet")
+    teacher: Teacher = Field(
+        "hindsight",
+        description="who labels: hindsight, rules, qlearn or consensus (see dataset.labels)",
+    )
 
 
 def write_split(rows: list[Example], folder: Path, part: int, jsonl: bool) -> None:
@@ -185,8 +209,12 @@ def examples_for_context(
     book: ScenarioBook,
     config: DatasetConfig,
     split: str = "",
+    view: View | None = None,
+    tally: Counter | None = None,
 ) -> Iterator[Example]:
-    """The labelled conversations of one context, one per scenario the book can fill."""
+    """The labelled conversations of one context, one per scenario the book can fill.
+    `view` holds the source teachers' decisions on the context (`Views.row`) where
+    `config.teacher` needs them; `tally` counts their agreement with hindsight."""
     ctx = context_from_row(row, benchmark)
     text = context_text(ctx)
     limits = config.limits
@@ -205,6 +233,20 @@ def examples_for_context(
             limits,
             config.labels,
         )
+        conviction = label["conviction"]
+        if view is not None:
+            (decision, reason), conviction = teach(
+                config.teacher,
+                Label(decision, reason),
+                conviction,
+                view,
+                scenario,
+                ctx.ticker,
+                ctx.sector,
+                limits,
+                config.labels,
+                tally,
+            )
         words = write(
             decision,
             reason,
@@ -224,7 +266,7 @@ def examples_for_context(
             )
         answer = signal_json(
             decision,
-            label["conviction"],
+            conviction,
             label["hold_days"],
             words.reasoning,
             words.risk_factors,
@@ -241,7 +283,7 @@ def examples_for_context(
             split=split,
             decision=decision,
             reason=reason,
-            conviction=float(label["conviction"]),
+            conviction=float(conviction),
             hold_days=int(label["hold_days"]),
             outcome=float(label["outcome"]),
             system=SYSTEM_PROMPT,
@@ -259,10 +301,16 @@ def build_dataset(
     progress=None,
     log=print,
     executor: ExecutorConfig = LOCAL,
+    teachers: Mapping[str, TeacherInput] | None = None,
 ) -> dict:
     """Write the conversations of every decision point (see the module docstring); stats.
-    The chunks are independent: `executor` builds them in parallel, with the same files."""
+    The chunks are independent: `executor` builds them in parallel, with the same files.
+
+    `teachers` maps the source teachers `config.teacher` needs (`teachers.SOURCES`: `rules`,
+    `qlearn`) to a signal source or a table of its decisions (`teachers.teacher_table`);
+    the others are ignored, and hindsight needs none."""
     config = config or DatasetConfig()
+    sources = check_teachers(config.teacher, teachers)
     unknown = set(config.scenarios) - set(SCENARIOS)
     if unknown:
         raise ConfigError(
@@ -295,13 +343,22 @@ def build_dataset(
     # written whole or not at all: a killed build leaves the earlier dataset as it was
     with atomic_folder(out, "stats.json") as partial:
         (partial / "contexts").mkdir()
-        job = _Job(inputs, panel, forecasts, points, labels, split, closes, config, partial)
+        job = _Job(
+            inputs, panel, forecasts, points, labels, split, closes, config, partial, sources
+        )
         counts = ChunkCounts()
         done = parallel_map(_chunk, job, enumerate(chunks), executor)
         for part in progress(done, total=len(chunks)) if progress else done:
             counts += part
         seconds = time.perf_counter() - started
         stats = split_stats(counts, partial, len(points), seconds, val, test, calendar)
+        stats["teacher"] = config.teacher
+        if sources:
+            stats["teachers"] = {name: describe(t) for name, t in sources.items()}
+            stats["agreement_with_hindsight"] = {
+                name: _share(counts.agreement[name, True], counts.agreement[name, False])
+                for name in sources
+            }
         (partial / "stats.json").write_text(json.dumps(stats, indent=1))
         (partial / "config.json").write_text(config.model_dump_json(indent=1))
     log(
@@ -309,6 +366,10 @@ def build_dataset(
         f"({stats['examples_per_s']:,.0f}/s) → {out}"
     )
     return stats
+
+
+def _share(yes: int, no: int) -> float | None:
+    return round(yes / (yes + no), 4) if yes + no else None
 
 
 @dataclass
@@ -322,6 +383,7 @@ class _Job:
     closes: pd.DataFrame
     config: DatasetConfig
     out: Path
+    teachers: dict[str, TeacherInput] = field(default_factory=dict)  # check_teachers'
 
 
 def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
@@ -337,6 +399,11 @@ def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
     frame.assign(split=splits).to_parquet(job.out / "contexts" / f"part-{number:05d}.parquet")
     labels = job.labels[mask].to_dict("records")
     records = frame.to_dict("records")
+    views = (
+        Views(job.teachers, contexts, job.config.limits, np.isin(splits, SPLITS))
+        if SOURCES[job.config.teacher]
+        else None
+    )
     rows: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for day, positions in frame.groupby("date", sort=True).indices.items():
         # Every ticker trading that day, not only those with a decision point: a filing day
@@ -351,8 +418,16 @@ def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
             counts.contexts[where] += 1
             if where not in rows:
                 continue
+            view = views.row(i) if views is not None else None
             for example in examples_for_context(
-                records[i], contexts.benchmark, labels[i], book, job.config, where
+                records[i],
+                contexts.benchmark,
+                labels[i],
+                book,
+                job.config,
+                where,
+                view,
+                counts.agreement,
             ):
                 rows[where].append(example)
                 counts.add(example)

@@ -1,6 +1,8 @@
-"""Hindsight labels: what a disciplined manager should have done, knowing the outcome.
+"""Labels: what a disciplined manager should have done, knowing the outcome (hindsight), or
+what a teacher decided from the context alone, made disciplined.
 
-This and `forecast.targets` are the only code that reads the future, on purpose.
+The hindsight label (`outcomes`, `decide`) and `forecast.targets` are the only code that
+reads the future, on purpose.
 
 **Outcome.** A decision at the close of day t fills at the next bar, so a label measures
 from the close of t+1 (a price the engine can get; the overnight gap into t+1 is not
@@ -31,10 +33,32 @@ of it, calibrated on validation into the probability of a win (`lm.calibrate`).
    book with the engine's costs (`cost_bps` per side), for an order of the position cap;
    a BUY it would only cut stays a BUY;
 4. otherwise BUY.
+
+**Teachers** (`DatasetConfig.teacher`; the tables come from `dataset.teachers`). Hindsight is
+the default and the one teacher that reads the future. The others decide from the context
+at t alone, as a backtest's signal source does, and their decision for the scenario's
+holding state (does the book hold the ticker?) becomes the label by `follow`:
+- `rules` (the fixed-rule baseline) and `qlearn` (the tabular Q-learning agent, fitted
+  walk-forward on the years before each date): the teacher's decision, made disciplined
+  by steps 3 above (a BUY the manager would refuse is a SKIP with the limit as its reason;
+  the same `refusal` as the hindsight label) and by the manager's own rule that a SELL
+  only exits a holding (a SELL of a ticker the book does not hold is a SKIP, `weak`); a
+  SKIP is `hold` when holding, else `weak`. The conviction is the teacher's (rounded to
+  0.01); the bear bar and the sell bar are hindsight percentiles and do not apply.
+- `consensus`: the hindsight label's decision and reason, its conviction kept where both
+  the rules and the Q-learning label (each by `follow`, in the same scenario, so a trade
+  the limits refuse is a SKIP for every teacher alike) have the same decision, and pulled
+  halfway toward 0.5 for each that does not: `0.5 + (c - 0.5) / 2**k` for k disagreeing
+  teachers (`consensus_conviction`). 0.5 is the uninformative percentile, the middle of
+  the date's ranking, so a disputed label teaches a less certain ranking in either
+  direction: 0.9 becomes 0.7 (one disagrees) or 0.6 (both), and a SELL's 0.1 becomes 0.3
+  or 0.4. The decision is never changed: it stays what the outcome says.
+The hold (`hold_days`) is the engine's, the same for every teacher.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -119,7 +143,7 @@ def outcomes(
 
 
 class Label(NamedTuple):
-    """A hindsight label: the decision (BUY / SELL / SKIP) and its reason (one of REASONS)."""
+    """A label: the decision (BUY / SELL / SKIP) and its reason (one of REASONS)."""
 
     decision: str
     reason: str
@@ -144,6 +168,20 @@ def decide(
         if held is not None:
             return Label("SKIP", "hold")
         return Label("SKIP", "bear_bar" if conviction >= config.buy_conviction else "weak")
+    refused = refusal(scenario, ticker, sector, limits, config)
+    if refused is not None:  # the manager would refuse this trade: a disciplined SKIP
+        return Label("SKIP", refused)
+    return Label("BUY", "buy")
+
+
+def refusal(
+    scenario: Scenario, ticker: str, sector: str, limits: Limits, config: LabelConfig
+) -> str | None:
+    """Step 3 of the module docstring: the reason the manager would refuse a BUY of the
+    position cap in this scenario (a limit of LIMIT_REASONS, or `weak`), None if it would
+    buy (perhaps less)."""
+    state = scenario.state
+    held = state.position(ticker)
     share, reason = room_for_buy(
         limits,
         wanted=limits.max_position,
@@ -155,6 +193,35 @@ def decide(
         position=held.weight if held is not None else 0.0,
         cost_rate=config.cost_bps / 1e4,
     )
-    if share == 0.0:  # the manager would refuse this trade: a disciplined SKIP
-        return Label("SKIP", reason if reason in LIMIT_REASONS else "weak")
-    return Label("BUY", "buy")
+    if share == 0.0:
+        return reason if reason in LIMIT_REASONS else "weak"
+    return None
+
+
+def follow(
+    decision: str,
+    scenario: Scenario,
+    ticker: str,
+    sector: str,
+    limits: Limits,
+    config: LabelConfig,
+) -> Label:
+    """A teacher's decision as a label in this scenario: disciplined as the module docstring
+    says (a refused BUY is a SKIP with the limit; a SELL without the holding is a SKIP)."""
+    held = scenario.state.position(ticker) is not None
+    if decision == "SELL":
+        # the manager exits holdings only: a SELL of a name not held trades nothing
+        return Label("SELL", "sell") if held else Label("SKIP", "weak")
+    if decision == "BUY":
+        refused = refusal(scenario, ticker, sector, limits, config)
+        return Label("SKIP", refused) if refused is not None else Label("BUY", "buy")
+    return Label("SKIP", "hold" if held else "weak")
+
+
+def consensus_conviction(conviction: float, agree: Sequence[bool]) -> float:
+    """The hindsight conviction pulled halfway toward 0.5 per teacher that disagrees
+    (`agree` holds one flag per teacher): `0.5 + (c - 0.5) / 2**k`, rounded to 0.01."""
+    disagreeing = sum(not a for a in agree)
+    if disagreeing == 0:
+        return conviction  # unchanged, bit for bit
+    return round(0.5 + (conviction - 0.5) / 2**disagreeing, 2)

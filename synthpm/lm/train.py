@@ -181,6 +181,7 @@ def dataset_record(data: Path) -> dict:
         "data": str(Path(data).resolve()),
         "limits": config["limits"],
         "labels": config["labels"],
+        "teacher": config.get("teacher", "hindsight"),  # a folder from before teachers: hindsight
         "scenarios": config["scenarios"],
         "schedule": config["schedule"],
         "seed": config["seed"],

@@ -28,22 +28,32 @@ STRATEGIES: dict[str, type] = SIGNAL_SOURCES | PORTFOLIO_RULES
 
 def strategy_params(name: str) -> dict[str, object]:
     """A strategy's parameters and their defaults (for help text and configs)."""
-    return {f.name: f.default for f in fields(_lookup(name)) if f.init}
-
-
-def _lookup(name: str) -> type:
-    if name not in STRATEGIES:
-        raise ConfigError(
-            f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; "
-            f"choose from {', '.join(STRATEGIES)}"
-        )
-    return STRATEGIES[name]
+    return settings_of(lookup(name, STRATEGIES, "strategy"))
 
 
 def make_strategy(name: str, /, **params: object) -> SignalSource | PortfolioRule:
     """The strategy registered as `name`, built with `params` (validated by its class)."""
-    cls = _lookup(name)
-    known = strategy_params(name)
+    return build(name, STRATEGIES, params, "strategy")
+
+
+def settings_of(cls: type) -> dict[str, object]:
+    """A strategy class's settings (its dataclass fields a caller sets) and their defaults."""
+    return {f.name: f.default for f in fields(cls) if f.init and not f.name.startswith("_")}
+
+
+def lookup(name: str, registry: dict[str, type], what: str) -> type:
+    if name not in registry:
+        raise ConfigError(
+            f"unknown {what} {name!r}{did_you_mean(name, registry)}; "
+            f"choose from {', '.join(registry)}"
+        )
+    return registry[name]
+
+
+def build(name: str, registry: dict[str, type], params: dict[str, object], what: str):
+    """`registry[name](**params)`, naming an unknown name or setting with a did-you-mean."""
+    cls = lookup(name, registry, what)
+    known = settings_of(cls)
     for key in params:
         if key not in known:
             raise ConfigError(
