@@ -117,15 +117,13 @@ def _check_params(settings: list[str] | None, names) -> None:
 @dataclass(frozen=True)
 class Prepared:
     """Strategies and what they run on: the contexts of the decision dates, the engine's price
-    arrays, the settings (from the first decision date, under the model's limits), caveats,
-    and the whole history the learners were fitted on."""
+    arrays, the settings (from the first decision date, under the model's limits), caveats."""
 
     strategies: list
     contexts: Contexts
     market: Market
     config: BacktestConfig
     caveats: list[str]
-    history: History  # what a learner trains on (`synthpm.learn`)
 
     @property
     def start(self) -> str:
@@ -152,12 +150,12 @@ def prepare(names: list[str], run: RunOptions) -> Prepared:
     update = {"start": str(start.date()), "limits": _limits(chosen, run.max_positions)}
     config = run.config.model_copy(update=update)
     # a learner gets the whole history once and trains on each test year's past only
-    history = History(market, loaded.panel, predicted, config)
-    for strategy in chosen:
-        if hasattr(strategy, "fit"):
-            strategy.fit(history)
+    learners = [s for s in chosen if hasattr(s, "fit")]
+    history = History(market, loaded.panel, predicted, config) if learners else None
+    for learner in learners:
+        learner.fit(history)
     notes = caveats(market, has_universe=not loaded.inputs.universe.empty)
-    return Prepared(chosen, contexts, market, config, notes, history)
+    return Prepared(chosen, contexts, market, config, notes)
 
 
 def _limits(chosen: list, max_positions: int | None) -> Limits:
