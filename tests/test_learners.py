@@ -146,7 +146,7 @@ def test_qlearn_skips_before_it_has_a_year_to_learn_from() -> None:
 
 
 def test_ppo_is_reproducible_and_reads_no_future() -> None:
-    params = {"slots": 4, "timesteps": 512, "n_steps": 256, "episode_steps": 20}
+    params = {"slots": 4, "timesteps": 256, "n_steps": 128, "episode_steps": 20}
     dates = HISTORY.schedule("week")
     asked = dates[dates.year == dates.year.max()][:4]
 
