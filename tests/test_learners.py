@@ -130,7 +130,7 @@ def test_qlearn_is_reproducible_and_reads_no_future() -> None:
     changed = fitted_learner("qlearn", perturbed(HISTORY, after=asked[-1]), **params)
     assert _decisions(changed, asked) == ours
     decided = {d for day in ours for d, _ in day}
-    assert decided <= {"BUY", "SELL", "SKIP"}
+    assert decided == {"BUY", "SELL", "SKIP"}  # it trades: the comparisons above are not moot
     for day in ours:  # a held name is never bought again, an unheld one never sold
         by_ticker = dict(zip(HISTORY.market.tickers, day, strict=True))
         assert all(by_ticker[t][0] != "BUY" for t in ("T1", "T2"))

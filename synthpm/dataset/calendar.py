@@ -20,6 +20,14 @@ Schedule = Literal["weekly", "monthly", "none"]
 _PERIOD = {"weekly": "W", "monthly": "M"}
 
 
+def scheduled_dates(dates: pd.DatetimeIndex, schedule: Schedule) -> pd.DatetimeIndex:
+    """The scheduled reviews among `dates`: the last of each calendar week or month."""
+    if schedule == "none" or not len(dates):
+        return pd.DatetimeIndex([])
+    periods = pd.DatetimeIndex(dates).to_period(_PERIOD[schedule])
+    return pd.DatetimeIndex(pd.Series(dates).groupby(periods).max().to_numpy())
+
+
 def decision_points(
     panel_index: pd.MultiIndex,
     events: pd.DataFrame | None = None,
@@ -37,10 +45,7 @@ def decision_points(
     if end is not None:
         rows = rows[rows["date"] <= pd.Timestamp(end)]
     dates = pd.DatetimeIndex(rows["date"].unique())
-    scheduled = pd.DatetimeIndex([])
-    if schedule != "none" and len(dates):
-        periods = dates.to_period(_PERIOD[schedule])
-        scheduled = pd.Series(dates).groupby(periods).max()
+    scheduled = scheduled_dates(dates, schedule)
     on_schedule = rows["date"].isin(scheduled)
     on_filing = pd.Series(False, index=rows.index)
     if filings and events is not None and len(events):

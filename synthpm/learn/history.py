@@ -20,6 +20,7 @@ from synthpm.backtest.engine import BacktestConfig
 from synthpm.backtest.market import Market
 from synthpm.columns import forecast_col
 from synthpm.data.errors import ConfigError
+from synthpm.dataset.calendar import scheduled_dates
 
 # What each asset's observation holds: the forecaster's views and a few panel features that
 # carry the common cross-sectional effects (momentum, reversal, volatility, volume, sector).
@@ -98,8 +99,7 @@ class History:
         if every not in _PERIOD:
             raise ConfigError(f"every must be 'week' or 'month', not {every!r}")
         dates = self.forecasts.index.get_level_values("date").unique().sort_values()
-        weekly = pd.Series(dates).groupby(dates.to_period("W")).max()
-        weekly = pd.DatetimeIndex(weekly.to_numpy())
+        weekly = scheduled_dates(dates, "weekly")
         if every == "week":
             return weekly
         return pd.DatetimeIndex(pd.Series(weekly).groupby(weekly.to_period("M")).min().to_numpy())
