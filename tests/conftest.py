@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
+import copy
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
 from pathlib import Path
+
+# OpenMP threads (LightGBM's, torch's) that wait for work sleep instead of spinning: on a
+# machine whose cores other work shares, spinning threads of a 2-thread fit crowd out the one
+# doing the work, and a fold takes many times longer. Set before anything loads OpenMP (the
+# runtime reads it once); inherited by the subprocesses tests start. Results do not change.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import numpy as np
 import pandas as pd
@@ -151,16 +165,29 @@ def analysts(inputs):
     return panel, walk_forward(panel, inputs, config, log=lambda _: None).forecasts
 
 
+# What tiny_dataset and tiny_trained built, by their arguments: built once per session and
+# copied to each caller's folder (the build is seeded, so a copy is what a rebuild would be).
+_BUILT: dict[tuple, tuple] = {}
+_BUILT_ROOT = Path(tempfile.mkdtemp(prefix="synthpm-tests-"))
+atexit.register(shutil.rmtree, _BUILT_ROOT, ignore_errors=True)
+
+
 def tiny_dataset(out: Path, tickers: int = 6, days: int = 700, max_positions: int = 4):
     """Training conversations of a synthetic market written to `out`: (inputs, panel, forecasts)."""
     from synthpm.dataset import DatasetConfig, build_dataset
     from synthpm.limits import Limits
 
-    inputs = synthetic_inputs(tickers=tickers, days=days, events=True)
-    panel, forecasts = analysts(inputs)
-    config = DatasetConfig(limits=Limits(max_positions=max_positions))
-    build_dataset(inputs, panel, forecasts, out, config, log=lambda _: None)
-    return inputs, panel, forecasts
+    key = ("dataset", tickers, days, max_positions)
+    if key not in _BUILT:
+        inputs = synthetic_inputs(tickers=tickers, days=days, events=True)
+        panel, forecasts = analysts(inputs)
+        config = DatasetConfig(limits=Limits(max_positions=max_positions))
+        built = _BUILT_ROOT / "-".join(map(str, key))
+        build_dataset(inputs, panel, forecasts, built, config, log=lambda _: None)
+        _BUILT[key] = (built, inputs, panel, forecasts)
+    built, *frames = _BUILT[key]
+    shutil.copytree(built, out, dirs_exist_ok=True)
+    return copy.deepcopy(tuple(frames))  # a test may change its copy
 
 
 def tiny_trained(data: Path, model: Path, max_positions: int = 4):
@@ -170,8 +197,13 @@ def tiny_trained(data: Path, model: Path, max_positions: int = 4):
     from synthpm.lm.train import TrainConfig, train
 
     inputs, panel, forecasts = tiny_dataset(data, max_positions=max_positions)
-    tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
-    train(data, model, tiny, log=lambda _: None)
+    key = ("model", max_positions)
+    if key not in _BUILT:
+        tiny = TrainConfig(depth=1, seq_len=2048, vocab_size=400, batch_size=4, steps=40, lr=1e-2)
+        built = _BUILT_ROOT / "-".join(map(str, key))
+        train(data, built, tiny, log=lambda _: None)
+        _BUILT[key] = (built,)
+    shutil.copytree(_BUILT[key][0], model, dirs_exist_ok=True)
     start = forecasts.index.get_level_values("date").min()
     points = decision_points(panel.index, inputs.events, start=start)
     return inputs, build_contexts(inputs, panel, forecasts, points)
@@ -242,3 +274,75 @@ def serve_world(tmp_path_factory):
     from tests.serve_world import build_world
 
     return build_world(tmp_path_factory.mktemp("serve"))
+
+
+def synthpm_here(*args, store=None, check=True) -> subprocess.CompletedProcess:
+    """`synthpm ARGS` run in this process: `tests.test_cli.synthpm` without the subprocess,
+    so without an interpreter's start-up and synthpm's imports (seconds a call). It calls
+    `synthpm.cli.main` (what `python -m synthpm.cli` runs) with `sys.argv` and
+    `SYNTHPM_STORE` set, and answers as `subprocess.run` does: exit status, stdout, stderr.
+    An exception `main` lets through fails the test, as a traceback would fail its status.
+    What a command may change in this process (the environment, the working folder,
+    progress bars, torch's threads, warning filters) is put back after each call."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from synthpm import progress
+    from synthpm.cli import main
+
+    argv = ["synthpm", *map(str, args)]
+    saved_argv, env, cwd, bars = sys.argv, dict(os.environ), os.getcwd(), progress._enabled
+    torch = sys.modules.get("torch")  # imported by synthpm.cli
+    threads = torch.get_num_threads() if torch else None
+    out, err = StringIO(), StringIO()
+    code = 0
+    try:
+        sys.argv = argv
+        if store:
+            os.environ["SYNTHPM_STORE"] = str(store)
+        with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
+            try:
+                main()
+            except SystemExit as exit_:  # as the interpreter turns it into a status
+                code = exit_.code
+                if code is not None and not isinstance(code, int):
+                    print(code, file=sys.stderr)
+                    code = 1
+    finally:
+        sys.argv = saved_argv
+        for name in set(os.environ) - set(env):
+            del os.environ[name]
+        os.environ.update(env)
+        os.chdir(cwd)
+        progress.enable(bars)
+        if threads is not None:
+            torch.set_num_threads(threads)
+    result = subprocess.CompletedProcess(argv, code or 0, out.getvalue(), err.getvalue())
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """Six tickers over three years, imported through the CLI (in process); the CLI's tests
+    share it, and none writes to it."""
+    tmp = tmp_path_factory.mktemp("cli")
+    store = tmp / "s.duckdb"
+    panel = tmp / "panel.csv"
+    price_panel([f"T{i}" for i in range(6)], days=800, start="2015-01-01").to_csv(
+        panel, index=False
+    )
+    synthpm_here("data", "import", "csv", panel, "--store", store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def forecast_run(small_store, tmp_path_factory):
+    """A forecast run of `small_store` trained by the CLI (in process), shared as the store."""
+    run = tmp_path_factory.mktemp("fc") / "run"
+    synthpm_here(
+        "forecast", "train", "--min-train-days", "250", "--refit-months", "6",
+        "--param", "rounds=20", "--out", run, store=small_store,
+    )  # fmt: skip
+    return run

@@ -1,4 +1,9 @@
-"""The command line, run as a user runs it: a subprocess, exit codes, printed errors."""
+"""The command line, run as a user runs it: a subprocess, exit codes, printed errors.
+
+Each command family keeps tests that start `python -m synthpm.cli` as a user does (its
+imports, its exit status, what reaches a pipe); other calls, most of the requests that must
+exit 2, run `synthpm.cli.main` in the test's process (`conftest.synthpm_here`), the same code
+without an interpreter's start-up and imports, seconds a call."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import file_digest, price_panel
+from tests.conftest import file_digest, price_panel, synthpm_here
 
 
 def synthpm(*args, store=None, check=True):
@@ -34,11 +39,11 @@ def test_init_import_info_round_trip(tmp_path):
     price_panel(("ZZZ",)).to_csv(panel, index=False)
     out = synthpm("data", "import", "csv", panel, store=store).stdout  # store from the env
     assert "csv import" in out and "│ prices │   30 │       1 │" in out
-    info = json.loads(synthpm("data", "info", "--json", "--store", store).stdout)
+    info = json.loads(synthpm_here("data", "info", "--json", "--store", store).stdout)
     assert info["tables"]["prices"]["tickers"] == 21
     assert info["tables"]["prices"]["rows"] == 166_260 + 30
     assert info["tables"]["market"]["vix_sources"]["arch:vix"]["rows"] == 1259
-    table = synthpm("data", "info", "--store", store).stdout
+    table = synthpm_here("data", "info", "--store", store).stdout
     assert "prices" in table and "proxy:realised_vol_21d" in table
 
 
@@ -46,7 +51,7 @@ def test_bad_import_prints_one_clear_line_exits_2_and_changes_nothing(tmp_path):
     store = tmp_path / "s.duckdb"
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     price_panel(("AAA",)).to_csv(good, index=False)
-    synthpm("data", "import", "csv", good, "--store", store)
+    synthpm_here("data", "import", "csv", good, "--store", store)
     before = file_digest(store)
     frame = price_panel(("BBB",))
     frame.loc[4, "high"] = frame.loc[4, "low"] / 10
@@ -59,9 +64,9 @@ def test_bad_import_prints_one_clear_line_exits_2_and_changes_nothing(tmp_path):
 
 
 def test_missing_store_and_unknown_kind_are_clear(tmp_path):
-    result = synthpm("data", "info", "--store", tmp_path / "none.duckdb", check=False)
+    result = synthpm_here("data", "info", "--store", tmp_path / "none.duckdb", check=False)
     assert result.returncode == 2 and "synthpm data init" in result.stderr
-    result = synthpm(
+    result = synthpm_here(
         "data", "import", "xls", tmp_path, "--store", tmp_path / "s.duckdb", check=False
     )
     assert result.returncode == 2 and "unknown import kind 'xls'" in result.stderr
@@ -109,3 +114,22 @@ def test_options_are_declared_once_on_the_configs():
         return [(p.opts, p.default, p.help) for n, p in params(path).items() if n not in own]
 
     assert shared("backtest") == shared("compare")
+
+
+def test_an_in_process_run_answers_as_a_subprocess_and_leaves_no_trace(tmp_path):
+    """`synthpm_here`, which most exit-2 checks use: the status and the one line a user
+    sees, and this process's environment, arguments, progress bars and torch threads as
+    they were."""
+    import torch
+
+    import synthpm.cli  # noqa: F401 (its imports set KMP_* variables, once)
+    from synthpm import progress
+
+    before = (dict(os.environ), list(sys.argv), progress._enabled, torch.get_num_threads())
+    result = synthpm_here("data", "info", store=tmp_path / "none.duckdb", check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert (dict(os.environ), sys.argv, progress._enabled, torch.get_num_threads()) == before
+    assert synthpm_here("data", "--help").returncode == 0
+    with pytest.raises(AssertionError, match="synthpm data init"):
+        synthpm_here("data", "info", store=tmp_path / "none.duckdb")

@@ -1,4 +1,8 @@
-"""`synthpm features|forecast|research` as a user runs them: files written, errors named."""
+"""`synthpm features|forecast|research` as a user runs them: files written, errors named.
+
+The store is `conftest.small_store`. `features build`, `forecast train`, `research scan` and
+a refused `forecast predict` run as subprocesses; the reports, the prediction compared with
+training's and the requests that must exit 2 run in process (`conftest.synthpm_here`)."""
 
 from __future__ import annotations
 
@@ -7,23 +11,10 @@ import json
 import pandas as pd
 import pytest
 
-from tests.conftest import price_panel
+from tests.conftest import synthpm_here
 from tests.test_cli import synthpm
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def small_store(tmp_path_factory):
-    """Six tickers over three years, imported through the CLI."""
-    tmp = tmp_path_factory.mktemp("cli")
-    store = tmp / "s.duckdb"
-    panel = tmp / "panel.csv"
-    price_panel([f"T{i}" for i in range(6)], days=800, start="2015-01-01").to_csv(
-        panel, index=False
-    )
-    synthpm("data", "import", "csv", panel, "--store", store)
-    return store
 
 
 def test_features_build_writes_the_panel(small_store, tmp_path):
@@ -59,13 +50,13 @@ def test_forecast_train_report_predict(small_store, tmp_path):
     assert {"forecasts.parquet", "quality.json", "config.json", "folds.json", "models"} <= {
         p.name for p in run.iterdir()
     }
-    report = synthpm("forecast", "report", "--run", run).stdout
+    report = synthpm_here("forecast", "report", "--run", run).stdout
     assert "rank IC per fold" in report
-    quality = json.loads(synthpm("forecast", "report", "--run", run, "--json").stdout)
+    quality = json.loads(synthpm_here("forecast", "report", "--run", run, "--json").stdout)
     assert set(quality["horizons"]) == {"1d", "1w", "1m", "3m"}
     out = tmp_path / "pred.parquet"
     folds = json.loads((run / "folds.json").read_text())
-    synthpm(
+    synthpm_here(
         "forecast",
         "predict",
         "--run",
@@ -103,6 +94,6 @@ def test_research_scan(small_store):
     ],
 )
 def test_bad_requests_exit_2_with_the_reason(small_store, args, message):
-    result = synthpm(*args, store=small_store, check=False)
+    result = synthpm_here(*args, store=small_store, check=False)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr

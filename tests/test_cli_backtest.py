@@ -1,4 +1,8 @@
-"""`synthpm backtest|compare` as a user runs them: run folders written, errors named."""
+"""`synthpm backtest|compare|sweep` as a user runs them: run folders written, errors named.
+
+The store and forecast run are `conftest.small_store` and `conftest.forecast_run`. The runs
+are subprocesses; the backtest a sweep's cell is checked against and the requests that must
+exit 2 run in process (`conftest.synthpm_here`)."""
 
 from __future__ import annotations
 
@@ -7,14 +11,13 @@ import json
 import pandas as pd
 import pytest
 
+from tests.conftest import synthpm_here
 from tests.test_cli import synthpm
-from tests.test_cli_analysts import small_store  # noqa: F401 (a fixture)
-from tests.test_cli_dataset import forecast_run  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
 
-def test_backtest_writes_a_run_folder(small_store, forecast_run, tmp_path):  # noqa: F811
+def test_backtest_writes_a_run_folder(small_store, forecast_run, tmp_path):
     out = tmp_path / "run"
     result = synthpm(
         "backtest", "--strategy", "rules", "--forecasts", forecast_run, "--out", out,
@@ -32,7 +35,7 @@ def test_backtest_writes_a_run_folder(small_store, forecast_run, tmp_path):  # n
     assert set(decisions["status"]) <= {"executed", "resized", "rejected", "skipped"}
 
 
-def test_compare_runs_every_strategy_on_the_same_dates(small_store, forecast_run, tmp_path):  # noqa: F811
+def test_compare_runs_every_strategy_on_the_same_dates(small_store, forecast_run, tmp_path):
     out = tmp_path / "cmp"
     # a learner too (fitted on the run's history before it trades; the others are wired alike
     # and tested in test_learners.py, test_online_lora.py)
@@ -59,8 +62,8 @@ def test_compare_runs_every_strategy_on_the_same_dates(small_store, forecast_run
         (["--strategies", "hrp", "--param", "rules.k=1"], "names no chosen strategy"),
     ],
 )
-def test_bad_compare_requests_exit_2(small_store, forecast_run, tmp_path, args, message):  # noqa: F811
-    result = synthpm(
+def test_bad_compare_requests_exit_2(small_store, forecast_run, tmp_path, args, message):
+    result = synthpm_here(
         "compare", "--forecasts", forecast_run, "--out", tmp_path, *args,
         store=small_store, check=False,
     )  # fmt: skip
@@ -68,7 +71,7 @@ def test_bad_compare_requests_exit_2(small_store, forecast_run, tmp_path, args, 
     assert message in result.stderr
 
 
-def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_path):  # noqa: F811
+def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_path):
     out = tmp_path / "sweep"
     synthpm(
         "sweep", "--strategy", "lgbm_topk", "--grid", "k=1,2", "--grid", "commission_bps=0,20",
@@ -80,7 +83,7 @@ def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_pat
     )
     assert table["sharpe"].is_monotonic_decreasing and (out / "report.html").exists()
     # a cell is the run `backtest` makes with the same settings
-    synthpm(
+    synthpm_here(
         "backtest", "--strategy", "lgbm_topk", "--param", "lgbm_topk.k=2", "--commission-bps",
         "20", "--forecasts", forecast_run, "--out", tmp_path / "one", store=small_store,
     )  # fmt: skip
@@ -99,8 +102,8 @@ def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_pat
         (["--grid", "k=1", "--strategy", "lm"], "a sweep runs one of"),
     ],
 )
-def test_bad_sweeps_exit_2_and_write_nothing(small_store, forecast_run, tmp_path, args, message):  # noqa: F811
-    result = synthpm(
+def test_bad_sweeps_exit_2_and_write_nothing(small_store, forecast_run, tmp_path, args, message):
+    result = synthpm_here(
         "sweep", "--forecasts", forecast_run, "--out", tmp_path / "sweep", *args,
         store=small_store, check=False,
     )  # fmt: skip

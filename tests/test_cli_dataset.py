@@ -1,4 +1,8 @@
-"""`synthpm dataset build|show` as a user runs them: files written, errors named."""
+"""`synthpm dataset build|show` as a user runs them: files written, errors named.
+
+The store and forecast run are `conftest.small_store` and `conftest.forecast_run`. `build`
+and a refused `show` run as subprocesses; the shown example and the builds that must exit 2
+run in process (`conftest.synthpm_here`)."""
 
 from __future__ import annotations
 
@@ -6,23 +10,13 @@ import json
 
 import pytest
 
+from tests.conftest import synthpm_here
 from tests.test_cli import synthpm
-from tests.test_cli_analysts import small_store  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def forecast_run(small_store, tmp_path_factory):  # noqa: F811
-    run = tmp_path_factory.mktemp("fc") / "run"
-    synthpm(
-        "forecast", "train", "--min-train-days", "250", "--refit-months", "6",
-        "--param", "rounds=20", "--out", run, store=small_store,
-    )  # fmt: skip
-    return run
-
-
-def test_dataset_build_and_show(small_store, forecast_run, tmp_path):  # noqa: F811
+def test_dataset_build_and_show(small_store, forecast_run, tmp_path):
     out = tmp_path / "ds"
     result = synthpm(
         "dataset", "build", "--forecasts", forecast_run, "--max-positions", "4",
@@ -33,7 +27,7 @@ def test_dataset_build_and_show(small_store, forecast_run, tmp_path):  # noqa: F
     stats = json.loads((out / "stats.json").read_text())
     assert set(stats["by_scenario"]) == {"empty", "full", "holding"}
     assert stats["examples"] > 0 and (out / "train" / "part-00000.jsonl").exists()
-    shown = synthpm("dataset", "show", "3", "--data", out).stdout
+    shown = synthpm_here("dataset", "show", "3", "--data", out).stdout
     for part in ("<system>", "<user>", "COMPANY: T", "DECISION REQUIRED", "<assistant>"):
         assert part in shown
     assert '"decision":"' in shown and "never shown to the model" in shown
@@ -49,7 +43,9 @@ def test_dataset_build_and_show(small_store, forecast_run, tmp_path):  # noqa: F
         (["--forecasts", "/nonexistent"], "no forecasts at"),
     ],
 )
-def test_bad_dataset_requests_exit_2(small_store, tmp_path, args, message):  # noqa: F811
-    result = synthpm("dataset", "build", "--out", tmp_path, *args, store=small_store, check=False)
+def test_bad_dataset_requests_exit_2(small_store, tmp_path, args, message):
+    result = synthpm_here(
+        "dataset", "build", "--out", tmp_path, *args, store=small_store, check=False
+    )
     assert result.returncode == 2, result.stderr
     assert message in result.stderr

@@ -298,3 +298,27 @@ def test_bad_dataset_configs_are_named():
         build_dataset(inputs, panel, None, "/tmp/x", DatasetConfig(scenarios=("sideways",)))
     with pytest.raises(ConfigError, match="no decision points"):
         build_dataset(inputs, panel, None, "/tmp/x", DatasetConfig(start="2030-01-01"))
+
+
+def test_held_out_tickers_are_named_only_in_the_test_split(built, tmp_path):
+    import re
+
+    from synthpm.dataset.build import held_out
+
+    inputs, panel, forecasts, _, _ = built
+    config = DatasetConfig(limits=Limits(max_positions=4), held_out_tickers=0.2, seed=3)
+    stats = build_dataset(inputs, panel, forecasts, tmp_path, config, log=lambda _: None)
+    names = stats["held_out_tickers"]
+    assert len(names) == 1 and names == held_out(inputs.prices["ticker"].unique(), 0.2, 3)
+    assert held_out(["B", "A", "C"], 0.4, 1) == held_out(["C", "B", "A"], 0.4, 1)
+    assert held_out(["A", "B"], 0.0, 1) == []
+    named = re.compile(rf"\b{re.escape(names[0])}\b")
+    for split in ("train", "validation"):
+        frame = read(tmp_path, split)
+        assert len(frame) and names[0] not in set(frame["ticker"])
+        # not even as another stock's holding in a scenario's book
+        texts = frame["user"] + frame["assistant"]
+        assert not texts.str.contains(named).any(), split
+    test = read(tmp_path, "test")
+    assert names[0] in set(test["ticker"])
+    assert stats["contexts"]["held_out"] > 0

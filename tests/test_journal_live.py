@@ -50,8 +50,9 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     data = market_data()
     dates = pd.DatetimeIndex(data["market"]["date"])
-    # six weeks, one a day, into a new year: its forecast fold is fitted live on 2018-01-02
-    days = dates[(dates >= "2017-12-18") & (dates <= "2018-01-26")]
+    # four weeks, one a day, into a new year: its forecast fold is fitted live on 2018-01-02,
+    # and two weeks are decided on it
+    days = dates[(dates >= "2017-12-18") & (dates <= "2018-01-12")]
     store = Store(tmp / "store.duckdb")
     import_until(store, data, dates[0], days[0] - pd.Timedelta(days=1))
     inputs = PanelInputs.from_store(store)
@@ -77,7 +78,10 @@ def test_a_paper_account_decided_daily_equals_the_backtest(world):
         write_decided(store, decided, "paper", "rules", CONFIG, book=False)
         update_journal(store)
     journal = read_journal(store, account="paper")
-    assert journal["date"].nunique() >= 6 and (journal["status"] == "executed").any()
+    fridays = days[[is_review_day(d) for d in days]]  # each week's review day, and no other
+    assert len(fridays) == 4
+    assert pd.DatetimeIndex(journal["date"].unique()).sort_values().equals(fridays)
+    assert (journal["status"] == "executed").any()
     fitted = json.loads((tmp / "forecast" / "folds.json").read_text())
     assert [f["test_start"] for f in fitted] == ["2017-01-03", "2018-01-02"]
 
@@ -150,8 +154,8 @@ def test_an_account_decides_dates_in_order(world):
 
 def test_a_date_the_store_has_not_reached_is_refused(world):
     tmp, store, _, days = world
-    with pytest.raises(Exception, match="import 2018-01-29's prices first"):
-        as_of(store, days[-1] + pd.Timedelta(days=3), tmp / "forecast")
+    with pytest.raises(Exception, match="import 2018-01-16's prices first"):
+        as_of(store, days[-1] + pd.Timedelta(days=4), tmp / "forecast")  # Monday's a holiday
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,9 @@ from synthpm.lm.train import TrainConfig
 POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "20"))
 COSTLY_POINTS = int(os.environ.get("SYNTHPM_KILL_POINTS", "6"))
 CTX = multiprocessing.get_context("forkserver")
+# torch._dynamo too: torch imports it when a process makes its first optimizer (seconds)
 CTX.set_forkserver_preload(["kill_targets", "synthpm.data.importers", "synthpm.dataset",
-                            "synthpm.lm.train", "synthpm.backtest"])  # fmt: skip
+                            "synthpm.lm.train", "torch._dynamo", "synthpm.backtest"])  # fmt: skip
 TIMINGS = ("seconds", "context_seconds", "examples_per_s")  # the only fields a rerun changes
 
 
@@ -138,7 +139,8 @@ def test_journal_writes_killed_keep_every_committed_batch(priced_store):
 
 @pytest.fixture(scope="module")
 def market_world(tmp_path_factory) -> Path:
-    inputs = synthetic_inputs(tickers=6, days=700, events=True)
+    # 450 days: forecasts from day 200, so a build or a comparison is seconds, written in pieces
+    inputs = synthetic_inputs(tickers=6, days=450, events=True)
     panel, forecasts = analysts(inputs)
     path = tmp_path_factory.mktemp("world") / "world.pickle"
     path.write_bytes(pickle.dumps((inputs, panel, forecasts)))
@@ -190,7 +192,9 @@ def test_lm_training_killed_again_and_again_resumes_to_the_same_model(tmp_path):
     from kill_targets import train
 
     data = tmp_path / "data"
-    tiny_dataset(data)
+    # a small dataset: a run's start (tokenizer, sequences) is short beside its 6 steps, so
+    # more of the kill points land among the steps and their checkpoints
+    tiny_dataset(data, tickers=4, days=450)
     config = TrainConfig(
         depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, eval_batches=1,
         steps=6, save_every=1,

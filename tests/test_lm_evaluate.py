@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_dataset
 
+from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.scenarios import SCENARIOS
 from synthpm.lm.evaluate import (
     COLUMNS,
@@ -17,8 +18,10 @@ from synthpm.lm.evaluate import (
     context_scores,
     decision_scores,
     evaluate,
+    failures,
     ic_rows,
     scenario_rule,
+    unseen_tickers,
 )
 from synthpm.lm.train import TrainConfig, read_split, train
 
@@ -144,3 +147,22 @@ def test_evaluation_reports_baselines_and_per_date_ic(world):
     assert per_date["ic"]["forecaster_1m"]["dates"] > 0
     saved = json.loads((model / "eval.json").read_text())
     assert saved["per_date"]["ic"]["lm_expected"] == per_date["ic"]["lm_expected"]
+
+
+def test_unseen_tickers_and_failures_are_counted_per_answer(tmp_path):
+    prompt = "COMPANY: AAA, 1m +2.0%"
+    answers = ["AAA +2.0%", "AAA +3.0% +3.0%, like BBB", "BBB did +3.0%", "AAA up"]
+    checks = [check_faithfulness(a, prompt) for a in answers]
+    assert failures(checks) == {"+3%": 2, "BBB": 2}  # once per answer
+    (tmp_path / "stats.json").write_text(json.dumps({"held_out_tickers": ["ZZZ"]}))
+    tickers = pd.Series(["ZZZ", "YYY", "ZZZ", "YYY"])
+    truth = np.array(["BUY", "SKIP", "SKIP", "SKIP"], dtype=object)
+    predicted = np.array(["BUY", "SKIP", "BUY", "SKIP"], dtype=object)
+    unseen = unseen_tickers(tmp_path, tickers, checks, truth, predicted)
+    assert unseen["tickers"] == ["ZZZ"] and unseen["n"] == 2
+    assert unseen["faithfulness_rate"] == 0.5
+    assert unseen["failures"] == {"+3%": 1, "BBB": 1} and unseen["decisions"]["accuracy"] == 0.5
+    # a dataset from before held-out tickers: no rows, no rates
+    (tmp_path / "stats.json").write_text("{}")
+    empty = unseen_tickers(tmp_path, tickers, checks, truth, predicted)
+    assert empty["n"] == 0 and empty["faithfulness_rate"] is None

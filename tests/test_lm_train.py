@@ -25,7 +25,8 @@ TINY = dict(depth=1, seq_len=2048, vocab_size=400, batch_size=2, eval_every=2, e
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds")
-    tiny_dataset(out)
+    # a small market: every run here tokenizes the whole dataset before its first step
+    tiny_dataset(out, tickers=4, days=450)
     return out
 
 
@@ -259,3 +260,30 @@ def test_eval_compares_a_continued_model_with_its_start(data, trained, tmp_path)
     after = json.loads((later / "eval.json").read_text())
     assert before["examples"] == after["examples"] == 12
     assert not (trained / "eval.json").exists()  # the start's folder is left as it was
+
+
+def test_rename_tickers_renames_a_share_of_the_rows_in_prompt_and_answer_alike():
+    from synthpm.dataset.faithfulness import check_faithfulness
+    from synthpm.lm.train import rename_tickers
+
+    frame = pd.DataFrame(
+        {
+            "ticker": ["KO", "BRK.B", "KO"] * 200,
+            "user": ["COMPANY: KO; holding KOF, KO.", "COMPANY: BRK.B (BRK)", "KO: 1m +2.0%"] * 200,
+            "assistant": ["SKIP KO", "BUY BRK.B", "KO +2.0%"] * 200,
+        }
+    )
+    out = rename_tickers(frame, 0.5, seed=1)
+    assert out.equals(rename_tickers(frame, 0.5, seed=1))  # seeded
+    changed = out["user"] != frame["user"]
+    assert (
+        0.4 < changed.mean() < 0.6 and (changed == (out["assistant"] != frame["assistant"])).all()
+    )
+    for row, new in zip(frame[changed].itertuples(), out[changed].itertuples(), strict=True):
+        (name,) = set(new.assistant.split()) - {"SKIP", "BUY", "+2.0%"}
+        assert name.isalpha() and name.isupper() and 2 <= len(name) <= 4
+        assert name not in {"KO", "BRK", "KOF"}
+        assert new.user == row.user.replace(row.ticker, name).replace(name + "F", "KOF")
+        assert check_faithfulness(new.assistant, new.user).ok
+    assert rename_tickers(frame, 0.0, 1).equals(frame)
+    assert rename_tickers(frame.drop(columns="ticker"), 0.5, 1).equals(frame.drop(columns="ticker"))

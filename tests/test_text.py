@@ -311,7 +311,9 @@ def test_minilm_loads_from_the_installed_wheel_and_embeds_offline(monkeypatch):
 
 @pytest.mark.slow
 def test_the_text_commands_import_embed_factor_and_correlate(tmp_path):
-    from conftest import session_market
+    """In process (`conftest.synthpm_here`) but the refused `factors`, a subprocess: the store
+    is unchanged when the process has exited."""
+    from conftest import session_market, synthpm_here
     from test_cli import synthpm
 
     from synthpm.data.store import ImportBatch, Store
@@ -329,13 +331,13 @@ def test_the_text_commands_import_embed_factor_and_correlate(tmp_path):
     ]
     posts = tmp_path / "posts.csv"
     pd.DataFrame(rows, columns=["ticker", "created_at", "text"]).to_csv(posts, index=False)
-    assert "texts" in synthpm("text", "import", posts, store=store.path).stdout
-    out = synthpm("text", "embed", "--embedder", "tfidf", store=store.path).stdout
+    assert "texts" in synthpm_here("text", "import", posts, store=store.path).stdout
+    out = synthpm_here("text", "embed", "--embedder", "tfidf", store=store.path).stdout
     assert "embedded now" in out
-    out = synthpm("text", "factors", "--embedder", "tfidf", "--window", "10", store=store.path)
+    out = synthpm_here("text", "factors", "--embedder", "tfidf", "--window", "10", store=store.path)
     assert "5 tickers" in out.stdout and "factor values" in out.stdout
     assert set(store.text_factors()["name"]) == set(factor_names(CONCEPTS.names))
-    table = synthpm("research", "correlate", "--family", "text", store=store.path).stdout
+    table = synthpm_here("research", "correlate", "--family", "text", store=store.path).stdout
     assert "text_bullish" in table and "ret_21d" not in table
     with pytest.raises(ConfigError, match="did you mean 'text'"):  # what the CLI prints
         family_columns(pd.DataFrame(), "txt")

@@ -17,7 +17,7 @@ from synthpm.data.importers import run_import
 from synthpm.data.importers.text import events_as_text, import_text, known_from_post
 from synthpm.data.schema import TEXTS, UNIVERSE
 from synthpm.data.store import Store
-from tests.conftest import edgar_company, file_digest, write_json
+from tests.conftest import edgar_company, file_digest, synthpm_here, write_json
 
 
 def posts(tmp_path, rows, name="posts.csv", **columns):
@@ -264,17 +264,19 @@ def synthpm(*args, store):
 
 def test_cli_imports_a_file_and_a_bad_one_exits_2_with_one_line(tmp_path):
     store = tmp_path / "s.duckdb"
-    good = synthpm(posts(tmp_path, ROWS), "--source", "desk", store=store)
+    good = synthpm_here(
+        "text", "import", posts(tmp_path, ROWS), "--source", "desk", "--store", store
+    )
     assert good.returncode == 0, good.stderr
     assert "text import" in good.stdout and "texts" in good.stdout
     before = file_digest(store)
     bad = tmp_path / "bad.csv"
     bad.write_text("ticker,time,text\nAAA,soon,x\n")
-    result = synthpm(bad, store=store)
+    result = synthpm(bad, store=store)  # a process as a user starts it: its stderr whole
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "error:" in lines[0] and "row 1, column 'time'" in lines[0]
     assert file_digest(store) == before
-    both = synthpm(bad, "--events", store=store)
+    both = synthpm_here("text", "import", bad, "--events", "--store", store, check=False)
     assert both.returncode == 2 and "not both or neither" in both.stderr
     assert Store(store).texts()["source"].tolist() == ["desk", "desk"]

@@ -64,6 +64,7 @@ DatasetOptions = Annotated[
         "jsonl",
         "seed",
         "teacher",
+        "held_out_tickers",
         scenarios=Opt(
             type=str, default="all", help="all, or comma-separated names", parse=_scenarios
         ),
@@ -150,6 +151,8 @@ def dataset_build(
             f"{n} {a:.0%}" for n, a in stats["agreement_with_hindsight"].items() if a is not None
         )
         console.print(f"teacher {stats['teacher']}; decisions agreeing with hindsight: {agree}")
+    if stats["held_out_tickers"]:
+        console.print(f"named only in the test split: {', '.join(stats['held_out_tickers'])}")
     console.print(
         f"validation from {stats['val_start']}, test from {stats['test_start']}; contexts "
         f"{stats['contexts']}; {time.perf_counter() - started:.1f}s; wrote {out}/"

@@ -36,6 +36,7 @@ TrainOptions = Annotated[
         "vocab_size",
         "eval_every",
         "init",
+        "rename_tickers",
         schedule=Opt(type=str),  # the config checks it: its error names the field
     ),
 ]
@@ -72,7 +73,7 @@ def lm_eval(
         bool, typer.Option(help="a freshly initialised model of the same size instead")
     ] = False,
     cite: Annotated[
-        bool, typer.Option(help="strings may cite only the prompt's numbers (the default)")
+        bool, typer.Option(help="strings may cite only what the prompt states (the default)")
     ] = True,
     ic_dates: Annotated[
         int | None, typer.Option(help="test dates for the per-date IC, spread evenly; default all")
@@ -134,6 +135,15 @@ def lm_eval(
     table["n"] = table["n"].astype(int)
     print_frame(table, "decision macro-F1 by scenario (rule: SELL if holding, else SKIP)")
     _print_reliability(report["calibration"])
+    unseen = report["unseen_tickers"]
+    if unseen["n"]:
+        console.print(
+            f"faithfulness on {unseen['n']} answers about {', '.join(unseen['tickers'])} "
+            f"(kept out of training): {unseen['faithfulness_rate']:.1%}"
+        )
+    if report["faithfulness_failures"]:
+        cited = ", ".join(f"{k} ({v})" for k, v in report["faithfulness_failures"].items())
+        console.print(f"unsupported citations (answers): {cited}")
     console.print(f"majority class: {report['majority_class']}; wrote {model}/eval*.json")
 
 

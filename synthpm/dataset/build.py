@@ -16,6 +16,12 @@ validation only if it ends before `test_start`); the examples whose window strad
 boundary are dropped and counted as `embargoed`. Nothing in train depends on a price on or
 after `val_start` (the forecasts and features are point in time, the labels end before).
 
+**Names kept out** (`held_out_tickers`, a share of the tickers, drawn with the seed): their
+contexts before the test split are dropped (`held_out`), and the books of those dates
+(the scenarios' positions) never hold them, so no training or validation text names them;
+their test examples measure the model on names it never saw (`lm eval`'s
+`unseen_tickers`). `stats.json` lists them.
+
 Output folder:
 - `train/`, `validation/`, `test/`: zstd Parquet shards `part-NNNNN.parquet` with columns
   `id, date, ticker, sector, trigger, scenario, split, decision, reason, conviction,
@@ -158,6 +164,9 @@ class DatasetConfig(BaseModel):
     teacher: Teacher = Field(
         "hindsight",
         description="who labels: hindsight, rules, qlearn or consensus (see dataset.labels)",
+    )
+    held_out_tickers: float = Field(
+        0.0, ge=0, lt=1, description="share of tickers named only in the test split"
     )
 
 
@@ -338,14 +347,17 @@ def build_dataset(
         "embargoed",
     )
     split = np.where(labels["outcome"].isna(), "unlabelled", split)
+    held = held_out(points["ticker"].unique(), config.held_out_tickers, config.seed)
+    split = np.where(np.isin(points["ticker"], held) & (split != "test"), "held_out", split)
     dates = points["date"].unique()
     chunks = [dates[i : i + config.chunk_dates] for i in range(0, len(dates), config.chunk_dates)]
     # written whole or not at all: a killed build leaves the earlier dataset as it was
     with atomic_folder(out, "stats.json") as partial:
         (partial / "contexts").mkdir()
         job = _Job(
-            inputs, panel, forecasts, points, labels, split, closes, config, partial, sources
-        )
+            inputs, panel, forecasts, points, labels, split, closes, config, partial, held,
+            sources,
+        )  # fmt: skip
         counts = ChunkCounts()
         done = parallel_map(_chunk, job, enumerate(chunks), executor)
         for part in progress(done, total=len(chunks)) if progress else done:
@@ -353,6 +365,7 @@ def build_dataset(
         seconds = time.perf_counter() - started
         stats = split_stats(counts, partial, len(points), seconds, val, test, calendar)
         stats["teacher"] = config.teacher
+        stats["held_out_tickers"] = held
         if sources:
             stats["teachers"] = {name: describe(t) for name, t in sources.items()}
             stats["agreement_with_hindsight"] = {
@@ -383,6 +396,7 @@ class _Job:
     closes: pd.DataFrame
     config: DatasetConfig
     out: Path
+    held: list[str]  # tickers no book holds before the test split
     teachers: dict[str, TeacherInput] = field(default_factory=dict)  # check_teachers'
 
 
@@ -409,6 +423,8 @@ def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
         # Every ticker trading that day, not only those with a decision point: a filing day
         # off the weekly schedule still has a whole market to hold positions in.
         trading = job.panel.index[job.panel.index.get_loc(day)].get_level_values("ticker")
+        if job.held and not (splits[positions] == "test").any():
+            trading = trading.difference(job.held)
         universe = dict(
             zip(trading, trading.map(job.inputs.sectors).fillna("Unknown"), strict=True)
         )
@@ -437,6 +453,16 @@ def _chunk(job: _Job, chunk: tuple[int, np.ndarray]) -> ChunkCounts:
     return counts
 
 
+def held_out(tickers, share: float, seed: int) -> list[str]:
+    """`share` of the tickers (at least one when share > 0), drawn with `seed`: the same
+    names for the same tickers, whatever their order."""
+    names = sorted(map(str, tickers))
+    if share <= 0 or not names:
+        return []
+    count = max(1, round(share * len(names)))
+    return sorted(np.random.default_rng(seed).choice(names, count, replace=False).tolist())
+
+
 def split_stats(counts: ChunkCounts, out: Path, n_points, seconds, val, test, calendar) -> dict:
     examples = sum(sum(c.values()) for c in counts.by_split.values())
 
@@ -446,7 +472,7 @@ def split_stats(counts: ChunkCounts, out: Path, n_points, seconds, val, test, ca
     return {
         "examples": examples,
         "decision_points": n_points,
-        "contexts": dict(counts.contexts),
+        "contexts": {str(k): v for k, v in counts.contexts.items()},
         "val_start": str(calendar[val].date()) if val < len(calendar) else None,
         "test_start": str(calendar[test].date()) if test < len(calendar) else None,
         "by_split": table(counts.by_split),

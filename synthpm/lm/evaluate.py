@@ -55,13 +55,18 @@ mean predicted, observed win rate), `raw` and, when the model folder has `calibr
 
 **Speed**: latency of one full decision (p50/p95) and batched throughput in both modes.
 **Faithfulness**: the share of full-mode answers whose text cites only what the prompt
-states (with the cited-text grammar by default; `cite=False` measures the model unaided).
+states (with the cited-text grammar by default; `cite=False` measures the model unaided);
+`faithfulness_failures`, the citations it made that its prompt did not back, most frequent
+first (what to fix); `unseen_tickers`, the same on the sampled rows of the tickers the
+dataset kept out of training and validation (`held_out_tickers` in its stats.json): `n`,
+`faithfulness_rate`, `failures`, and `decisions` (accuracy, macro-F1).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +244,7 @@ def evaluate(
         "conviction": np.array([s.conviction for s in full]),
         "conviction_expected": np.array([s.expected for s in scored]),
     }
-    faithful = [check_faithfulness(s, u).ok for s, u in zip(full, test["user"], strict=True)]
+    checks = [check_faithfulness(s, u) for s, u in zip(full, test["user"], strict=True)]
     report = {
         "examples": len(prompts),
         "schema_valid_rate": (len(full) + len(fast)) / (2 * len(prompts)),
@@ -258,7 +263,9 @@ def evaluate(
             for name, conviction in readings.items()
             for key, value in _scores(conviction, won, test["outcome"].to_numpy()).items()
         },
-        "faithfulness_rate": float(np.mean(faithful)),
+        "faithfulness_rate": float(np.mean([c.ok for c in checks])),
+        "faithfulness_failures": failures(checks),
+        "unseen_tickers": unseen_tickers(data, test["ticker"], checks, truth, predicted),
         "latency_p50_ms": 1e3 * float(np.percentile(single, 50)),
         "latency_p95_ms": 1e3 * float(np.percentile(single, 95)),
         "signal_per_s_batched": signal_rate,
@@ -277,6 +284,33 @@ def evaluate(
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
     write_atomic(out or Path(model_dir) / name, json.dumps(report, indent=1))
     return report
+
+
+def held_out_tickers(data: str | Path) -> list[str]:
+    """The tickers the dataset named only in its test split (none for older datasets)."""
+    stats = Path(data) / "stats.json"
+    return json.loads(stats.read_text()).get("held_out_tickers", []) if stats.exists() else []
+
+
+def unseen_tickers(data, tickers: pd.Series, checks: list, truth, predicted) -> dict:
+    """Faithfulness and decisions on the rows of the names kept out of training."""
+    names = held_out_tickers(data)
+    unseen = tickers.isin(names).to_numpy()
+    kept = [c for c, u in zip(checks, unseen, strict=True) if u]
+    return {
+        "tickers": names,
+        "n": len(kept),
+        "faithfulness_rate": float(np.mean([c.ok for c in kept])) if kept else None,
+        "failures": failures(kept),
+        "decisions": decision_scores(truth[unseen], predicted[unseen]) if kept else None,
+    }
+
+
+def failures(checks, top: int = 20) -> dict[str, int]:
+    """Unsupported citations over faithfulness results, counted once per answer, most
+    frequent first."""
+    counts = Counter(c for check in checks for c in set(check.unsupported))
+    return dict(counts.most_common(top))
 
 
 def _per_date(rows: pd.DataFrame, scores: dict[str, np.ndarray]) -> dict:

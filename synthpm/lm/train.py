@@ -41,6 +41,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -85,6 +86,9 @@ class TrainConfig(BaseModel):
     # CPU budgets
     max_examples: int | None = Field(200_000, ge=1, description="training rows read")
     balance: bool = True
+    rename_tickers: float = Field(
+        0.5, ge=0, le=1, description="share of training examples whose stock gets a made-up name"
+    )
     seed: int = 0
     init: Path | None = Field(
         None,
@@ -107,6 +111,32 @@ def lr_at(step: int, config: TrainConfig) -> float:
 
 
 CONVERSATION = ("system", "user", "assistant", "decision")
+_LETTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+
+
+def rename_tickers(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """`share` of the rows (drawn with `seed`) with their stock's ticker replaced, in prompt
+    and answer alike, by a made-up one of 2 to 4 capitals that names no stock in the frame.
+
+    Why: trained on real names only, the demo's model decided by the name. On the four
+    tickers its dataset kept out of training (spelled letter by letter by a tokenizer that
+    never met them) it answered SELL to all 58 test prompts, and the same prompt with a
+    training ticker put in read BUY. Made-up names teach that the name carries nothing; the
+    answers stay faithful, since the prompt names the new ticker too."""
+    if share <= 0 or "ticker" not in frame or frame.empty:
+        return frame
+    rng = np.random.default_rng([seed, len(frame)])
+    chosen = np.flatnonzero(rng.random(len(frame)) < share)
+    taken = set(frame["ticker"])
+    users, answers = frame["user"].to_numpy().copy(), frame["assistant"].to_numpy().copy()
+    for i in chosen:
+        name = None
+        while name is None or name in taken or name in users[i]:
+            name = "".join(rng.choice(_LETTERS, rng.integers(2, 5)))
+        # the ticker as a whole word: not inside another (KO in KOF, or in BRK.B's BRK)
+        word = re.compile(rf"(?<![\w.\-]){re.escape(frame['ticker'].iat[i])}(?![\w\-]|\.\w)")
+        users[i], answers[i] = word.sub(name, users[i]), word.sub(name, answers[i])
+    return frame.assign(user=users, assistant=answers)
 
 
 def read_split(
@@ -317,11 +347,19 @@ class Batches:
         return Batch(x, y, m)
 
 
+def _columns(data: Path) -> tuple[str, ...]:
+    """The conversation columns, and `ticker` where the shards have it (a hand-made one may
+    not)."""
+    has = "ticker" in pq.read_schema(_parts(data, "train")[0]).names
+    return (*CONVERSATION, "ticker") if has else CONVERSATION
+
+
 def _settings(config: TrainConfig) -> dict:
     """The settings a checkpoint resumes only with: `init` as an absolute path (the same
-    folder named from another directory resumes), left out when None (so checkpoints written
-    before the field existed still resume)."""
-    settings = config.model_dump(mode="json", exclude={"init"})
+    folder named from another directory resumes), left out when None, and `rename_tickers`
+    left out when 0 (so checkpoints written before the fields existed resume with 0)."""
+    exclude = {"init"} | ({"rename_tickers"} if config.rename_tickers == 0 else set())
+    settings = config.model_dump(mode="json", exclude=exclude)
     if config.init is not None:
         settings["init"] = str(Path(config.init).resolve())
     return settings
@@ -415,7 +453,9 @@ def _train(data: Path, out: Path, config: TrainConfig, log) -> dict:
                     "train into a new folder, or delete it"
                 )
     torch.manual_seed(config.seed)
-    frame = sample_split(data, "train", config.max_examples, config.seed)
+    frame = sample_split(data, "train", config.max_examples, config.seed, _columns(data))
+    # before the tokenizer is fitted, so it spells made-up names as it will unseen ones
+    frame = rename_tickers(frame, config.rename_tickers, config.seed)
     tokenizer = None
     if main and not (out / "tokenizer" / FILE).exists():
         sample = frame.sample(min(len(frame), 20_000), random_state=config.seed)
