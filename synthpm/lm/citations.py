@@ -56,36 +56,33 @@ SEPARATORS = " (["
 LITERAL_END = ",;:)]!?"
 MAX_LITERAL = 32  # longer prompt chunks cannot be cited (the longest event name has 24)
 _PRINTABLE = [chr(c) for c in range(32, 127) if chr(c) not in '"\\']  # JSON-safe, no escapes
-_DIGIT = re.compile(r"\d").search
 _SNAKE = re.compile(r"(?<![\w.\-])[A-Za-z]+(?:_[A-Za-z]+)+(?![\w\-]|\.\w)")
 _LOWER = frozenset(string.ascii_lowercase)
 _WORD_NAMES = frozenset(name for name in EVENT_NAMES if "_" not in name)
 _PATTERN_RULE = re.compile(r'^(\w+) ::= Regex\("\^\[[^"]*\]\{0,(\d+)\}\$".*\)$', re.M)
 
 
-def literals(prompt: str) -> list[str]:
+def literals(prompt: str, evidence: Evidence | None = None) -> list[str]:
     """What an answer may copy whole from the prompt: its digit-bearing chunks (split at
     whitespace and the separators, trimmed of trailing punctuation), its words in capitals
     (the check's tickers and acronyms) and its snake_case words (event names, forecast
     classes), with BUY, SELL and SKIP."""
     found = set(EXEMPT)
-    for chunk in re.split(r"[\s([]+", without_quotes(prompt)):  # a post's numbers back nothing
+    text = without_quotes(prompt)  # a post's numbers and names back nothing
+    for chunk in re.split(r"[\s([]+", text):
         chunk = chunk.rstrip(LITERAL_END + ".")
-        if (
-            len(chunk) <= MAX_LITERAL
-            and any(c.isdigit() for c in chunk)
-            and all(c in _PRINTABLE for c in chunk)
-        ):
+        if any(c.isdigit() for c in chunk) and all(c in _PRINTABLE for c in chunk):
             found.add(chunk)
-    found.update(key for key in Evidence(prompt).facts if key.isupper() and not _DIGIT(key))
-    found.update(_SNAKE.findall(without_quotes(prompt)))  # `up_a_lot`, `new_debt`
+    facts = (evidence or Evidence(prompt)).facts
+    found.update(key for key in facts if key.isupper() and not any(map(str.isdigit, key)))
+    found.update(_SNAKE.findall(text))  # `up_a_lot`, `new_debt`
     return sorted(key for key in found if len(key) <= MAX_LITERAL)
 
 
-def unbacked_words(prompt: str) -> list[str]:
+def unbacked_words(prompt: str, evidence: Evidence | None = None) -> list[str]:
     """The one-word event names (`results`, `debt`) the prompt does not back: words free
     text cannot write."""
-    return sorted(_WORD_NAMES - Evidence(prompt).facts)
+    return sorted(_WORD_NAMES - (evidence or Evidence(prompt)).facts)
 
 
 def _chars(chars) -> str:
@@ -132,7 +129,8 @@ def _word_rules(names: list[str]) -> list[str]:
 def cited_grammar(schema_ebnf: str, prompt: str) -> str:
     """`schema_ebnf` (xgrammar's EBNF of the JSON schema) with each string pattern rule
     replaced by text that cites only what `prompt` states."""
-    lits = literals(prompt)
+    evidence = Evidence(prompt)  # read once for both
+    lits = literals(prompt, evidence)
     free = [c for c in _PRINTABLE if not c.isdigit() and c not in SEPARATORS]
     gap = [c for c in free if not (c.isalpha() or c == "_")]  # no `_`: snake_case is a literal
     rules = [
@@ -140,7 +138,7 @@ def cited_grammar(schema_ebnf: str, prompt: str) -> str:
         "cite_free ::= cite_gap? (cite_word (cite_mid cite_word)* cite_gap?)?",
         f"cite_gap ::= {_chars(gap)}+",
         f"cite_mid ::= {_chars(c for c in gap if c != '-')} | {_chars(gap)} {_chars(gap)}+",
-        *_word_rules(unbacked_words(prompt)),
+        *_word_rules(unbacked_words(prompt, evidence)),
         f"cite_sep ::= {_chars(SEPARATORS)}",
         "cite_lit ::= " + " | ".join(json.dumps(x) for x in lits),
         f'cite_end ::= "." | {_chars(LITERAL_END)} {_chars(LITERAL_END + ".")}{{0,2}}',
