@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/synthpm demo --out runs/demo
 
+# Two worker processes, one test file each at a time (a file's fixtures are built once): the
+# suite is half waiting on subprocesses and file I/O, so two workers on 2 cores nearly halve it.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The long fuzz and kill suite (issue 23): 1,000 cases per input surface and 50 kill points
 # per write path, against the few dozen of `make test`; about 15 minutes on 2 cores.

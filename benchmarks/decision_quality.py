@@ -68,6 +68,10 @@ PANELS = {
     },
 }
 IDLE_CASH = ("cash", "benchmark")
+LM_EVAL = (  # what the result keeps of `lm eval`'s report
+    "macro_f1", "scenario_rule_macro_f1", "majority_macro_f1", "faithfulness_rate",
+    "faithfulness_failures", "unseen_tickers",
+)  # fmt: skip
 STRATEGIES = ("equal_weight", "always_buy", "rules", "lgbm_topk", "hrp")
 # The dataset's portfolio states: the book with room, a full one, one holding the stock, one
 # in drawdown and one over its sector cap (ten per context would be 4M examples here).
@@ -127,6 +131,10 @@ def main() -> int:
     parser.add_argument("--max-examples", type=int, default=400_000)
     parser.add_argument("--calibration-n", type=int, default=2000, help="validation contexts")
     parser.add_argument("--eval-n", type=int, default=500, help="full-mode eval examples")
+    parser.add_argument(
+        "--held-out-tickers", type=float, default=0.1,
+        help="share of tickers kept out of training and validation (faithful on unseen names)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--fresh", action="store_true", help="recompute cached steps")
     args = parser.parse_args()
@@ -167,6 +175,7 @@ def main() -> int:
             scenarios=SCENARIOS,
             val_start=panel["val_start"],
             test_start=panel["test_start"],
+            held_out_tickers=args.held_out_tickers,
         )
         done = data / "config.json"
         # compared as configs (JSON turns the tuples into lists); one of an older layout differs
@@ -246,11 +255,7 @@ def main() -> int:
         "per_year": years,
         "lm_conviction_ic": {k: lm_ic[k] for k in ("mean", "t", "dates", "by_year")},
         "ic_baselines": {k: v for k, v in per_date.items() if not k.startswith("lm")},
-        "lm_eval": {
-            k: report[k]
-            for k in ("macro_f1", "scenario_rule_macro_f1", "majority_macro_f1")
-            if k in report
-        },
+        "lm_eval": {k: report[k] for k in LM_EVAL if k in report},
         "coverage": {k: covered[k] for k in ("member_days", "priced_member_days", "share")},
         "dataset": {k: stats[k] for k in ("examples", "val_start", "test_start")},
         "model": str(model),
@@ -302,6 +307,8 @@ def print_tables(doc: dict) -> None:
         years = "  ".join(f"{y} {v:+.3f}" for y, v in row.get("by_year", {}).items())
         print(f"  {name:26s} mean {row['mean']:+.4f}  t {row['t']:+.2f}  dates {row['dates']}")
         print(f"  {'':26s} per year: {years}")
+    print("\nLM answers on the test split (full mode; unseen_tickers: names never trained on):")
+    print(json.dumps(doc["lm_eval"], indent=1, default=float))
     print(f"\nwall time: {doc['seconds']}")
 
 

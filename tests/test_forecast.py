@@ -16,6 +16,7 @@ from synthpm.columns import (
     forecast_col,
     ic_col,
     insider_col,
+    prediction_col,
     proba_cols,
     target_col,
     target_horizons,
@@ -26,7 +27,7 @@ from synthpm.forecast import CLASSES, HORIZONS, ForecastConfig, walk_forward
 from synthpm.forecast.lgbm import LightGBMForecaster, class_probabilities
 from synthpm.forecast.quality import daily_rank_ic
 from synthpm.forecast.targets import lookahead, return_targets
-from synthpm.forecast.walkforward import make_folds
+from synthpm.forecast.walkforward import make_folds, with_classes
 from tests.conftest import synthetic_inputs
 
 SMALL = {"rounds": 15, "min_data_in_leaf": 20, "num_leaves": 7}
@@ -155,6 +156,35 @@ def test_seeded_runs_are_reproducible(tmp_path):
     pd.testing.assert_frame_equal(
         model.predict(panel, rows), a.models[-1].returns.predict(panel, rows), check_exact=True
     )
+
+
+def test_the_expected_return_ranks_by_each_dates_order_not_by_the_size_of_returns():
+    """The `ret` booster learns each date's percentiles: stretching and shifting one date's
+    excess returns (their order kept) leaves its scores as they were; a line with a positive
+    slope turns them into returns, so the expected return ranks as the scores do."""
+    inputs = synthetic_inputs(tickers=6, days=300)
+    panel = build_features(inputs)
+    targets = return_targets(inputs, panel.index)
+    rows = np.flatnonzero(targets.notna().all(axis=1).to_numpy())
+    stretched = targets.copy()
+    column = target_col("excess", "1m")
+    odd = np.asarray(stretched.index.get_level_values("date").day % 2 == 1)
+    stretched.loc[odd, column] = stretched.loc[odd, column] * 7 + 0.03
+
+    def fitted(frame):
+        fold = with_classes(frame.iloc[rows], ForecastConfig()).targets
+        return LightGBMForecaster(("1m",), **SMALL).fit(panel, rows, fold)
+
+    a, b = fitted(targets), fitted(stretched)
+    x = panel.iloc[rows].to_numpy(np.float32)
+    score = a.boosters["ret_1m"].predict(x)
+    np.testing.assert_array_equal(score, b.boosters["ret_1m"].predict(x))
+    intercept, slope = a.ret_lines["1m"]
+    assert slope > 0 and a.ret_lines["1m"] != b.ret_lines["1m"]
+    expected = a.predict(panel, rows)[prediction_col("ret", "1m")].to_numpy()
+    np.testing.assert_allclose(expected, intercept + slope * score)
+    # in return units: the line is the least-squares fit of the excess return on the score
+    assert abs(expected.mean() - targets[column].iloc[rows].mean()) < 1e-9
 
 
 def test_class_probabilities_are_a_distribution_over_the_edges():

@@ -129,8 +129,8 @@ def price_features(
     log_vol = np.log1p(volume)
     with np.errstate(divide="ignore", invalid="ignore"):
         out["volume_z_20"] = (log_vol - talib.SMA(log_vol, 20)) / talib.STDDEV(log_vol, 20)
-    # Volume against its own year, not dollar volume: close x volume is a back-adjusted
-    # level too (a later dividend scales the past closes, not the volumes).
+    # Volume against its own year, not dollar volume: where a source's closes carry later
+    # dividends and its volumes do not (the survivorship-free panel), close x volume does too.
     with np.errstate(divide="ignore", invalid="ignore"):
         out["volume_ratio_20_252"] = np.log(talib.SMA(volume, 20) / talib.SMA(volume, 252))
     out["mfi_14"] = talib.MFI(high, low, close, volume, 14)

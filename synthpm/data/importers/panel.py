@@ -9,7 +9,10 @@ Dividend adjustment. A long panel with an `adj_close` column (split- and dividen
 beside a `close` adjusted for splits only, as Yahoo gives them) is stored with
 close := adj_close and open/high/low multiplied by adj_close / close on each row, so stored
 returns include dividends and every bar keeps its shape (the same factor scales all four
-prices). Volume is unchanged. A row without adj_close keeps its close and bar as given.
+prices). Volume is divided by the same factor, as a split adjustment divides it, so stored
+close × volume is the day's traded value as the source gave it, with no later dividend in it
+(a liquidity measure must not rank a stock by dividends it pays later). A row without
+adj_close keeps its close, bar and volume as given.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class _Adjusted(NamedTuple):
 
 def _dividend_adjusted(df: pd.DataFrame) -> _Adjusted:
     """close := adj_close, open/high/low scaled by adj_close / close (see the module doc)."""
-    df = parse_numbers(df, ["open", "high", "low", "close", "adj_close"])
+    df = parse_numbers(df, ["open", "high", "low", "close", "adj_close", "volume"])
     close, adj = df["close"].to_numpy(), df["adj_close"].to_numpy()
     has_adj = ~np.isnan(adj)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,6 +80,8 @@ def _dividend_adjusted(df: pd.DataFrame) -> _Adjusted:
         factor = np.where(has_adj, np.where(close > 0, adj / close, np.nan), 1.0)
     for col in ("open", "high", "low"):
         df[col] = df[col].to_numpy() * factor
+    scaled = np.isfinite(factor) & (factor > 0)
+    df["volume"] = df["volume"].to_numpy() / np.where(scaled, factor, 1.0)
     df["close"] = np.where(has_adj, adj, close)
     notes = {"rows_dividend_adjusted": int(has_adj.sum()), "rows_without_adj_close": 0}
     notes["rows_without_adj_close"] = len(df) - notes["rows_dividend_adjusted"]
