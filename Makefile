@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/synthpm demo --out runs/demo
 
-# Two worker processes, one test file each at a time (a file's fixtures are built once): the
-# suite is half waiting on subprocesses and file I/O, so two workers on 2 cores nearly halve it.
+# Two worker processes, each taking whole test files (a file's fixtures are built once): much
+# of the suite waits on subprocesses and files, so a second worker uses the idle core.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 

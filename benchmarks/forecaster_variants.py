@@ -103,7 +103,7 @@ def main() -> int:
     y = return_targets(inputs, panel.index, {"1m": 21})[target_col("excess", "1m")].to_numpy()
     ranked_y = pd.Series(y).groupby(dates).rank(pct=True).to_numpy() - 0.5
     extra = extra_features(inputs, panel.index)
-    # this session's additions, scored apart so the older rows keep their meaning
+    # liquidity and seasonality, scored apart so the earlier study's rows keep their meaning
     added = extra[[*LIQUIDITY, "seasonal_1_5y"]]
     extra = extra.drop(columns=added.columns)
     sector = inputs.sectors.reindex(panel.index.get_level_values("ticker")).fillna("Unknown")

@@ -35,6 +35,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
+from sklearn.linear_model import LinearRegression
 
 from synthpm.columns import (
     EVENTS_COVERED,
@@ -198,13 +199,11 @@ class LightGBMForecaster:
 
 def return_line(score: np.ndarray, excess: np.ndarray) -> tuple[float, float]:
     """(intercept, slope) of the least-squares line from the ranking score to the excess
-    return, over the rows with both; the slope is kept positive so that the line never
-    reverses the booster's ranking (a fit whose scores carry nothing gives a flat line)."""
+    return, over the rows with both, its slope held at or above 0 so that the line never
+    reverses the booster's ranking (scores that carry nothing give a flat line)."""
     ok = np.isfinite(score) & np.isfinite(excess)
-    x, y = score[ok], excess[ok]
-    variance = float(np.var(x))
-    slope = max(float(np.cov(x, y, bias=True)[0, 1]) / variance, 0.0) if variance > 0 else 0.0
-    return float(y.mean() - slope * x.mean()), slope
+    fit = LinearRegression(positive=True).fit(score[ok, None], excess[ok])
+    return float(fit.intercept_), float(fit.coef_[0])
 
 
 def class_probabilities(mean: np.ndarray, scale: np.ndarray, edges) -> np.ndarray:
