@@ -14,9 +14,12 @@ from test_report import make_run
 
 from synthpm.agent import PortfolioAgent
 from synthpm.data.errors import ConfigError
+from synthpm.dataset.labels import LabelConfig
+from synthpm.dataset.prompt import holds_stock
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import (
     FILE,
+    Bands,
     Calibration,
     calibration_error,
     calibration_rows,
@@ -24,6 +27,7 @@ from synthpm.lm.calibrate import (
     read_convictions,
     reliability,
 )
+from synthpm.lm.decode import parse_signal
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import load_model
 from synthpm.report import write_report
@@ -85,6 +89,22 @@ def test_round_trip_through_the_file(tmp_path):
     assert np.array_equal(loaded.x, fitted.x) and np.array_equal(loaded.y, fitted.y)
     assert loaded.record == fitted.record
     assert np.array_equal(loaded(GRID), fitted(GRID))
+
+
+def test_bands_are_the_expectations_quantiles_at_the_label_bars(tmp_path):
+    expected = np.linspace(0.2, 0.6, 401)
+    bands = Bands.fit(expected, LabelConfig(sell_conviction=0.25, buy_conviction=0.9))
+    assert bands.sell_below == pytest.approx(0.3) and bands.buy_at == pytest.approx(0.56)
+    conviction = np.array([0.57, 0.57, 0.29, 0.29, 0.45])
+    held = np.array([True, False, True, False, True])
+    # a SELL exits a holding only; between the bands, hold or stay out
+    assert bands.decide(conviction, held) == ["BUY", "BUY", "SELL", "SKIP", "SKIP"]
+    p, won = noisy(3)
+    with_bands = Calibration.fit(p, won, {"n": len(p)})
+    Calibration(with_bands.x, with_bands.y, with_bands.record, bands).save(tmp_path)
+    assert Calibration.load(tmp_path).bands == bands
+    with_bands.save(tmp_path)  # a map without bands (fitted before they existed)
+    assert Calibration.load(tmp_path).bands is None
 
 
 def test_a_map_of_other_weights_is_refused(tmp_path):
@@ -174,9 +194,47 @@ def test_fit_calibration_writes_the_file_the_agent_applies(world, model_copy):
     prompts = [agent.prompt_ids(c, limits) for c in day]
     raw = np.array([e for _, e in agent.decoder.decode_scored(prompts, "signal")])
     assert [s.conviction for s in signals] == [round(float(v), 4) for v in fitted(raw)]
+    # the bands decide, at the label bars' quantiles of the validation expectations
+    assert record["bands"] == {"sell_below": fitted.bands.sell_below, "buy_at": fitted.bands.buy_at}
+    assert fitted.bands.sell_below < fitted.bands.buy_at
+    held = np.array([holds_stock(agent.decoder.adapter.user_text(p)) for p in prompts])
+    assert [s.decision for s in signals] == fitted.bands.decide(raw, held)
     read = PortfolioAgent.load(model_copy, limits=limits, conviction="read")
-    assert read.calibration is None  # the written number is never mapped
-    assert [s.decision for s in read.signals(day)] == [s.decision for s in signals]
+    assert read.calibration is None  # the written number is never mapped; greedy decisions
+    greedy = [s.decision for s in agent.decoder.decode(prompts, "signal")]
+    assert [s.decision for s in read.signals(day)] == greedy
+
+
+@pytest.mark.slow
+def test_the_bands_pick_the_decision_the_model_then_writes_on(world, model_copy):
+    """Steered decoding: whatever the model prefers, the bands' decision is written (SELL
+    only where the prompt says the book holds the stock), and the rest of the answer is the
+    model's from that decision's branch."""
+    data, _, _ = world
+    rows = pd.concat(pd.read_parquet(p) for p in sorted((data / "validation").glob("*.parquet")))
+    rows = pd.concat(
+        [rows[rows["scenario"] == "holding"][:6], rows[rows["scenario"] == "empty"][:6]]
+    )
+    assert [holds_stock(u) for u in rows["user"]] == [True] * 6 + [False] * 6
+    model, tokenizer = load_model(model_copy)
+    agent = PortfolioAgent(model, tokenizer)
+    prompts = [
+        agent.decoder.prompt_ids(s, u) for s, u in zip(rows["system"], rows["user"], strict=True)
+    ]
+    p, won = noisy(4)
+    base = Calibration.fit(p, won)
+    for bands, want in [
+        (Bands(sell_below=-1.0, buy_at=-1.0), ["BUY"] * 12),
+        (Bands(sell_below=2.0, buy_at=3.0), ["SELL"] * 6 + ["SKIP"] * 6),
+        (Bands(sell_below=-1.0, buy_at=3.0), ["SKIP"] * 12),
+    ]:
+        steer = agent.decoder.steering(Calibration(base.x, base.y, {}, bands))
+        scored = agent.decoder.decode_scored(prompts, "full", 4, steer)
+        signals = [parse_signal(s.text) for s in scored]
+        assert [s.decision for s in signals] == want
+        # the expectation is over every decision: the same whichever one is written
+        free = agent.decoder.decode_scored(prompts, "full", 4)
+        assert [s.expected for s in scored] == pytest.approx([s.expected for s in free])
 
 
 @pytest.mark.slow

@@ -194,19 +194,15 @@ def scored_and_calls(decoder, prompts, mode, openings=True):
         hook.remove()
 
 
-def same_scores(a, b) -> bool:
-    return [s.text for s in a] == [s.text for s in b] and all(
-        x.expected == pytest.approx(y.expected, abs=1e-5) for x, y in zip(a, b, strict=True)
-    )
-
-
 @pytest.mark.parametrize("mode", ["full", "signal"])
 def test_opening_branches_change_nothing_but_the_number_of_calls(decoder, prompts, mode):
-    assert decoder._openings and decoder._opening_ids is None  # several tokens each here
+    assert decoder._opening_ids is not None  # one token each (`tokenizer.OPENINGS`)
     some = prompts[100:124]
     branched, calls = scored_and_calls(decoder, some, mode)
     plain, plain_calls = scored_and_calls(decoder, some, mode, openings=False)
-    assert same_scores(branched, plain)
+    # the same answers; the expectation differs by design: over every decision with the
+    # branches, given the decision written without them
+    assert [s.text for s in branched] == [s.text for s in plain]
     assert calls <= plain_calls
 
 
@@ -233,7 +229,12 @@ def test_a_trained_model_gives_its_answer_back(tokenizer):
     for mode in ("full", "signal"):
         branched, calls = scored_and_calls(decoder, [prompt] * 3, mode)
         plain, plain_calls = scored_and_calls(decoder, [prompt] * 3, mode, openings=False)
-        assert same_scores(branched, plain) and calls == plain_calls - 1
+        assert [s.text for s in branched] == [s.text for s in plain]
+        assert calls == plain_calls - 1
+        # near-certain of BUY: the expectation over decisions is about the one given BUY
+        assert [s.expected for s in branched] == pytest.approx(
+            [s.expected for s in plain], abs=1e-3
+        )
 
 
 def test_running_out_of_tokens_is_an_error(tokenizer, prompts):

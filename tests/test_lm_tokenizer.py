@@ -177,6 +177,16 @@ def test_vocab_size_is_honoured():
     assert ChatTokenizer.train(texts[:5], vocab_size=4096).vocab_size <= 4096
 
 
+def test_each_decisions_opening_is_one_token_at_any_vocabulary_size():
+    from synthpm.lm.tokenizer import OPENINGS
+
+    for size in (300, 1024):
+        tokenizer = ChatTokenizer.train(corpus(100), vocab_size=size)
+        assert [len(tokenizer.encode(o)) for o in OPENINGS] == [1, 1, 1]
+        answer = OPENINGS[1] + '0.12,"hold_duration_days":7}'
+        assert tokenizer.decode(tokenizer.encode(answer)) == answer
+
+
 def test_a_tokenizer_without_control_tokens_is_refused():
     from tokenizers import Tokenizer, models
 

@@ -237,7 +237,8 @@ def test_a_training_budget_samples_every_date_not_the_first_rows(tmp_path):
     assert len(drawn) == 200 and drawn["date"].is_monotonic_increasing
     assert drawn["date"].nunique() >= 35  # all four shards, not the first 200 rows
     shares = drawn["decision"].value_counts(normalize=True)
-    assert shares["BUY"] > 0.2 and shares["SELL"] > 0.2  # balanced, against 6% and 4%
+    # decisions keep their frequencies (90/6/4): drawn equally, they taught the book's prior
+    assert abs(shares["SKIP"] - 0.9) < 0.06 and shares["BUY"] < 0.15
     again = sample_split(tmp_path, "train", 200, seed=1, columns=columns)
     pd.testing.assert_frame_equal(drawn, again)
     assert len(sample_split(tmp_path, "train", None)) == 2000
@@ -287,3 +288,37 @@ def test_rename_tickers_renames_a_share_of_the_rows_in_prompt_and_answer_alike()
         assert check_faithfulness(new.assistant, new.user).ok
     assert rename_tickers(frame, 0.0, 1).equals(frame)
     assert rename_tickers(frame.drop(columns="ticker"), 0.5, 1).equals(frame.drop(columns="ticker"))
+
+
+def test_the_answers_opening_weighs_as_much_as_the_rest_of_it(data, trained):
+    """The decision and conviction (what the manager acts on) are half of an answer's loss;
+    and the weighted loss is the weighted mean of the tokens' cross-entropies."""
+    from synthpm.lm.model import GPT
+    from synthpm.lm.tokenizer import ChatTokenizer
+    from synthpm.lm.train import Batches, read_split
+
+    tokenizer = ChatTokenizer.load(trained / "tokenizer")
+    frame = read_split(data, "train", 20)
+    rows = Batches(frame, tokenizer, TrainConfig(**TINY)).rows
+    for row, answer in zip(rows, frame["assistant"], strict=True):
+        start = next(i for i, w in enumerate(row.mask) if w > 0)
+        weights = np.array(row.mask[start:], dtype=float)
+        heavy = weights > 1
+        opening = tokenizer.decode(row.ids[start : start + int(heavy.sum())])
+        assert heavy[: heavy.sum()].all() and not heavy[heavy.sum() :].any()  # a prefix
+        assert opening == answer[: answer.index(',"hold_duration_days"')]
+        assert weights[heavy].sum() == pytest.approx(weights[~heavy].sum())
+
+    model = GPT(load_model(trained)[0].config)
+    batch = Batches(frame.iloc[:3], tokenizer, TrainConfig(**TINY)).collate(rows[:3])
+    per_token = torch.nn.functional.cross_entropy(
+        model(batch.inputs).flatten(0, 1), batch.targets.flatten(), reduction="none"
+    )
+    w = batch.mask.flatten()
+    expected = (per_token * w).sum() / w.sum()
+    assert model(batch.inputs, batch.targets, batch.mask).item() == pytest.approx(expected.item())
+    ones = (w > 0).float()
+    plain = (per_token * ones).sum() / ones.sum()
+    assert model(batch.inputs, batch.targets, (batch.mask > 0).float()).item() == pytest.approx(
+        plain.item()
+    )

@@ -326,6 +326,14 @@ def portfolio_text(scenario: Scenario, limits: Limits) -> str:
     )
 
 
+HOLDING = "POSITION: holding "  # how `position_text` opens for a stock the book holds
+
+
+def holds_stock(user: str) -> bool:
+    """Whether a rendered prompt says the book holds its stock (`position_text`)."""
+    return f"\n{HOLDING}" in user or user.startswith(HOLDING)
+
+
 def position_text(scenario: Scenario, ticker: str, sector: str) -> str:
     """What the book holds of this stock and of its sector."""
     s = scenario.state

@@ -18,6 +18,13 @@ percentile among the date's members), not a probability. `fit_calibration` maps 
   middle of each flat step, so it ties no convictions between its first and last step
   (the manager sizes by their rank). Increasing is fixed, not "auto": a model whose conviction
   anti-ranks outcomes gets a flat map (its base rate), not a flipped one.
+- **Bands** (`Bands`): the expected convictions at which the agent decides (`decode`'s
+  steered decision): BUY at or above the quantile `1 - buy rate`, SELL a holding at or
+  below the quantile `sell rate`, of the same rows' expectations (before the map, which
+  may flatten a range into ties). The rates are
+  the labels' own bars (`buy_conviction`, `sell_conviction` in the model's `dataset.json`:
+  BUY the top 30% of a date's outcomes, SELL a holding in the bottom 30%), so the agent
+  buys and sells as often as its training labels did, on its ranking of the stocks.
 - **Stored** in the model folder as `calibration.json`: the steps' middles and values
   (applied with `np.interp`, clipped outside; no pickle), the rows' count, scenario and
   date range, the Brier score and ECE before and after on those rows (after is in sample:
@@ -41,6 +48,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss
 
 from synthpm.data.errors import ConfigError
+from synthpm.dataset.labels import LabelConfig
 from synthpm.executor import LOCAL, ExecutorConfig, parallel_map
 from synthpm.folders import write_atomic
 from synthpm.lm.decode import SignalDecoder, parse_signal
@@ -166,6 +174,26 @@ def model_digest(model_dir: str | Path) -> str | None:
 
 
 @dataclass(frozen=True)
+class Bands:
+    """The expected convictions the agent decides at (module docstring)."""
+
+    sell_below: float  # SELL a holding at or below
+    buy_at: float  # BUY at or above
+
+    def decide(self, conviction: np.ndarray, held: np.ndarray) -> list[str]:
+        """Each row's decision from its expected conviction and whether the book holds it."""
+        buy = conviction >= self.buy_at
+        sell = ~buy & np.asarray(held, dtype=bool) & (conviction <= self.sell_below)
+        return np.where(buy, "BUY", np.where(sell, "SELL", "SKIP")).tolist()
+
+    @classmethod
+    def fit(cls, conviction: np.ndarray, labels: LabelConfig) -> Bands:
+        """The quantiles of `conviction` at the labels' bars (module docstring)."""
+        sell, buy = np.quantile(conviction, [labels.sell_conviction, labels.buy_conviction])
+        return cls(float(sell), float(buy))
+
+
+@dataclass(frozen=True)
 class Calibration:
     """A monotone map of expected conviction to win probability: linear between the middles
     of the isotonic regression's steps (`fit`), clipped outside them."""
@@ -173,6 +201,7 @@ class Calibration:
     x: np.ndarray  # the middle of each isotonic step, increasing
     y: np.ndarray  # the step's win rate, increasing, in [0, 1]
     record: dict = field(default_factory=dict)  # how it was fitted (module docstring)
+    bands: Bands | None = None  # where the agent decides; None: the model's own decision
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         return np.interp(np.asarray(p, dtype=float), self.x, self.y)
@@ -193,6 +222,8 @@ class Calibration:
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / FILE
         document = {**self.record, "x_thresholds": self.x.tolist(), "y_thresholds": self.y.tolist()}
+        if self.bands is not None:
+            document["bands"] = {"sell_below": self.bands.sell_below, "buy_at": self.bands.buy_at}
         return write_atomic(path, json.dumps(document, indent=1))
 
     @classmethod
@@ -204,13 +235,14 @@ class Calibration:
             return None
         record = json.loads(path.read_text())
         x, y = (np.array(record.pop(k), dtype=float) for k in ("x_thresholds", "y_thresholds"))
+        bands = record.pop("bands", None)  # a map fitted before bands existed has none
         fitted, current = record.get("model_sha256"), model_digest(model_dir)
         if fitted and current and fitted != current:
             raise ConfigError(
                 f"{path} was fitted on other weights than {Path(model_dir) / 'model.pt'}: "
                 f"run `synthpm lm calibrate {model_dir} --data ...` again"
             )
-        return cls(x, y, record)
+        return cls(x, y, record, Bands(**bands) if bands else None)
 
 
 def calibration_rows(data: str | Path, n: int | None, seed: int = 0) -> pd.DataFrame:
@@ -253,6 +285,10 @@ def fit_calibration(
     _, expected = read_convictions(model, tokenizer, rows, batch_size, executor)
     won = (rows["outcome"].to_numpy(dtype=float) > 0).astype(float)
     calibration = Calibration.fit(expected, won)
+    trained = Path(model_dir) / "dataset.json"
+    labels = json.loads(trained.read_text()).get("labels") if trained.is_file() else None
+    labels = LabelConfig(**(labels or {}))
+    bands = Bands.fit(expected, labels)
     one_scenario = "scenario" in rows and (rows["scenario"] == SCENARIO).all()
     dates = pd.to_datetime(rows["date"]) if "date" in rows else None
     record = {
@@ -267,7 +303,8 @@ def fit_calibration(
         "after": scores(calibration(expected), won),  # in sample: `lm eval` scores it on test
         "model_sha256": model_digest(model_dir),
         "data": str(Path(data_dir).resolve()),
+        "bars": {"sell": labels.sell_conviction, "buy": labels.buy_conviction},
     }
-    calibration = replace(calibration, record=record)
+    calibration = replace(calibration, record=record, bands=bands)
     calibration.save(model_dir)
     return calibration

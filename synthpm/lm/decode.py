@@ -31,6 +31,15 @@ transformers/PEFT model), the grammar, jump-forward and the greedy pick under it
   decision written. Greedy picks jump between values; the expectation moves smoothly with
   the evidence, which is what ranking and calibration need. `calibration` (`lm calibrate`'s
   map) turns the expectation, before rounding, into the probability of a win.
+- The decision, steered: with a calibration that has `bands` (`lm calibrate`, fitted on
+  validation), the expected conviction picks the decision instead of the greedy token: BUY
+  at or above the buy band, SELL a held name (the prompt's POSITION says so:
+  `prompt.holds_stock`) at or below the sell band, SKIP between. The row then writes that
+  decision's opening and goes on from its branch, so its conviction and reasoning are the
+  model's given that decision. Why: the labels BUY the top 30% of a date's outcomes, and a
+  model whose view of a stock moves the probability of that by a few points never makes BUY
+  the likeliest token; greedy decoding then writes the book's prior (SKIP for every
+  stock), not the model's ranking.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ import torch
 import xgrammar as xgr
 from pydantic import ValidationError
 
+from synthpm.dataset.prompt import holds_stock
 from synthpm.lm.adapters import Call, adapt
 from synthpm.lm.citations import MAX_LITERAL
 from synthpm.lm.grammar import (
@@ -61,6 +71,10 @@ from synthpm.signals import DECISIONS, Signal, signal_json
 
 MODES = ("full", "signal")
 CONVICTIONS = ("read", "expected")
+
+
+# (expected convictions, whether each row's book holds its stock) -> each row's decision
+Steer = Callable[[np.ndarray, np.ndarray], list[str]]
 
 
 class Scored(NamedTuple):
@@ -87,6 +101,7 @@ class Row:
     pending: list[int] | None  # what the next call feeds; None once the answer is done
     pos: int  # rotary position after the pending tokens
     count: int  # tokens of the answer so far
+    held: bool = False  # the book holds the stock (read from the prompt when steering)
     expected: float | None = None  # E[conviction | the decision written]
     mixed: float | None = None  # ... over the decisions too
 
@@ -180,12 +195,13 @@ class SignalDecoder:
     ) -> list[Signal]:
         """One `Signal` per prompt, in order; mode "signal" leaves the text fields empty;
         conviction "read" or "expected" (see the module docstring). `calibration` maps the
-        expectation, unrounded, to a probability (`calibrate.Calibration`); "expected" only."""
+        expectation, unrounded, to a probability (`calibrate.Calibration`); "expected" only.
+        Where it has `bands`, they steer the decision (module docstring)."""
         if conviction not in CONVICTIONS:
             raise ValueError(f"conviction must be one of {CONVICTIONS}, not {conviction!r}")
         if calibration is not None and conviction != "expected":
             raise ValueError("a calibration maps the expected conviction: conviction='expected'")
-        scored = self.decode_scored(prompts, mode, batch_size)
+        scored = self.decode_scored(prompts, mode, batch_size, self.steering(calibration))
         values = np.array([s.expected for s in scored], dtype=float)
         if calibration is not None and len(values):
             values = calibration(values)
@@ -205,27 +221,42 @@ class SignalDecoder:
         """The raw JSON the model wrote (signal mode: up to the character after the hold)."""
         return [s.text for s in self.decode_scored(prompts, mode, batch_size)]
 
+    def steering(self, calibration: object) -> Steer | None:
+        """The decision by the calibration's bands (module docstring); None where there are no
+        bands or the decisions' openings are not single tokens to choose between."""
+        bands = getattr(calibration, "bands", None)
+        return None if bands is None or self._opening_ids is None else bands.decide
+
     def decode_scored(
-        self, prompts: Sequence[list[int]], mode: str = "full", batch_size: int | None = None
+        self,
+        prompts: Sequence[list[int]],
+        mode: str = "full",
+        batch_size: int | None = None,
+        steer: Steer | None = None,
     ) -> list[Scored]:
-        """The raw JSON and the expected conviction per prompt, in order."""
+        """The raw JSON and the expected conviction per prompt, in order; `steer` picks the
+        decisions (`steering`), else greedy."""
         signal_only = check_mode(mode)
         batch_size = batch_size or self.adapter.batch_size
-        scored = by_length(prompts, batch_size, lambda b: self._decode_batch(b, signal_only))
+        scored = by_length(prompts, batch_size, lambda b: self._decode_batch(b, signal_only, steer))
         return [Scored(cut(s.text, signal_only), s.expected) for s in scored]
 
     @torch.no_grad()
-    def _decode_batch(self, prompts: list[list[int]], signal_only: bool) -> list[Scored]:
+    def _decode_batch(
+        self, prompts: list[list[int]], signal_only: bool, steer: Steer | None
+    ) -> list[Scored]:
         lead = self.grammar.lead
         # Signal mode never reaches a string: the shared grammar decodes its keys the same.
         cite = self.cite and not signal_only
         rows = []
         for i, prompt in enumerate(prompts):
-            matcher = self.grammar.matcher(self.adapter.user_text(prompt) if cite else None)
+            user = self.adapter.user_text(prompt) if cite or steer is not None else None
+            matcher = self.grammar.matcher(user if cite else None)
             accept_tokens(matcher, lead.ids)
             position = len(prompt) + len(lead.ids)
             text = bytearray(lead.text)
-            rows.append(Row(i, matcher, text, pending=None, pos=position, count=len(lead.ids)))
+            held = steer is not None and holds_stock(user)
+            rows.append(Row(i, matcher, text, None, position, len(lead.ids), held))
         cached = self.adapter.start(prompts, len(lead.ids), self.max_new_tokens)
         for row, prompt in zip(rows, prompts, strict=True):
             row.pending = prompt[cached:] + lead.ids
@@ -235,7 +266,7 @@ class SignalDecoder:
         while True:
             call = layout(live, self.adapter.pad, branches)
             logits = self.adapter.forward(call)
-            taken = self._choose(live, call, logits, bitmask, cite, signal_only)
+            taken = self._choose(live, call, logits, bitmask, cite, signal_only, steer)
             if branches:
                 self.adapter.settle(taken)
                 branches = []
@@ -247,7 +278,14 @@ class SignalDecoder:
                 live = [live[j] for j in left]
 
     def _choose(
-        self, live: list[Row], call: Call, logits, bitmask, cite: bool, signal_only: bool
+        self,
+        live: list[Row],
+        call: Call,
+        logits,
+        bitmask,
+        cite: bool,
+        signal_only: bool,
+        steer: Steer | None = None,
     ) -> list[int]:
         """Each live row's next token and forced run, from this call's logits at its pending
         tokens' end; then, for the rows that wrote a branch exactly, from that branch's end.
@@ -259,7 +297,12 @@ class SignalDecoder:
             step = logits[[j for j, _ in phase], [call.ends[g] for _, g in phase]]
             best = step.argmax(-1).tolist()
             if mix:  # the rows about to choose a decision, once
-                self._mix(live, call, logits, [j for j, _ in phase], step)
+                rows = [j for j, _ in phase]
+                self._mix(live, call, logits, rows, step)
+                if steer is not None:  # the opening of the decision the bands pick
+                    mixed = np.array([live[j].mixed for j in rows], dtype=float)
+                    picked = steer(mixed, np.array([live[j].held for j in rows]))
+                    best = [self._opening_ids[DECISIONS.index(d)] for d in picked]
                 mix = False
             starting = [i for i, (j, _) in enumerate(phase) if live[j].text.endswith(_OPENED)]
             if starting:  # the conviction's first token comes next: its expectation

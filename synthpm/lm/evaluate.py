@@ -4,7 +4,9 @@ Everything is measured on the test split (dates the model never trained on). Eac
 (a stock on a date) appears there under up to 10 portfolio scenarios (`empty`, `holding`,
 `bear_market`, ...), with the same outcome and the same conviction label in every copy.
 
-**Decisions**, on `n` rows sampled from every scenario, decoded in full mode:
+**Decisions**, on `n` rows sampled from every scenario, decoded in full mode, as the agent
+decides them (`steered_by_bands`: by the calibration's bands where the folder has them,
+`decode`'s steered decision; else greedy):
 - `schema_valid_rate`: answers parsed as `Signal` (the constrained decoder makes it 100% by
   design; this counts it rather than assuming it);
 - `accuracy`, `macro_f1` against the hindsight labels, beside two baselines that read no
@@ -209,6 +211,8 @@ def evaluate(
         torch.manual_seed(0)
         model = GPT(model.config).to(model.embed.weight.dtype).eval()  # same dtype
     decoder = SignalDecoder(model, tokenizer, cite=cite)
+    calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
+    steer = decoder.steering(calibration)  # the agent's decisions: by the bands, if any
     everything = read_split(Path(data), "test", None, COLUMNS)
     test = everything.sample(n, random_state=0) if len(everything) > n else everything
     train = read_split(Path(data), "train", 200_000, ("decision",))  # for the majority only
@@ -219,12 +223,15 @@ def evaluate(
 
     # Signal mode timed on its second pass (a second or so): the first pays once for the
     # memory of each batch shape (`heap`) and keeps the system prompt's keys and values.
-    fast = decoder.decode(prompts, mode="signal", batch_size=batch_size)
+    fast = [
+        parse_signal(s.text, True)
+        for s in decoder.decode_scored(prompts, "signal", batch_size, steer)
+    ]
     started = time.perf_counter()
-    decoder.decode(prompts, mode="signal", batch_size=batch_size)
+    decoder.decode_scored(prompts, "signal", batch_size, steer)
     signal_rate = len(prompts) / (time.perf_counter() - started)
     started = time.perf_counter()
-    scored = decoder.decode_scored(prompts, mode="full", batch_size=batch_size)
+    scored = decoder.decode_scored(prompts, "full", batch_size, steer)
     full_rate = len(prompts) / (time.perf_counter() - started)
     full = [parse_signal(s.text) for s in scored]
     single = []
@@ -272,6 +279,7 @@ def evaluate(
         "full_per_s_batched": full_rate,
     }
     report["cited_text_grammar"] = cite
+    report["steered_by_bands"] = steer is not None
     report["by_scenario"] = by_scenario(test["scenario"], truth, {"lm": predicted, **baselines})
     # the per-date rows (`empty`, one per context), decoded once for both sections
     rows = ic_rows(everything, ic_dates)
@@ -279,7 +287,6 @@ def evaluate(
     written, expected = read_convictions(model, tokenizer, rows, batch_size, executor)
     scores = {"lm_written": written, "lm_expected": expected, **context_scores(Path(data), rows)}
     report["per_date"] = _per_date(rows, scores)
-    calibration = None if untrained else Calibration.load(model_dir)  # fitted on the trained
     report["calibration"] = _calibration(rows, expected, calibration)
     name = ("eval-untrained" if untrained else "eval") + ("" if cite else "-uncited") + ".json"
     write_atomic(out or Path(model_dir) / name, json.dumps(report, indent=1))

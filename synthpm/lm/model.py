@@ -231,7 +231,7 @@ class GPT(nn.Module):
         last: int | None = None,
     ):
         """Logits (B, T, V); with `targets`, the mean cross-entropy (over the positions where
-        `loss_mask` is nonzero, when given: a 0/1 mask).
+        `loss_mask` is nonzero, when given; its values weigh the tokens).
 
         With a cache, attention runs over all its S slots (`KVCache.update`). For padded
         batches (the batched decoder, with a cache): `key_mask` (B, S) is True at the real
@@ -286,7 +286,12 @@ class GPT(nn.Module):
             return logits
         if not targets.numel():  # nothing to learn from: a zero that still backpropagates
             return logits.sum()
-        return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
+        if loss_mask is None:
+            return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
+        # the mask's values weigh the tokens (`train.opening_weights`): a weighted mean
+        weight = loss_mask.flatten()[keep].to(logits.dtype)
+        loss = F.cross_entropy(logits, targets, reduction="none")
+        return (loss * weight).sum() / weight.sum()
 
     @torch.no_grad()
     def generate(

@@ -19,6 +19,10 @@ of its test split; vocab_size 4096):
   ~3.5x fewer tokens, which is most of what decoding costs on a CPU. All 101 convictions
   `0.00`..`1.00` are single tokens at this vocabulary (53 at 2,048), which the decoder's
   expected conviction reads (`decode`).
+- Each decision's opening (`{"decision":"SKIP","conviction":`, `OPENINGS`) is one token
+  at any vocabulary size (an added token, not left to the merges: a small vocabulary over a
+  corpus with few SELLs spells SELL's in 8): the decoder reads the decisions' probabilities
+  in one step and steers the decision there (`decode`).
 - A decoder must respect the pieces: where the grammar forces text, it leaves the last piece
   to the model (`decode`), since training merged that piece with what followed.
 - Control tokens are *special*: ids 0-5, never merged by BPE, skipped by `decode`. Text never
@@ -34,10 +38,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from synthpm.data.errors import SynthpmError
 from synthpm.folders import atomic_file
+from synthpm.signals import DECISIONS, signal_json
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -45,6 +50,10 @@ if TYPE_CHECKING:
 SPECIAL_TOKENS = ("<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>")
 FILE = "tokenizer.json"
 # A number: optional sign or dollar, digits with `.`/`,` groups, optional percent sign.
+# each decision's answer up to its conviction, as the training answers spell it
+OPENINGS = tuple(
+    (text := signal_json(d, 0.5, 7, "", [], [], []))[: text.index("0.50")] for d in DECISIONS
+)
 NUMBER = r"[+\-$]?\d+(?:[.,]\d+)*%?"
 
 
@@ -91,7 +100,7 @@ class ChatTokenizer:
         tok.pre_tokenizer = _pre_tokenizer()
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size,
+            vocab_size=vocab_size - len(OPENINGS),  # the openings are added after
             min_frequency=min_frequency,
             special_tokens=list(SPECIAL_TOKENS),  # first, so their ids are 0-5
             # All 256 bytes, seen or not, so any text encodes (no unknown token).
@@ -99,6 +108,7 @@ class ChatTokenizer:
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer=trainer)
+        tok.add_tokens([AddedToken(o, normalized=False) for o in OPENINGS])
         return cls(tok)
 
     def save(self, path: str | Path) -> Path:

@@ -1,11 +1,17 @@
 """Training: conversations → tokens (loss on the assistant turn only) → AdamW → checkpoints.
 
-- **Data.** Up to `max_examples` rows drawn across every training date, balanced by date
-  and decision (`sample_split`), rendered by the chat tokenizer (trained on the training
-  conversations and saved beside the model the first time). Labels are 84% SKIP, so by
-  default each batch samples decisions equally (`balance`); the sampled rows of step s are a
-  function of (seed, s) alone. `dataset.json` beside the model records the limits, label
-  settings, scenarios and split dates it was trained with (`dataset_record`).
+- **Data.** Up to `max_examples` rows drawn across every training date, each date alike
+  (`sample_split`), rendered by the chat tokenizer (trained on the training conversations
+  and saved beside the model the first time); the sampled rows of step s are a function of
+  (seed, s) alone. Decisions keep their own frequencies: drawing them equally taught the
+  model that an empty book means BUY (P 0.68 on every stock) and a held name means SELL
+  (P 0.70 on every stock), so it sold every position at the next weekly review.
+- **Loss.** On the assistant turn only, and the answer's opening (the decision and the
+  conviction, what the manager acts on) weighs as much as the rest of it (`opening_weights`):
+  counted per token, the reasoning's hundred-odd tokens drowned the two that carry the
+  view of the stock, and the model learned the book's prior and no stock's.
+- **Record.** `dataset.json` beside the model records the limits, label settings,
+  scenarios and split dates it was trained with (`dataset_record`).
 - **Continual fine-tuning.** `init` starts from a trained model folder: its tokenizer is
   copied into the new folder (never refitted: the token ids must match the weights), its
   depth and vocab_size replace the config's (the shape is the weights'; a differing setting
@@ -85,7 +91,6 @@ class TrainConfig(BaseModel):
     save_every: int = Field(50, ge=1)
     # CPU budgets
     max_examples: int | None = Field(200_000, ge=1, description="training rows read")
-    balance: bool = True
     rename_tickers: float = Field(
         0.5, ge=0, le=1, description="share of training examples whose stock gets a made-up name"
     )
@@ -161,16 +166,16 @@ def sample_split(
     seed: int = 0,
     columns: tuple[str, ...] = CONVERSATION,
 ) -> pd.DataFrame:
-    """Up to `limit` rows drawn from every date of the split, balanced by date and decision.
+    """Up to `limit` rows drawn from every date of the split, each date alike.
 
     The first rows of a split are its first years: a budget of 50,000 read in order once
     trained the demo on 1994-1998 and traded it in 2018. Each row is weighted 1 / (rows on
-    its date) x 1 / (rows of its decision), so every date and every decision weigh alike,
-    and `limit` rows are drawn without replacement (Efraimidis-Spirakis keys: one vectorised
-    top-k). Rows come back in date order; the draw depends on the seed alone."""
+    its date), so every date weighs alike, and `limit` rows are drawn without replacement
+    (Efraimidis-Spirakis keys: one vectorised top-k). Decisions keep their frequencies (the
+    module docstring). Rows come back in date order; the draw depends on the seed alone."""
     parts = _parts(data, split)
-    # a hand-made shard may lack a column: its rows then weigh alike on that count
-    keys = [c for c in ("date", "decision") if c in pq.read_schema(parts[0]).names]
+    # a hand-made shard may lack the date: its rows then weigh alike
+    keys = [c for c in ("date",) if c in pq.read_schema(parts[0]).names]
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in parts]
     frame = pd.concat([pd.read_parquet(p, columns=keys) for p in parts], ignore_index=True)
     if limit is None or limit >= sum(sizes):
@@ -297,7 +302,7 @@ def trained_on_other_data(out: Path, record: dict) -> bool:
 
 
 class Batch(NamedTuple):
-    """Next-token inputs, targets and the loss mask (1 on assistant tokens), (rows, width)."""
+    """Next-token inputs, targets and the loss weights (0 off the assistant turn), (rows, width)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -314,15 +319,10 @@ class Batches:
         rendered = tokenizer.render_batch(
             list(frame["system"]), list(frame["user"]), list(frame["assistant"])
         )
+        rendered = opening_weights(rendered, list(frame["assistant"]), tokenizer)
         keep = [i for i, row in enumerate(rendered) if len(row.ids) <= config.seq_len + 1]
         self.rows = [rendered[i] for i in keep]
         self.dropped = len(rendered) - len(keep)
-        decisions = frame["decision"].to_numpy()[keep]
-        weights = np.ones(len(keep))
-        if config.balance:  # each decision equally likely per draw
-            for d in np.unique(decisions):
-                weights[decisions == d] = 1.0 / (decisions == d).sum()
-        self.p = weights / weights.sum()
         self.pad, self.config = tokenizer.pad_id, config
 
     def __len__(self) -> int:
@@ -331,7 +331,7 @@ class Batches:
     def batch(self, step: int, index: int) -> Batch:
         """Micro-batch `index` (rank x grad_accum + micro) of `step`: the same at any world size."""
         rng = np.random.default_rng([self.config.seed, step, index])
-        picks = rng.choice(len(self.rows), self.config.batch_size, p=self.p)
+        picks = rng.choice(len(self.rows), self.config.batch_size)
         return self.collate([self.rows[i] for i in picks])
 
     def collate(self, rows: list[Rendered]) -> Batch:
@@ -345,6 +345,33 @@ class Batches:
             y[r, :n] = torch.tensor(ids[1:])
             m[r, :n] = torch.tensor(mask[1:], dtype=torch.float32)
         return Batch(x, y, m)
+
+
+OPENING_END = ',"hold_duration_days"'  # the answer's opening ends before this key
+
+
+def opening_weights(
+    rendered: list[Rendered], answers: list[str], tokenizer: ChatTokenizer
+) -> list[Rendered]:
+    """Each conversation with its loss mask reweighted so that the answer's opening (up to
+    the conviction's last token) weighs as much as the rest of the answer together (module
+    docstring). An answer without the opening, or whose opening does not tokenize as its
+    own prefix, keeps its mask."""
+    cuts = [a.find(OPENING_END) for a in answers]
+    heads = tokenizer.encode_batch(
+        [a[:c] if c > 0 else "" for a, c in zip(answers, cuts, strict=True)]
+    )
+    out = []
+    for row, head in zip(rendered, heads, strict=True):
+        start = row.mask.index(1) if 1 in row.mask else len(row.mask)
+        n_open, n_answer = len(head), len(row.mask) - start
+        if not 0 < n_open < n_answer or row.ids[start : start + n_open] != head:
+            out.append(row)
+            continue
+        heavy = (n_answer - n_open) / n_open
+        mask = [*row.mask[:start], *[heavy] * n_open, *row.mask[start + n_open :]]
+        out.append(Rendered(row.ids, mask))
+    return out
 
 
 def _columns(data: Path) -> tuple[str, ...]:
