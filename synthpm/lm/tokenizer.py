@@ -49,11 +49,11 @@ if TYPE_CHECKING:
 
 SPECIAL_TOKENS = ("<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|pad|>")
 FILE = "tokenizer.json"
-# A number: optional sign or dollar, digits with `.`/`,` groups, optional percent sign.
-# each decision's answer up to its conviction, as the training answers spell it
+# Each decision's answer up to its conviction, as the training answers spell it.
 OPENINGS = tuple(
     (text := signal_json(d, 0.5, 7, "", [], [], []))[: text.index("0.50")] for d in DECISIONS
 )
+# A number: optional sign or dollar, digits with `.`/`,` groups, optional percent sign.
 NUMBER = r"[+\-$]?\d+(?:[.,]\d+)*%?"
 
 
@@ -74,7 +74,7 @@ class Rendered(NamedTuple):
     """A conversation as token ids, and the loss mask (1 on what the model must emit)."""
 
     ids: list[int]
-    mask: list[int]
+    mask: list[float]  # 0/1 here; training weighs the answer's opening (`train.opening_weights`)
 
 
 class ChatTokenizer:

@@ -8,8 +8,8 @@
   (P 0.70 on every stock), so it sold every position at the next weekly review.
 - **Loss.** On the assistant turn only, and the answer's opening (the decision and the
   conviction, what the manager acts on) weighs as much as the rest of it (`opening_weights`):
-  counted per token, the reasoning's hundred-odd tokens drowned the two that carry the
-  view of the stock, and the model learned the book's prior and no stock's.
+  counted per token, the two that carry the view of the stock were 1/18 of a 36-token
+  answer, and the model learned the book's prior and no stock's.
 - **Record.** `dataset.json` beside the model records the limits, label settings,
   scenarios and split dates it was trained with (`dataset_record`).
 - **Continual fine-tuning.** `init` starts from a trained model folder: its tokenizer is
