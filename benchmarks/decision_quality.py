@@ -126,7 +126,7 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--work", type=Path, default=Path("runs/decision_quality"))
     parser.add_argument("--model", type=Path, help="a trained model folder (skips training)")
-    parser.add_argument("--steps", type=int, default=6000, help="LM training steps (~1 h)")
+    parser.add_argument("--steps", type=int, default=3000, help="LM training steps (~1 h)")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--max-examples", type=int, default=400_000)
     parser.add_argument("--calibration-n", type=int, default=2000, help="validation contexts")
