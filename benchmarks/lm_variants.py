@@ -11,10 +11,12 @@ split, every `empty`-scenario context (one per stock):
 - the per-date rank IC of the expected conviction with the outcome, with its month-block
   bootstrap t (`lm.evaluate.per_date_ic`), beside the forecaster's 1m expected return and
   the other context baselines on the same rows;
-- the book's pull: the same contexts under the `holding` scenario (the book holds the
-  stock); the label's conviction is the outcome's percentile whatever the book, so a model
-  that reads the stock gives both about the same expectation. The mean gap and the
-  correlation of the two across contexts say how much the book, not the stock, drives it.
+- the book's pull: the same contexts under the `holding` scenario (a typical book, 60% of
+  its names, that also holds the stock) against `empty` (all cash); the label's conviction
+  is the outcome's percentile whatever the book, so a model that reads the stock gives both
+  about the same expectation. The mean gap and the correlation of the two across contexts
+  say how much the book, not the stock, drives it (the gap mixes holding the stock with
+  the rest of the book: it is not the shift a backtest's held name sees).
 """
 
 from __future__ import annotations
