@@ -30,6 +30,16 @@ before rounding, so it is the probability that the stock beats the benchmark net
 over the hold, as `Signal` defines it; `calibration` is that map, None without one (the
 expectation as is). The written conviction ("read") is never mapped: the map was fitted on
 the expectation.
+
+**Decided on the date.** Where the map has `bands` and a date brings at least
+`cross_section` stocks (a backtest's or the daily loop's decision date), the agent first
+reads every prompt's expectation (`SignalDecoder.expectations`) and decides by its rank
+among the date's (`Bands.decide_on_date`): BUY the top 30%, SELL a holding in the bottom
+30%, as the labels did. The model then writes its answer on from that decision. Why: the
+labels are the date's ranks, so the part of an expectation that moves every stock of a date
+alike is error, and fixed bands turned it into buying nearly every stock on some dates and
+none on others (`benchmarks/decision_quality.py`). Fewer stocks (one analysed alone) are
+decided by the bands themselves.
 """
 
 from __future__ import annotations
@@ -37,13 +47,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from synthpm.context import Context, Contexts
-from synthpm.dataset.prompt import SYSTEM_PROMPT, render_prompt
+from synthpm.dataset.prompt import SYSTEM_PROMPT, holds_stock, render_prompt
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import Calibration
 from synthpm.lm.decode import SignalDecoder
 from synthpm.lm.train import load_model
 from synthpm.signals import Signal
+
+CROSS_SECTION = 20  # the fewest stocks of one date decided by their ranks among each other
 
 
 class PortfolioAgent:
@@ -58,6 +72,7 @@ class PortfolioAgent:
         conviction: str = "expected",
         trained: dict | None = None,
         calibration: Calibration | None = None,
+        cross_section: int = CROSS_SECTION,
     ):
         self.trained = trained or {}  # the model's `dataset.json`: limits, split dates, ...
         if limits is None and "limits" in self.trained:
@@ -66,6 +81,7 @@ class PortfolioAgent:
         self.decoder = SignalDecoder(model, tokenizer)
         self.decoder.warm(SYSTEM_PROMPT)  # every prompt opens with the system turn
         self.options = {"conviction": conviction}
+        self.cross_section = cross_section  # the fewest stocks of a date ranked on it
         self.calibration = None  # the map applied to conviction, if any
         if conviction == "expected" and calibration is not None:
             self.calibration = self.options["calibration"] = calibration
@@ -75,7 +91,7 @@ class PortfolioAgent:
         # executor's) rebuilds the agent from its parts, as fresh as this one was built.
         conviction = self.options["conviction"]
         parts = (self.decoder.model, self.tokenizer, self.limits, self.mode, conviction)
-        return type(self), (*parts, self.trained, self.calibration)
+        return type(self), (*parts, self.trained, self.calibration, self.cross_section)
 
     @classmethod
     def load(cls, path: str | Path, **options) -> PortfolioAgent:
@@ -104,8 +120,30 @@ class PortfolioAgent:
         return self.decoder.decode([self.prompt_ids(context)], mode=mode, **self.options)[0]
 
     def signals(self, contexts: Contexts, mode: str | None = None) -> list[Signal]:
-        prompts = [self.prompt_ids(c, contexts.limits) for c in contexts]
-        return self.decoder.decode(prompts, mode=mode or self.mode, **self.options)
+        users = [self.prompt(c, contexts.limits) for c in contexts]
+        prompts = [self.decoder.prompt_ids(SYSTEM_PROMPT, u) for u in users]
+        decisions = self._on_date(contexts, users, prompts)
+        return self.decoder.decode(
+            prompts, mode=mode or self.mode, decisions=decisions, **self.options
+        )
+
+    def _on_date(self, contexts: Contexts, users: list[str], prompts: list) -> list[str] | None:
+        """The decisions by rank on each date with `cross_section` stocks or more, by the
+        bands on the others (module docstring); None where there are no bands to steer by."""
+        bands = getattr(self.calibration, "bands", None)
+        if bands is None or self.decoder.steering(self.calibration) is None:
+            return None
+        dates = contexts.frame["date"].to_numpy()
+        if len(prompts) < self.cross_section:  # no date can have enough: the bands decide
+            return None
+        expected = self.decoder.expectations(prompts)
+        held = np.array([holds_stock(u) for u in users])
+        decisions = np.empty(len(prompts), dtype=object)
+        for day in np.unique(dates):
+            on = np.flatnonzero(dates == day)
+            decide = bands.decide_on_date if len(on) >= self.cross_section else bands.decide
+            decisions[on] = decide(expected[on], held[on])
+        return decisions.tolist()
 
     def analyze_opportunity(self, ticker: str, date, **fields) -> Signal:
         """The seed system's call: a context from keyword fields (see `Context`; there is no

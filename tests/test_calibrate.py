@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from sklearn.isotonic import IsotonicRegression
 from test_report import make_run
 
 from synthpm.agent import PortfolioAgent
+from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.dataset.labels import LabelConfig
 from synthpm.dataset.prompt import holds_stock
@@ -23,6 +25,7 @@ from synthpm.lm.calibrate import (
     Calibration,
     calibration_error,
     calibration_rows,
+    date_percentile,
     fit_calibration,
     read_convictions,
     reliability,
@@ -195,7 +198,8 @@ def test_fit_calibration_writes_the_file_the_agent_applies(world, model_copy):
     raw = np.array([e for _, e in agent.decoder.decode_scored(prompts, "signal")])
     assert [s.conviction for s in signals] == [round(float(v), 4) for v in fitted(raw)]
     # the bands decide, at the label bars' quantiles of the validation expectations
-    assert record["bands"] == {"sell_below": fitted.bands.sell_below, "buy_at": fitted.bands.buy_at}
+    assert record["bands"] == asdict(fitted.bands)
+    assert (fitted.bands.sell_bar, fitted.bands.buy_bar) == (0.3, 0.7)
     assert fitted.bands.sell_below < fitted.bands.buy_at
     held = np.array([holds_stock(agent.decoder.adapter.user_text(p)) for p in prompts])
     assert [s.decision for s in signals] == fitted.bands.decide(raw, held)
@@ -203,6 +207,47 @@ def test_fit_calibration_writes_the_file_the_agent_applies(world, model_copy):
     assert read.calibration is None  # the written number is never mapped; greedy decisions
     greedy = [s.decision for s in agent.decoder.decode(prompts, "signal")]
     assert [s.decision for s in read.signals(day)] == greedy
+
+
+def test_on_a_date_the_ranks_decide_at_the_label_bars():
+    bands = Bands(sell_below=0.9, buy_at=0.95)  # fixed bands would buy none of these
+    expected = np.array([0.10, 0.40, 0.20, 0.30, 0.50, 0.35, 0.15, 0.45, 0.25, 0.05, 0.30])
+    held = np.arange(11) % 2 == 0
+    decided = bands.decide_on_date(expected, held)
+    rank = date_percentile(expected)
+    assert rank.min() == 0 and rank.max() == 1 and rank[3] == rank[10]  # a tie shares its rank
+    assert [i for i, d in enumerate(decided) if d == "BUY"] == list(np.flatnonzero(rank >= 0.7))
+    assert [i for i, d in enumerate(decided) if d == "SELL"] == [0, 2, 6]  # held, bottom 30%
+    assert decided[9] == "SKIP"  # the lowest, but not held
+    assert bands.decide(expected, held) == ["SELL", "SKIP"] * 5 + ["SELL"]
+    assert date_percentile(np.array([0.3])).tolist() == [0.5]
+
+
+@pytest.mark.slow
+def test_the_agent_decides_a_dates_stocks_by_their_rank_among_each_other(world, model_copy):
+    data, _, contexts = world
+    fitted = fit_calibration(model_copy, data, n=30, batch_size=8)
+    limits = Limits(max_positions=4)
+    dates = contexts.frame["date"]
+    day = Contexts(contexts.frame[dates.isin(dates.unique()[:2])], limits=limits)
+    agent = PortfolioAgent.load(model_copy, limits=limits, cross_section=3)
+    signals = agent.signals(day)
+    prompts = [agent.prompt_ids(c, limits) for c in day]
+    expected = agent.decoder.expectations(prompts, batch_size=5)
+    scored = agent.decoder.decode_scored(prompts, "signal")
+    assert expected == pytest.approx([s.expected for s in scored])  # read at the same step
+    assert len(np.unique(expected)) > 2, "the tiny model's expectation does not vary"
+    held = np.array([holds_stock(agent.decoder.adapter.user_text(p)) for p in prompts])
+    want = []
+    for date in day.frame["date"].unique():
+        on = np.flatnonzero(day.frame["date"] == date)
+        assert len(on) >= 3
+        want += fitted.bands.decide_on_date(expected[on], held[on])
+    assert [s.decision for s in signals] == want
+    assert "BUY" in want and "SKIP" in want
+    # fewer stocks than the cross-section: the bands decide each alone, as before
+    alone = PortfolioAgent.load(model_copy, limits=limits, cross_section=len(day) + 1)
+    assert [s.decision for s in alone.signals(day)] == fitted.bands.decide(expected, held)
 
 
 @pytest.mark.slow

@@ -24,7 +24,10 @@ percentile among the date's members), not a probability. `fit_calibration` maps 
   may flatten a range into ties). The rates are
   the labels' own bars (`buy_conviction`, `sell_conviction` in the model's `dataset.json`:
   BUY the top 30% of a date's outcomes, SELL a holding in the bottom 30%), so the agent
-  buys and sells as often as its training labels did, on its ranking of the stocks.
+  buys and sells as often as its training labels did, on its ranking of the stocks. The
+  bars are stored too: on a date with many stocks the agent decides by the expectations'
+  ranks among the date's at those bars (`decide_on_date`), and by the bands where it
+  analyses a stock alone.
 - **Stored** in the model folder as `calibration.json`: the steps' middles and values
   (applied with `np.interp`, clipped outside; no pickle), the rows' count, scenario and
   date range, the Brier score and ECE before and after on those rows (after is in sample:
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -179,18 +182,40 @@ class Bands:
 
     sell_below: float  # SELL a holding at or below
     buy_at: float  # BUY at or above
+    sell_bar: float = 0.3  # the labels' bars: the quantiles the bands were fitted at
+    buy_bar: float = 0.7
 
     def decide(self, conviction: np.ndarray, held: np.ndarray) -> list[str]:
         """Each row's decision from its expected conviction and whether the book holds it."""
-        buy = conviction >= self.buy_at
-        sell = ~buy & np.asarray(held, dtype=bool) & (conviction <= self.sell_below)
-        return np.where(buy, "BUY", np.where(sell, "SELL", "SKIP")).tolist()
+        conviction = np.asarray(conviction, dtype=float)
+        return _decisions(conviction >= self.buy_at, conviction <= self.sell_below, held)
+
+    def decide_on_date(self, conviction: np.ndarray, held: np.ndarray) -> list[str]:
+        """The decisions of one date's stocks by their expectations' ranks among each other
+        (module docstring): BUY the top `1 - buy_bar`, SELL a holding in the bottom
+        `sell_bar`."""
+        rank = date_percentile(np.asarray(conviction, dtype=float))
+        return _decisions(rank >= self.buy_bar, rank <= self.sell_bar, held)
 
     @classmethod
     def fit(cls, conviction: np.ndarray, labels: LabelConfig) -> Bands:
         """The quantiles of `conviction` at the labels' bars (module docstring)."""
-        sell, buy = np.quantile(conviction, [labels.sell_conviction, labels.buy_conviction])
-        return cls(float(sell), float(buy))
+        bars = labels.sell_conviction, labels.buy_conviction
+        sell, buy = np.quantile(conviction, bars)
+        return cls(float(sell), float(buy), *bars)
+
+
+def date_percentile(values: np.ndarray) -> np.ndarray:
+    """Each value's percentile among `values`, as the labels rank a date's outcomes: 0 the
+    lowest, 1 the highest, ties averaged, 0.5 alone."""
+    if len(values) < 2:
+        return np.full(len(values), 0.5)
+    return (pd.Series(values).rank(method="average").to_numpy() - 1) / (len(values) - 1)
+
+
+def _decisions(buy: np.ndarray, sell: np.ndarray, held: np.ndarray) -> list[str]:
+    sell = ~buy & np.asarray(held, dtype=bool) & sell
+    return np.where(buy, "BUY", np.where(sell, "SELL", "SKIP")).tolist()
 
 
 @dataclass(frozen=True)
@@ -223,7 +248,7 @@ class Calibration:
         path = Path(model_dir) / FILE
         document = {**self.record, "x_thresholds": self.x.tolist(), "y_thresholds": self.y.tolist()}
         if self.bands is not None:
-            document["bands"] = {"sell_below": self.bands.sell_below, "buy_at": self.bands.buy_at}
+            document["bands"] = asdict(self.bands)
         return write_atomic(path, json.dumps(document, indent=1))
 
     @classmethod

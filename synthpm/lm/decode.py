@@ -39,7 +39,9 @@ transformers/PEFT model), the grammar, jump-forward and the greedy pick under it
   model's given that decision. Why: the labels BUY the top 30% of a date's outcomes, and a
   model whose view of a stock moves the probability of that by a few points never makes BUY
   the likeliest token; greedy decoding then writes the book's prior (SKIP for every
-  stock), not the model's ranking.
+  stock), not the model's ranking. A caller that decided otherwise (the agent, by rank
+  among a date's stocks) passes its `decisions`, written the same way; `expectations`
+  reads the expectation alone, at the decision step, to decide them by.
 """
 
 from __future__ import annotations
@@ -192,16 +194,19 @@ class SignalDecoder:
         batch_size: int | None = None,
         conviction: str = "read",
         calibration: Callable[[np.ndarray], np.ndarray] | None = None,
+        decisions: Sequence[str] | None = None,
     ) -> list[Signal]:
         """One `Signal` per prompt, in order; mode "signal" leaves the text fields empty;
         conviction "read" or "expected" (see the module docstring). `calibration` maps the
         expectation, unrounded, to a probability (`calibrate.Calibration`); "expected" only.
-        Where it has `bands`, they steer the decision (module docstring)."""
+        Where it has `bands`, they steer the decision (module docstring), unless `decisions`
+        gives each prompt's decision (`decode_scored`)."""
         if conviction not in CONVICTIONS:
             raise ValueError(f"conviction must be one of {CONVICTIONS}, not {conviction!r}")
         if calibration is not None and conviction != "expected":
             raise ValueError("a calibration maps the expected conviction: conviction='expected'")
-        scored = self.decode_scored(prompts, mode, batch_size, self.steering(calibration))
+        steer = self.steering(calibration)
+        scored = self.decode_scored(prompts, mode, batch_size, steer, decisions)
         values = np.array([s.expected for s in scored], dtype=float)
         if calibration is not None and len(values):
             values = calibration(values)
@@ -233,18 +238,43 @@ class SignalDecoder:
         mode: str = "full",
         batch_size: int | None = None,
         steer: Steer | None = None,
+        decisions: Sequence[str] | None = None,
     ) -> list[Scored]:
         """The raw JSON and the expected conviction per prompt, in order; `steer` picks the
-        decisions (`steering`), else greedy."""
+        decisions (`steering`), else greedy; `decisions`, one per prompt, are written
+        instead where the openings are single tokens to choose between."""
         signal_only = check_mode(mode)
         batch_size = batch_size or self.adapter.batch_size
-        scored = by_length(prompts, batch_size, lambda b: self._decode_batch(b, signal_only, steer))
+        if decisions is not None and len(decisions) != len(prompts):
+            raise ValueError(f"{len(decisions)} decisions for {len(prompts)} prompts")
+
+        def run(batch: list[int]) -> list[Scored]:
+            chosen = steer
+            if decisions is not None:  # every row of a batch chooses at its first call
+                chosen = lambda mixed, held: [decisions[i] for i in batch]  # noqa: E731
+            return self._decode_batch([list(prompts[i]) for i in batch], signal_only, chosen)
+
+        scored = by_length(prompts, batch_size, run)
         return [Scored(cut(s.text, signal_only), s.expected) for s in scored]
+
+    def expectations(self, prompts: Sequence[list[int]], batch_size: int | None = None):
+        """Each prompt's expected conviction over the decisions (module docstring), read
+        at the decision step without decoding on; NaN where the openings are not single
+        tokens to mix over."""
+        batch_size = batch_size or self.adapter.batch_size
+        if self._opening_ids is None:
+            return np.full(len(prompts), np.nan)
+        run = lambda b: self._decode_batch([list(prompts[i]) for i in b], True, None, True)  # noqa: E731
+        return np.array(by_length(prompts, batch_size, run), dtype=float)
 
     @torch.no_grad()
     def _decode_batch(
-        self, prompts: list[list[int]], signal_only: bool, steer: Steer | None
-    ) -> list[Scored]:
+        self,
+        prompts: list[list[int]],
+        signal_only: bool,
+        steer: Steer | None,
+        expectations_only: bool = False,
+    ) -> list:
         lead = self.grammar.lead
         # Signal mode never reaches a string: the shared grammar decodes its keys the same.
         cite = self.cite and not signal_only
@@ -267,6 +297,8 @@ class SignalDecoder:
             call = layout(live, self.adapter.pad, branches)
             logits = self.adapter.forward(call)
             taken = self._choose(live, call, logits, bitmask, cite, signal_only, steer)
+            if expectations_only:
+                return [row.mixed for row in rows]
             if branches:
                 self.adapter.settle(taken)
                 branches = []
@@ -392,12 +424,13 @@ def check_mode(mode: str) -> bool:
 
 
 def by_length(prompts: Sequence[list[int]], batch_size: int, run: Callable[[list], list]) -> list:
-    """`run` over batches of length-sorted prompts (little padding); results in input order."""
+    """`run` over batches of length-sorted prompts (little padding), given each batch's
+    places in `prompts`; results in input order."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list = [None] * len(prompts)
     for s in range(0, len(order), batch_size):
         batch = order[s : s + batch_size]
-        for i, result in zip(batch, run([list(prompts[i]) for i in batch]), strict=True):
+        for i, result in zip(batch, run(batch), strict=True):
             out[i] = result
     return out
 
