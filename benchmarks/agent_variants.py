@@ -1,9 +1,10 @@
 """How the agent turns the model's view into decisions, chosen on validation dates: one
 trained and calibrated model backtested over the validation years with each decision rule,
 beside the baselines on the same engine, costs and dates (not a test: it prints figures and
-writes `benchmarks/results/agent_variants_<panel>.json`). The test years are never read.
+writes `benchmarks/results/agent_variants_<panel>_<model folder>.json`). The test years are
+never read.
 
-    python benchmarks/agent_variants.py --model runs/decision_quality/pit_2005_2022/lm_rank
+    python benchmarks/agent_variants.py --model runs/decision_quality/pit_2005_2022/lm_opening
 
 Reads `benchmarks/decision_quality.py`'s work folder for the panel (store, forecasts and
 dataset) and says so and stops when it is missing. The rules (`PortfolioAgent`):
@@ -93,7 +94,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"agent_variants_{args.panel}.json"
+    out = args.out / f"agent_variants_{args.panel}_{args.model.name}.json"
     out.write_text(json.dumps(document, indent=1, default=float))
     with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
         print(f"\nvalidation {start} .. {end.date()}, idle cash as {args.idle}:")

@@ -6,8 +6,7 @@
   `PREDICTION_KINDS`, `event_prob_col(group)`;
 - the forecast schema (`forecast.walkforward.assemble`): `forecast_col(field, h)` for the
   `FORECAST_FIELDS`, `BEST_HORIZON`, `event_prob_col(group)`, `FOLD`;
-- the context frame (`dataset.context.build_contexts`): the forecast schema but `FOLD` and
-  with each horizon's `forecast_col(FORECAST_RANK, h)`, the
+- the context frame (`dataset.context.build_contexts`): the forecast schema but `FOLD`, the
   `RECENT` latest 8-K items `event_col(k, field)`, the `NOTABLE` latest open-market insider
   trades `insider_col(k, field)`, `INSIDER_COVERED`, and the feature panel's columns it
   copies, `FROM_PANEL` (`TREND_COLUMNS`, `MARKET_COLUMNS`, `INSIDER_COUNTS`: field of the
@@ -30,7 +29,6 @@ FORECAST_FIELDS = (
     "sharpe",
     "max_drawdown",
 )
-FORECAST_RANK = "rank"  # the context frame's date percentile of `expected_return`
 BEST_HORIZON = "best_horizon"
 FOLD = "fold"  # the test period's start
 

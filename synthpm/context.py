@@ -16,8 +16,7 @@ Frame columns (all values known by `date`; their names are spelled in `synthpm.c
   reads depends on one (everything is returns and ratios);
 - forecasts, named as the forecast schema: `return_class_h`, `confidence_h`,
   `expected_return_h`, `volatility_h`, `sharpe_h`, `max_drawdown_h` for h in 1d/1w/1m/3m,
-  `best_horizon`, `event_prob_<group>` (NaN/missing before the first walk-forward fold),
-  and `rank_h`, the expected return's percentile among the date's forecasts;
+  `best_horizon`, `event_prob_<group>` (NaN/missing before the first walk-forward fold);
 - events: `ev_covered` (the ticker has any filing on record by `date`), then the `RECENT`
   most recent 8-K items of the last `WINDOW_DAYS` days: `ev{k}_date`, `ev{k}_type`,
   `ev{k}_item` (k = 1 is the latest; exhibit-only items are skipped as uninformative);
@@ -44,7 +43,6 @@ from synthpm.columns import (
     BEST_HORIZON,
     EVENTS_COVERED,
     FORECAST_FIELDS,
-    FORECAST_RANK,
     INSIDER_COUNTS,
     INSIDER_COVERED,
     MARKET_COLUMNS,
@@ -81,10 +79,6 @@ class HorizonForecast(_Model):
     volatility: float  # annualised
     sharpe: float | None
     max_drawdown: float  # <= 0
-    # The expected return's percentile among the date's forecasts (0 the lowest, 1 the
-    # highest): the labels are the date's ranks, so a small model learns this more easily
-    # than where a raw number falls in that date's spread. None where a frame lacks it.
-    rank: float | None = Field(None, ge=0, le=1)
 
 
 class Event(_Model):
@@ -241,7 +235,6 @@ def context_from_row(row: dict, benchmark: str, portfolio: PortfolioState | None
             horizon=h,
             return_class=row[forecast_col("return_class", h)],
             **{f: _num(row[forecast_col(f, h)]) for f in FORECAST_FIELDS[1:]},
-            rank=_num(row.get(forecast_col(FORECAST_RANK, h))),
         )
         for h in HORIZONS
         if isinstance(row.get(forecast_col("return_class", h)), str)

@@ -225,35 +225,6 @@ def test_contexts_show_only_recent_known_events_and_trades():
     assert all(filing_days["ev1_date"] == filing_days["date"])
 
 
-def test_a_forecasts_rank_is_its_dates_percentile_among_every_forecast_of_that_date():
-    inputs = synthetic_inputs(tickers=6, days=120)
-    panel = build_features(inputs)
-    rng = np.random.default_rng(0)
-    forecasts = pd.DataFrame(
-        {"return_class_1m": "flat", "expected_return_1m": rng.normal(0, 0.02, len(panel))},
-        index=panel.index,
-    )
-    dates = panel.index.get_level_values("date").unique()
-    points = decision_points(panel.index, inputs.events, start=dates[50])
-    points = points[points["ticker"] == "T2"]  # one stock: its rank is still among all six
-    ranks = build_contexts(inputs, panel, forecasts, points).frame.set_index("date")["rank_1m"]
-    t = ranks.index[len(ranks) // 2]
-    expected = forecasts["expected_return_1m"].groupby(level="date").rank().sub(1).div(5)
-    mine = expected.xs("T2", level="ticker").reindex(ranks.index)
-    np.testing.assert_allclose(ranks, mine.round(2))
-    assert ranks.nunique() > 3
-    # the future's forecasts move no earlier rank; another stock's on the same date does
-    later = forecasts.copy()
-    later.loc[later.index.get_level_values("date") > t, "expected_return_1m"] *= -1
-    moved = build_contexts(inputs, panel, later, points).frame.set_index("date")["rank_1m"]
-    pd.testing.assert_series_equal(moved[moved.index <= t], ranks[ranks.index <= t])
-    assert (moved[moved.index > t] != ranks[ranks.index > t]).any()
-    same_day = forecasts.copy()
-    same_day.loc[(t, "T0"), "expected_return_1m"] = 1.0 if ranks[t] < 1 else -1.0
-    shifted = build_contexts(inputs, panel, same_day, points).frame.set_index("date")["rank_1m"]
-    assert shifted[t] != ranks[t] and shifted.drop(t).equals(ranks.drop(t))
-
-
 def test_prompt_has_every_section_and_is_deterministic(strong_context):
     prompt = render_prompt(strong_context)
     # no PRICE: a back-adjusted level encodes later splits and dividends

@@ -15,7 +15,6 @@ import pandas as pd
 from synthpm.columns import (
     BEST_HORIZON,
     FORECAST_FIELDS,
-    FORECAST_RANK,
     FROM_PANEL,
     INSIDER_COVERED,
     NOTABLE,
@@ -102,10 +101,6 @@ def build_contexts(
     joined = forecasts[known].reindex(index) if known else pd.DataFrame(index=index)
     for col in columns:  # a date before the first fold, or a group never seen: NaN
         frame[col] = joined[col].to_numpy() if col in joined else np.nan
-    ranks = _date_ranks(forecasts, frame["date"].unique()) if known else pd.DataFrame()
-    for h in HORIZONS:
-        col = forecast_col(FORECAST_RANK, h)
-        frame[col] = ranks[col].reindex(index).to_numpy() if col in ranks else np.nan
 
     codes = {t: i for i, t in enumerate(sorted(set(frame["ticker"])))}
     day = day_numbers(frame["date"])
@@ -118,22 +113,6 @@ def build_contexts(
     source = benchmark_close(inputs.market, closes).source
     benchmark = "index" if source == "index" else "equal-weight universe"
     return Contexts(frame, benchmark)
-
-
-def _date_ranks(forecasts: pd.DataFrame, dates: np.ndarray) -> pd.DataFrame:
-    """Each horizon's expected return as a percentile among `dates`' forecasts (0 the lowest,
-    1 the highest, 0.5 alone), rounded to 0.01: a date's forecasts are all known on it."""
-    on = forecasts[forecasts.index.get_level_values("date").isin(dates)]
-    out = pd.DataFrame(index=on.index)
-    for h in HORIZONS:
-        values = on.get(forecast_col("expected_return", h))
-        if values is None:
-            continue
-        by_date = values.groupby(level="date")
-        count = by_date.transform("count")
-        rank = (by_date.rank(method="average") - 1) / (count - 1)
-        out[forecast_col(FORECAST_RANK, h)] = rank.where(count > 1, 0.5).where(values.notna())
-    return out.round(2)
 
 
 class _Keyed(NamedTuple):

@@ -13,9 +13,8 @@ keys and values once (`decode`'s prefix cache); the stock's own part follows, an
 SOCIAL quotes the window's most representative post verbatim (cut to a length) between
 « and »: the faithfulness check lets an answer quote it and takes no fact from it.
 Numbers are rounded for reading: returns to 0.1% (expected excess returns to 0.01%),
-volatility to 1%, money to the dollar (insider values to $0.1M); a forecast's rank among the
-date's forecasts is shown out of 100. Rendering is deterministic: the same context always
-gives the same bytes. No price level is shown: a
+volatility to 1%, money to the dollar (insider values to $0.1M). Rendering is
+deterministic: the same context always gives the same bytes. No price level is shown: a
 back-adjusted close encodes later splits and dividends (see `context`).
 
 Each section also yields `Fact`s: the phrases the training reasoning may cite, formatted by
@@ -90,9 +89,8 @@ def _forecasts(ctx: Context, facts: list[Fact]) -> list[str]:
         sharpe = f", Sharpe {f.sharpe:.2f}" if f.sharpe is not None else ""
         head = f"{f.horizon} {f.return_class} (conf {f.confidence:.2f})"
         expected = f"expected {pct(f.expected_return, 2)}"
-        rank = f", rank {f.rank * 100:.0f}/100 today" if f.rank is not None else ""
         lines.append(
-            f"  {f.horizon}: {f.return_class} (conf {f.confidence:.2f}), {expected}{rank}, "
+            f"  {f.horizon}: {f.return_class} (conf {f.confidence:.2f}), {expected}, "
             f"vol {f.volatility * 100:.0f}%{sharpe}, max drawdown {pct(f.max_drawdown)}"
         )
         if f.horizon in (ctx.best_horizon, "1m"):
@@ -104,8 +102,6 @@ def _forecasts(ctx: Context, facts: list[Fact]) -> list[str]:
                     "forecast",
                 )
             )
-            if f.rank is not None and abs(f.rank - 0.5) >= 0.3:
-                facts.append(Fact(f"{f.horizon}{rank[1:]}", (f.rank - 0.5) * 4, "forecast"))
             if f.max_drawdown < -0.08:
                 facts.append(
                     Fact(f"{f.horizon} max drawdown {pct(f.max_drawdown)}", -0.8, "forecast")

@@ -95,8 +95,7 @@ def human_rows(
         )
     forecast = None
     if forecasts is not None:
-        # the whole cross-section of each trade's date: a forecast's rank is among them
-        rows = np.asarray(panel.index.get_level_values("date").isin(points["date"]))
+        rows = np.asarray(panel.index.isin(where))
         forecast = SavedRun.read(forecasts).predict(panel, rows)
     contexts = build_contexts(
         inputs, panel, forecast, points.assign(trigger="scheduled").reset_index(drop=True)
