@@ -38,8 +38,8 @@ among the date's (`Bands.decide_on_date`): BUY the top 30%, SELL a holding in th
 30%, as the labels did. The model then writes its answer on from that decision. Why: the
 labels are the date's ranks, so the part of an expectation that moves every stock of a date
 alike is error, and fixed bands turned it into buying nearly every stock on some dates and
-none on others (`benchmarks/decision_quality.py`). Fewer stocks (one analysed alone) are
-decided by the bands themselves.
+none on others (chosen on validation dates: `benchmarks/agent_variants.py`). Fewer stocks
+(one analysed alone) are decided by the bands themselves.
 """
 
 from __future__ import annotations
@@ -133,9 +133,9 @@ class PortfolioAgent:
         bands = getattr(self.calibration, "bands", None)
         if bands is None or self.decoder.steering(self.calibration) is None:
             return None
-        dates = contexts.frame["date"].to_numpy()
         if len(prompts) < self.cross_section:  # no date can have enough: the bands decide
             return None
+        dates = contexts.frame["date"].to_numpy()
         expected = self.decoder.expectations(prompts)
         held = np.array([holds_stock(u) for u in users])
         decisions = np.empty(len(prompts), dtype=object)
