@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from decision_quality import IDLE_CASH, PANELS, make_store, missing
+from decision_quality import IDLE_CASH, PANELS, make_store, missing, years_of
 
 from synthpm.agent import CROSS_SECTION, PortfolioAgent
 from synthpm.backtest import BacktestConfig, BenchmarkHold, Market, compare
@@ -33,7 +33,6 @@ from synthpm.dataset import build_contexts, decision_points
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.limits import Limits
 from synthpm.lm.calibrate import Calibration, fit_calibration
-from synthpm.metrics import per_year
 from synthpm.strategies import make_strategy
 
 RULES = {"lm_date_ranks": CROSS_SECTION, "lm_bands": sys.maxsize}  # -> the agent's cross_section
@@ -74,12 +73,7 @@ def main() -> int:
     config = BacktestConfig(start=start, end=str(end.date()), limits=Limits(), idle_cash=args.idle)
     where = work / f"agent_variants_{args.model.name}"
     table = compare(strategies, contexts, market, config, where, log=print, allow_in_sample=True)
-    years = {
-        name: per_year(
-            pd.read_csv(where / name / "equity.csv", index_col="date", parse_dates=True)["equity"]
-        ).to_dict("index")
-        for name in table.columns
-    }
+    years = years_of(table, where)
     document = {
         "panel": args.panel,
         "model": str(args.model),

@@ -97,6 +97,17 @@ def missing(path: Path) -> bool:
     return True
 
 
+def years_of(table: pd.DataFrame, where: Path) -> dict:
+    """Per compared strategy (`table`'s columns), its figures per calendar year, read from
+    the equity curve `compare` saved under `where`."""
+    return {
+        name: per_year(
+            pd.read_csv(where / name / "equity.csv", index_col="date", parse_dates=True)["equity"]
+        ).to_dict("index")
+        for name in table.columns
+    }
+
+
 def make_store(shared: Path, path: Path, panel: dict) -> Store:
     if path.exists():
         return Store(path)
@@ -226,11 +237,7 @@ def main() -> int:
             tables[idle] = compare(
                 strategies, contexts, market, run, where, log=print, model_evals={"lm": report}
             )
-            years[idle] = {
-                name: per_year(pd.read_csv(where / name / "equity.csv", index_col="date",
-                                           parse_dates=True)["equity"]).to_dict("index")
-                for name in tables[idle].columns
-            }  # fmt: skip
+            years[idle] = years_of(tables[idle], where)
     seconds["total"] = round(time.perf_counter() - started, 1)
 
     dates = market.dates[market.dates >= pd.Timestamp(stats["test_start"])]

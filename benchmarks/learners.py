@@ -32,14 +32,13 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from decision_quality import PANELS, make_store, missing, timed
+from decision_quality import PANELS, make_store, missing, timed, years_of
 
 from synthpm.backtest import BacktestConfig, compare
 from synthpm.cli.backtest import RunOptions, prepare
 from synthpm.cli.common import DataSource
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
-from synthpm.metrics import per_year
 
 PAPER = {"window": ["2009-06-01", "2019-12-31"], "cagr": 0.1444, "sp500_cagr": 0.1231,
          "sharpe": 0.793, "max_drawdown": -0.169}  # fmt: skip
@@ -89,13 +88,7 @@ def table_of(frame: pd.DataFrame, where: Path) -> tuple[dict, dict]:
         name: {k: frame.loc[k, name] if k in frame.index else None for k in KEYS}
         for name in frame.columns
     }
-    years = {
-        name: per_year(
-            pd.read_csv(where / name / "equity.csv", index_col="date", parse_dates=True)["equity"]
-        ).to_dict("index")
-        for name in frame.columns
-    }
-    return figures, years
+    return figures, years_of(frame, where)
 
 
 def main() -> int:

@@ -245,6 +245,7 @@ def test_the_agent_decides_a_dates_stocks_by_their_rank_among_each_other(world, 
         want += fitted.bands.decide_on_date(expected[on], held[on])
     assert [s.decision for s in signals] == want
     assert "BUY" in want and "SKIP" in want
+    assert want != fitted.bands.decide(expected, held)  # the two rules differ on these stocks
     # fewer stocks than the cross-section: the bands decide each alone, as before
     alone = PortfolioAgent.load(model_copy, limits=limits, cross_section=len(day) + 1)
     assert [s.decision for s in alone.signals(day)] == fitted.bands.decide(expected, held)

@@ -175,7 +175,7 @@ def sample_split(
     module docstring). Rows come back in date order; the draw depends on the seed alone."""
     parts = _parts(data, split)
     # a hand-made shard may lack the date: its rows then weigh alike
-    keys = [c for c in ("date",) if c in pq.read_schema(parts[0]).names]
+    keys = ["date"] if "date" in pq.read_schema(parts[0]).names else []
     sizes = [pq.ParquetFile(p).metadata.num_rows for p in parts]
     frame = pd.concat([pd.read_parquet(p, columns=keys) for p in parts], ignore_index=True)
     if limit is None or limit >= sum(sizes):
