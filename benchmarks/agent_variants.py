@@ -18,21 +18,16 @@ runs are marked in sample: they choose, the test years report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
-from decision_quality import IDLE_CASH, PANELS, make_store, missing, years_of
+from decision_quality import IDLE_CASH, scheduled_contexts, study_inputs, study_parser, years_of
 
 from synthpm.agent import CROSS_SECTION, PortfolioAgent
-from synthpm.backtest import BacktestConfig, BenchmarkHold, Market, compare
-from synthpm.dataset import build_contexts, decision_points
-from synthpm.features import FeatureConfig, PanelInputs, features_cached
+from synthpm.backtest import BacktestConfig, BenchmarkHold, compare
 from synthpm.limits import Limits
-from synthpm.lm.calibrate import Calibration, fit_calibration
 from synthpm.strategies import make_strategy
 
 RULES = {"lm_date_ranks": CROSS_SECTION, "lm_bands": sys.maxsize}  # -> the agent's cross_section
@@ -41,29 +36,15 @@ KEYS = ("sharpe", "cagr", "max_drawdown", "exposure", "turnover", "trade_count")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="a trained model folder")
-    parser.add_argument("--panel", choices=sorted(PANELS), default="pit_2005_2022")
-    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--work", type=Path, default=Path("runs/decision_quality"))
+    parser = study_parser(__doc__)
     parser.add_argument("--idle", choices=IDLE_CASH, default="cash")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    panel, work = PANELS[args.panel], args.work / args.panel
-    if missing(args.shared / panel["prices"]) or missing(work / "dataset" / "stats.json"):
+    if (found := study_inputs(args)) is None:
         return 0
+    panel, work, stats = found
     started = time.perf_counter()
-    stats = json.loads((work / "dataset" / "stats.json").read_text())
     start, end = stats["val_start"], pd.Timestamp(stats["test_start"]) - pd.Timedelta(days=1)
-    if Calibration.load(args.model) is None:  # on validation dates, as decision_quality does
-        fit_calibration(args.model, work / "dataset")
-    store = make_store(args.shared, work / "store.duckdb", panel)
-    inputs = PanelInputs.from_store(store)
-    features = features_cached(inputs, FeatureConfig(), work / ".cache")
-    forecasts = pd.read_parquet(work / "forecast" / "forecasts.parquet")
-    points = decision_points(features.index, inputs.events, start=start, end=end)
-    contexts = build_contexts(inputs, features, forecasts, points[points["trigger"] == "scheduled"])
-    market = Market.from_inputs(inputs)
+    contexts, market = scheduled_contexts(args.shared, work, panel, start, str(end.date()))
     strategies = []
     for name, cross_section in RULES.items():
         agent = PortfolioAgent.load(args.model, cross_section=cross_section)

@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from synthpm.backtest import BacktestConfig, BenchmarkHold, Market, compare
+from synthpm.context import Contexts
 from synthpm.data.importers import read_source
 from synthpm.data.store import Store
 from synthpm.data.universe import coverage
@@ -43,7 +44,7 @@ from synthpm.executor import ExecutorConfig
 from synthpm.features import FeatureConfig, PanelInputs, features_cached
 from synthpm.forecast import ForecastConfig, walk_forward
 from synthpm.limits import Limits
-from synthpm.lm.calibrate import fit_calibration
+from synthpm.lm.calibrate import Calibration, fit_calibration
 from synthpm.lm.evaluate import evaluate
 from synthpm.lm.train import TrainConfig, train
 from synthpm.metrics import per_year
@@ -106,6 +107,42 @@ def years_of(table: pd.DataFrame, where: Path) -> dict:
         ).to_dict("index")
         for name in table.columns
     }
+
+
+def study_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a study of one trained model on this script's work folder."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="a trained model folder")
+    parser.add_argument("--panel", choices=sorted(PANELS), default="pit_2005_2022")
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--work", type=Path, default=Path("runs/decision_quality"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    return parser
+
+
+def study_inputs(args: argparse.Namespace) -> tuple[dict, Path, dict] | None:
+    """A study's panel, work folder and dataset stats, with the model calibrated on
+    validation dates as here; None, saying why, when the data or this script's run are
+    missing."""
+    panel, work = PANELS[args.panel], args.work / args.panel
+    if missing(args.shared / panel["prices"]) or missing(work / "dataset" / "stats.json"):
+        return None
+    if Calibration.load(args.model) is None:
+        fit_calibration(args.model, work / "dataset")
+    return panel, work, json.loads((work / "dataset" / "stats.json").read_text())
+
+
+def scheduled_contexts(
+    shared: Path, work: Path, panel: dict, start: str, end: str
+) -> tuple[Contexts, Market]:
+    """The scheduled decision dates' contexts from `start` to `end` on a panel whose store,
+    features and forecasts this script has already built under `work`, and its market."""
+    inputs = PanelInputs.from_store(make_store(shared, work / "store.duckdb", panel))
+    features = features_cached(inputs, FeatureConfig(), work / ".cache")
+    forecasts = pd.read_parquet(work / "forecast" / "forecasts.parquet")
+    points = decision_points(features.index, inputs.events, start=start, end=end)
+    contexts = build_contexts(inputs, features, forecasts, points[points["trigger"] == "scheduled"])
+    return contexts, Market.from_inputs(inputs)
 
 
 def make_store(shared: Path, path: Path, panel: dict) -> Store:

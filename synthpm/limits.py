@@ -19,13 +19,16 @@ class Limits(BaseModel):
     max_sector: float = Field(0.40, gt=0, le=1, description="largest weight of one sector")
     cash_floor: float = Field(0.10, ge=0, lt=1, description="cash kept as a share of equity")
     max_positions: int = Field(20, ge=1, description="portfolio limit: positions held at most")
-    derisk_drawdown: float = Field(
-        0.15, gt=0, lt=1, description="no new positions below this fall from the equity peak"
+    # Off by default, as the stop loss: chosen before the test years with the sources that
+    # fit nothing (`benchmarks/limits_choice.py`); a 15% limit on a 252-day peak locked
+    # books out of the market for most of a year after each fall.
+    derisk_drawdown: float | None = Field(
+        None, gt=0, lt=1, description="no new positions below this fall from the equity peak"
     )
     # The peak is that of the trailing window: measured from the all-time high, one bad year
     # would stop a book that has gone to cash from ever buying again.
     derisk_window: int = Field(252, ge=1, description="trading days the equity peak looks back")
-    stop_loss: float = Field(0.08, gt=0, lt=1, description="exit after this loss from entry")
+    stop_loss: float | None = Field(None, gt=0, lt=1, description="exit after this loss from entry")
     take_profit: float = Field(0.25, gt=0, description="exit after this gain from entry")
 
     @model_validator(mode="before")
@@ -76,7 +79,7 @@ def room_for_buy(
     reason is "" when the whole `wanted` fits, the binding limit when it is cut or refused,
     and "too_small" when what is left is under `MIN_ORDER` without any limit binding.
     """
-    if drawdown <= -limits.derisk_drawdown:
+    if limits.derisk_drawdown is not None and drawdown <= -limits.derisk_drawdown:
         return Room(0.0, "drawdown")
     if not holding and holds >= limits.max_positions:
         return Room(0.0, "max_positions")

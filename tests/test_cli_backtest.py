@@ -94,9 +94,24 @@ def test_sweep_runs_every_cell_and_ranks_them(small_store, forecast_run, tmp_pat
     assert costs["k=2,commission_bps=0"] < costs["k=2,commission_bps=20"]
 
 
+def test_a_sweep_over_the_limits_changes_the_books_exits(small_store, forecast_run, tmp_path):
+    out = tmp_path / "sweep"
+    synthpm_here(
+        "sweep", "--strategy", "always_buy", "--grid", "stop_loss=0.01,null",
+        "--forecasts", forecast_run, "--out", out, store=small_store,
+    )  # fmt: skip
+    stops = {}
+    for cell, limit in (("stop_loss=0.01", 0.01), ("stop_loss=None", None)):
+        assert json.loads((out / cell / "metrics.json").read_text())["limits"]["stop_loss"] == limit
+        trades = pd.read_csv(out / cell / "trades.csv")
+        stops[cell] = int((trades["reason"] == "stop_loss").sum())
+    assert stops["stop_loss=0.01"] > 0 and stops["stop_loss=None"] == 0, stops
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        (["--grid", "stop_loss=-0.1"], "stop_loss: Input should be greater"),
         (["--grid", "kk=1,2"], "'kk' (did you mean 'k'?) is not a setting of lgbm_topk"),
         (["--grid", "commission_bps=-5"], "commission_bps: Input should be greater"),
         (["--grid", "k=1", "--strategy", "lm"], "a sweep runs one of"),

@@ -24,7 +24,7 @@ from synthpm.dataset.faithfulness import check_faithfulness
 from synthpm.dataset.labels import LabelConfig, decide, outcomes
 from synthpm.dataset.prompt import context_text, market_text
 from synthpm.dataset.reasoning import write
-from synthpm.dataset.scenarios import ScenarioBook
+from synthpm.dataset.scenarios import ScenarioBook, shown_drawdown
 from synthpm.features import build_features
 from synthpm.limits import Limits
 from synthpm.signals import Signal
@@ -69,7 +69,7 @@ def test_every_scenario_is_consistent_and_is_what_it_claims():
     assert found["healthy"].state.equity == pytest.approx(1.08e6)
     heavy = found["over_concentrated"].state.sector_weight("Energy")
     assert limits.max_sector < heavy <= limits.max_sector + 0.10 + 1e-9
-    assert found["drawdown"].state.drawdown <= -limits.derisk_drawdown
+    assert found["drawdown"].state.drawdown <= -shown_drawdown(limits)
     assert len(found["full"].state.positions) == limits.max_positions
     assert found["low_cash"].state.cash_weight < limits.cash_floor
     assert found["holding"].state.position("S01") is not None
@@ -158,7 +158,7 @@ def strong_context():
 
 
 def test_the_portfolio_changes_the_decision(strong_context):
-    ctx, limits = strong_context, Limits()
+    ctx, limits = strong_context, Limits(derisk_drawdown=0.15, stop_loss=0.08)
     # four sectors: a nearly invested book of two would hold one above the 40% sector cap,
     # and the sector room, not the cash floor, would be the limit that binds
     sectors = ("Energy", "Tech", "Health", "Utilities")
@@ -197,6 +197,14 @@ def test_the_portfolio_changes_the_decision(strong_context):
     assert label("holding", 0.0, -0.1)[:2] == ("SELL", "sell")
     assert label("holding", 0.5, 0.01)[:2] == ("SKIP", "hold")
     assert label("empty", 0.5, 0.01)[:2] == ("SKIP", "weak")
+    # without a de-risk limit (the default) the book in a drawdown may buy, and no prompt
+    # or reasoning states a drawdown limit or a stop loss
+    limits = Limits()
+    scenarios = {s.name: s for s in ScenarioBook(np.datetime64(ctx.date), names, limits)
+                 .for_context(ctx.ticker, ctx.sector)}  # fmt: skip
+    assert label("drawdown", 0.95, 0.25)[:2] == ("BUY", "buy")
+    prompt = render_prompt(ctx, limits, scenarios["drawdown"])
+    assert "drawdown beyond" not in prompt and "stop loss" not in prompt
 
 
 # --- contexts and prompts --------------------------------------------------------------

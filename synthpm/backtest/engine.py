@@ -11,10 +11,10 @@ Semantics (the assumptions a reader needs to trust the figures):
 - **Time.** Each trading day t: (1) orders decided at t-1 fill at bar t; (2) positions are
   marked at the close of t; (3) a held name with no bar at t (delisted, or halted) is sold
   at its last close, the first day its bar is missing (so a delisting is known when it
-  happens, not before); (4) the engine queues exits for stop loss, take profit and hold
-  expiry, judged on the close of t; (5) on a decision date the strategy sees that date's
-  contexts (and, for a rule, closes up to t) and its orders are queued for bar t+1. Nothing
-  at t reads a price after t.
+  happens, not before); (4) the engine queues exits for take profit, hold expiry and the
+  stop loss (where the limits set one), judged on the close of t; (5) on a decision date
+  the strategy sees that date's contexts (and, for a rule, closes up to t) and its orders
+  are queued for bar t+1. Nothing at t reads a price after t.
 - **Dividends** are not paid separately: returns are those of the stored closes (adjusted
   closes, as in the embedded data, include dividends; raw closes do not). The run's
   metrics.json states which fills and closes were used, and the benchmark's kind: a total
@@ -332,7 +332,7 @@ def _exits(broker: Broker, t: int, lim: Limits, stops: bool) -> list[Order]:
             reason = "left_universe"
         elif not stops:
             continue
-        elif move <= -lim.stop_loss:
+        elif lim.stop_loss is not None and move <= -lim.stop_loss:
             reason = "stop_loss"
         elif move >= lim.take_profit:
             reason = "take_profit"

@@ -1,8 +1,9 @@
 """A parameter sweep: one strategy over a grid of its settings and the engine's costs, on the
 same contexts, dates and engine as every other run, ranked in one table.
 
-A grid is `{key: [values]}`; a key is one of the strategy's parameters (`k` of lgbm_topk)
-or a scalar engine setting (`commission_bps`, `slippage_bps`, `fill`, `idle_cash`). Each
+A grid is `{key: [values]}`; a key is one of the strategy's parameters (`k` of lgbm_topk),
+a scalar engine setting (`commission_bps`, `slippage_bps`, `fill`, `idle_cash`) or one of
+the portfolio's limits (`stop_loss`, `derisk_window`, ...: `synthpm.limits.Limits`). Each
 cell is a run folder named by its settings (`k=5,commission_bps=0`); `sweep.csv` lists the
 cells with their settings and metrics, best Sharpe first, with the Sharpe's bootstrap
 interval; `report.html` draws them together. The folder is written whole or not at all.
@@ -23,9 +24,11 @@ from synthpm.context import Contexts
 from synthpm.data.errors import ConfigError
 from synthpm.executor import LOCAL, ExecutorConfig
 from synthpm.folders import atomic_folder
+from synthpm.limits import Limits
 from synthpm.report import write_report
 
 ENGINE_KEYS = ("commission_bps", "slippage_bps", "fill", "idle_cash")
+LIMIT_KEYS = tuple(Limits.model_fields)
 SHOWN = ("sharpe", "sharpe_ci_low", "sharpe_ci_high", "total_return", "cagr", "max_drawdown",
          "annual_volatility", "information_ratio", "trade_count", "turnover", "costs")  # fmt: skip
 
@@ -48,15 +51,14 @@ def sweep(
     executor: ExecutorConfig = LOCAL,
 ) -> pd.DataFrame:
     """Run `make(strategy settings)` on every cell of `grid`; write the sweep folder and
-    return its table. Engine keys change `config`; every other key goes to `make`."""
+    return its table. Engine and limit keys change `config`; every other key goes to `make`."""
     # every cell's strategy and settings are built (and validated) before the first run
     planned = []
     for cell in cells(grid):
-        engine = {k: v for k, v in cell.items() if k in ENGINE_KEYS}
-        strategy = make({k: v for k, v in cell.items() if k not in ENGINE_KEYS})
-        planned.append(
-            (cell, strategy, BacktestConfig.model_validate(config.model_dump() | engine))
-        )
+        settings = config.model_dump() | {k: v for k, v in cell.items() if k in ENGINE_KEYS}
+        settings["limits"] |= {k: v for k, v in cell.items() if k in LIMIT_KEYS}
+        strategy = make({k: v for k, v in cell.items() if k not in (*ENGINE_KEYS, *LIMIT_KEYS)})
+        planned.append((cell, strategy, BacktestConfig.model_validate(settings)))
     rows, runs = [], {}
     with atomic_folder(out, "sweep.csv") as partial:
         jobs = [(strategy, settings) for _, strategy, settings in planned]

@@ -21,7 +21,7 @@ from synthpm.backtest.engine import (
     run_backtest,
 )
 from synthpm.backtest.run import compare, metrics_of, model_dates, save_run
-from synthpm.backtest.sweep import ENGINE_KEYS, sweep
+from synthpm.backtest.sweep import ENGINE_KEYS, LIMIT_KEYS, sweep
 from synthpm.cli.analysts import load_panel, parse_params
 from synthpm.cli.common import (
     DataSource,
@@ -298,8 +298,9 @@ def sweep_command(
     grid: Annotated[
         list[str],
         typer.Option(
-            help="KEY=V1,V2,...: a setting of the strategy, or one of "
-            f"{', '.join(ENGINE_KEYS)}; repeatable, every combination is run"
+            help="KEY=V1,V2,...: a setting of the strategy, one of "
+            f"{', '.join(ENGINE_KEYS)}, or a limit ({', '.join(LIMIT_KEYS)}); repeatable, "
+            "every combination is run"
         ),
     ],
     run: Run,
@@ -314,7 +315,7 @@ def sweep_command(
             f"{', '.join(STRATEGIES)}"
         )
     parsed = parse_grid(grid)
-    known = (*strategy_params(strategy), *ENGINE_KEYS)
+    known = (*strategy_params(strategy), *ENGINE_KEYS, *LIMIT_KEYS)
     for key in parsed:
         if key not in known:
             raise ConfigError(

@@ -297,13 +297,19 @@ def market_text(market: MarketContext) -> MarketText:
 
 
 def limits_text(limits: Limits) -> str:
-    return (
-        f"LIMITS: position {limits.max_position * 100:.0f}%, "
-        f"sector {limits.max_sector * 100:.0f}%, "
-        f"cash floor {limits.cash_floor * 100:.0f}%, max {limits.max_positions} positions, "
-        f"no new positions in a drawdown beyond {pct(-limits.derisk_drawdown, 0)}, "
-        f"stop loss {pct(-limits.stop_loss, 0)}, take profit {pct(limits.take_profit, 0)}"
-    )
+    """The limits a prompt states; one that is off (None) is left out."""
+    parts = [
+        f"position {limits.max_position * 100:.0f}%",
+        f"sector {limits.max_sector * 100:.0f}%",
+        f"cash floor {limits.cash_floor * 100:.0f}%",
+        f"max {limits.max_positions} positions",
+    ]
+    if limits.derisk_drawdown is not None:
+        parts.append(f"no new positions in a drawdown beyond {pct(-limits.derisk_drawdown, 0)}")
+    if limits.stop_loss is not None:
+        parts.append(f"stop loss {pct(-limits.stop_loss, 0)}")
+    parts.append(f"take profit {pct(limits.take_profit, 0)}")
+    return "LIMITS: " + ", ".join(parts)
 
 
 def date_text(ctx: Context) -> str:

@@ -32,7 +32,8 @@ def _join(facts: list[Fact]) -> str:
 
 def _limit_phrase(reason: str, scenario: Scenario, ticker: str, sector: str, lim: Limits) -> str:
     s = scenario.state
-    if reason == "drawdown":
+    if reason == "drawdown":  # only where the limit is set (`room_for_buy`)
+        assert lim.derisk_drawdown is not None
         return (
             f"the book is in a {pct(s.drawdown)} drawdown, beyond the "
             f"{pct(-lim.derisk_drawdown, 0)} de-risk limit"
@@ -109,10 +110,9 @@ def write(
     ][:3]
     exits: list[str] = []
     if decision == "BUY" or reason == "hold":
-        exits = [
-            f"stop loss {pct(-limits.stop_loss, 0)}",
-            f"take profit {pct(limits.take_profit, 0)}",
-        ]
+        exits = [f"take profit {pct(limits.take_profit, 0)}"]
+        if limits.stop_loss is not None:
+            exits.insert(0, f"stop loss {pct(-limits.stop_loss, 0)}")
         if best:
             exits.append(f"{best} forecast turns negative")
     return Words(text, risks, catalysts, exits)

@@ -54,6 +54,16 @@ class Scenario:
     market: dict[str, float] = field(default_factory=dict)  # MarketContext overrides
 
 
+UNLIMITED_DRAWDOWN = 0.15  # the fall the `drawdown` scenario shows where no limit is set
+
+
+def shown_drawdown(lim: Limits) -> float:
+    """How far below its peak the `drawdown` scenario's book stands, at least: past the
+    de-risk limit where one is set (its buys are refused), else a fall a book may well
+    meet (its buys are allowed, and the model learns the fall alone refuses nothing)."""
+    return UNLIMITED_DRAWDOWN if lim.derisk_drawdown is None else lim.derisk_drawdown
+
+
 def _history(rng: np.random.Generator, end: float, peak: float) -> list[float]:
     """Weekly equity from START_EQUITY that touches `peak` and ends at `end`."""
     top = int(rng.integers(2, HISTORY_WEEKS - 1))
@@ -173,7 +183,7 @@ class ScenarioBook:
         if name == "drawdown":
             peak = 1.0e6
             equity = peak * (
-                1 - rng.uniform(lim.derisk_drawdown + 0.02, lim.derisk_drawdown + 0.06)
+                1 - rng.uniform(shown_drawdown(lim) + 0.02, shown_drawdown(lim) + 0.06)
             )
             state = self._state(rng, held, weights, round(equity, 2), peak, 3, (-0.3, 0.05))
             return Scenario(name, state)
@@ -304,6 +314,6 @@ class ScenarioBook:
             "full": len(state.positions) >= lim.max_positions,
             "over_concentrated": state.sector_weight(sector) > lim.max_sector,
             "low_cash": state.cash_weight < lim.cash_floor,
-            "drawdown": state.drawdown <= -lim.derisk_drawdown,
+            "drawdown": state.drawdown <= -shown_drawdown(lim),
             "holding": state.position(ticker) is not None,
         }.get(scenario.name, True)
