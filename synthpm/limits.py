@@ -19,16 +19,16 @@ class Limits(BaseModel):
     max_sector: float = Field(0.40, gt=0, le=1, description="largest weight of one sector")
     cash_floor: float = Field(0.10, ge=0, lt=1, description="cash kept as a share of equity")
     max_positions: int = Field(20, ge=1, description="portfolio limit: positions held at most")
-    # Off by default, as the stop loss: chosen before the test years with the sources that
-    # fit nothing (`benchmarks/limits_choice.py`); a 15% limit on a 252-day peak locked
-    # books out of the market for most of a year after each fall.
+    # The drawdown limit, its window and the stop loss were chosen before the test years
+    # (`benchmarks/limits_choice.py`); a 252-day peak locked a book out for most of a year
+    # after each fall. None turns a limit off.
     derisk_drawdown: float | None = Field(
-        None, gt=0, lt=1, description="no new positions below this fall from the equity peak"
+        0.15, gt=0, lt=1, description="no new positions below this fall from the equity peak"
     )
     # The peak is that of the trailing window: measured from the all-time high, one bad year
     # would stop a book that has gone to cash from ever buying again.
-    derisk_window: int = Field(252, ge=1, description="trading days the equity peak looks back")
-    stop_loss: float | None = Field(None, gt=0, lt=1, description="exit after this loss from entry")
+    derisk_window: int = Field(21, ge=1, description="trading days the equity peak looks back")
+    stop_loss: float | None = Field(0.15, gt=0, lt=1, description="exit after this loss from entry")
     take_profit: float = Field(0.25, gt=0, description="exit after this gain from entry")
 
     @model_validator(mode="before")

@@ -153,7 +153,7 @@ def test_the_manager_says_why():
     close = np.full(4, 10.0)
     sectors = np.array([0, 0, 0, 1])
     book = Book(650.0, np.array([5.0, 0.0, 0.0, 30.0]), close, peak_equity=1000.0)
-    limits = Limits(max_position=0.25, max_sector=0.3, cash_floor=0.1, derisk_drawdown=0.15)
+    limits = Limits(max_position=0.25, max_sector=0.3, cash_floor=0.1)
     manager = PortfolioManager(limits)
     signals = [signal("BUY", 1.0), signal("BUY", 0.9), signal("SELL"), signal("SKIP")]
     out = manager.decide(book, np.array([0, 1, 2, 3]), sectors, signals, set()).outcomes
@@ -166,7 +166,7 @@ def test_the_manager_says_why():
     assert plan.outcomes[0].reason == "drawdown" and not plan.orders
     unlimited = PortfolioManager(limits.model_copy(update={"derisk_drawdown": None}))
     plan = unlimited.decide(deep, np.array([0]), sectors, [signal("BUY")], set())
-    assert plan.outcomes[0].status == "executed" and plan.orders  # no de-risk limit: the default
+    assert plan.outcomes[0].status == "executed" and plan.orders  # the limit off
 
 
 def test_changing_prices_after_t_leaves_the_past_unchanged(world):

@@ -158,7 +158,7 @@ def strong_context():
 
 
 def test_the_portfolio_changes_the_decision(strong_context):
-    ctx, limits = strong_context, Limits(derisk_drawdown=0.15, stop_loss=0.08)
+    ctx, limits = strong_context, Limits()
     # four sectors: a nearly invested book of two would hold one above the 40% sector cap,
     # and the sector room, not the cash floor, would be the limit that binds
     sectors = ("Energy", "Tech", "Health", "Utilities")
@@ -197,9 +197,9 @@ def test_the_portfolio_changes_the_decision(strong_context):
     assert label("holding", 0.0, -0.1)[:2] == ("SELL", "sell")
     assert label("holding", 0.5, 0.01)[:2] == ("SKIP", "hold")
     assert label("empty", 0.5, 0.01)[:2] == ("SKIP", "weak")
-    # without a de-risk limit (the default) the book in a drawdown may buy, and no prompt
-    # or reasoning states a drawdown limit or a stop loss
-    limits = Limits()
+    # with the drawdown limit and the stop loss off, the book in a drawdown may buy, and no
+    # prompt or reasoning states either
+    limits = Limits(derisk_drawdown=None, stop_loss=None)
     scenarios = {s.name: s for s in ScenarioBook(np.datetime64(ctx.date), names, limits)
                  .for_context(ctx.ticker, ctx.sector)}  # fmt: skip
     assert label("drawdown", 0.95, 0.25)[:2] == ("BUY", "buy")

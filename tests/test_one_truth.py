@@ -54,7 +54,6 @@ def test_labels_and_manager_name_the_same_binding_limit_on_random_books():
             max_position=float(rng.uniform(0.03, 0.2)),
             max_sector=float(rng.uniform(0.15, 0.6)),
             cash_floor=float(rng.uniform(0.0, 0.3)),
-            derisk_drawdown=0.15,
         )
         state, book, codes, sector_of = random_book(rng, names, limits)
         ticker = str(rng.choice(names))

@@ -23,7 +23,7 @@ from synthpm.strategies.sources import FixedRules
 # empty and holding differ in whether the book holds the ticker; full and drawdown are books
 # the manager refuses a BUY in
 SCENARIOS = ("empty", "holding", "full", "drawdown")
-LIMITS = Limits(max_positions=4, derisk_drawdown=0.15)
+LIMITS = Limits(max_positions=4)
 
 
 def signal(decision: str, conviction: float) -> Signal:
