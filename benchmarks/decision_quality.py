@@ -133,13 +133,15 @@ def study_inputs(args: argparse.Namespace) -> tuple[dict, Path, dict] | None:
 
 
 def scheduled_contexts(
-    shared: Path, work: Path, panel: dict, start: str, end: str
+    shared: Path, work: Path, panel: dict, start: str | None, end: str
 ) -> tuple[Contexts, Market]:
-    """The scheduled decision dates' contexts from `start` to `end` on a panel whose store,
-    features and forecasts this script has already built under `work`, and its market."""
+    """The scheduled decision dates' contexts from `start` (None: the first forecast) to
+    `end` on a panel whose store, features and forecasts this script has already built under
+    `work`, and its market."""
     inputs = PanelInputs.from_store(make_store(shared, work / "store.duckdb", panel))
     features = features_cached(inputs, FeatureConfig(), work / ".cache")
     forecasts = pd.read_parquet(work / "forecast" / "forecasts.parquet")
+    start = start or str(forecasts.index.get_level_values("date").min().date())
     points = decision_points(features.index, inputs.events, start=start, end=end)
     contexts = build_contexts(inputs, features, forecasts, points[points["trigger"] == "scheduled"])
     return contexts, Market.from_inputs(inputs)

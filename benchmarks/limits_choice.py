@@ -55,11 +55,10 @@ def main() -> int:
         return 0
     panel, work, stats = found
     started = time.perf_counter()
-    forecasts = pd.read_parquet(work / "forecast" / "forecasts.parquet", columns=[])
-    first = str(forecasts.index.get_level_values("date").min().date())
     val_start = stats["val_start"]
     end = str((pd.Timestamp(stats["test_start"]) - pd.Timedelta(days=1)).date())
-    contexts, market = scheduled_contexts(args.shared, work, panel, first, end)
+    contexts, market = scheduled_contexts(args.shared, work, panel, None, end)
+    first = str(contexts.frame["date"].min().date())
     print(f"{len(contexts.frame):,} contexts, {first} .. {end}", flush=True)
 
     pre_test = BacktestConfig(start=first, end=end)
